@@ -1,0 +1,41 @@
+# roundtable — see README.md. The two commands a newcomer runs: make demo, make test.
+GO       ?= go
+BIN      := bin/roundtable
+PKGS     := ./...
+FUZZTIME ?= 5s
+
+.PHONY: build test unit fuzz bench demo lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/roundtable
+
+# The whole suite: unit, property, evidence, system (real processes) and
+# browser tests, then every fuzz target briefly.
+test: lint unit fuzz
+
+unit:
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCSV$$' -fuzztime $(FUZZTIME) ./node/ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzCTDC$$' -fuzztime $(FUZZTIME) ./node/ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONL$$' -fuzztime $(FUZZTIME) ./node/ingest
+
+# Benchmarks with targets (import 1M, release 1M, cluster throughput,
+# restart, series). Each prints its figure and, where the target is a ratio,
+# the baseline from the same run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./node/ingest ./aggregate ./privacy
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./cluster
+	$(GO) test -run '^$$' -bench . -timeout 30m ./node/api
+
+demo: build
+	./$(BIN) demo
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin
