@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"roundtable/node/ingest"
+	"roundtable/node/store"
+	"roundtable/node/summary"
+	"roundtable/node/synth"
+)
+
+func newInitCmd() *cobra.Command {
+	var dir, partner string
+	kdf := store.DefaultKDFParams()
+	c := &cobra.Command{
+		Use:   "init --data-dir DIR --partner XX",
+		Short: "Create a partner's encrypted store and signing key",
+		Long: `init creates DIR/node.db: a bbolt file whose records are sealed with
+XChaCha20-Poly1305 under a random data key, itself wrapped under a key derived
+from your passphrase with Argon2id. It also makes the partner's ed25519
+signing key (sealed in the store; the public key is printed).`,
+		Example: `  ROUNDTABLE_PASSPHRASE=... roundtable init --data-dir ./rs --partner RS`,
+		Args:    cobra.NoArgs,
+	}
+	pf := addPassphraseFlag(c, "passphrase-file")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		pass, err := readPassphrase(*pf)
+		if err != nil {
+			return err
+		}
+		if err := store.Init(dir, partner, pass, kdf); err != nil {
+			return err
+		}
+		st, err := store.Open(dir, pass)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		fmt.Fprintf(cmd.OutOrStdout(), "initialised store for partner %s in %s\nsigning public key: %x\n", st.Partner(), dir, []byte(st.PublicKey()))
+		return nil
+	}
+	c.Flags().StringVar(&dir, "data-dir", "", "directory for the node's files (created if missing)")
+	c.Flags().StringVar(&partner, "partner", "", "partner country code (ISO 3166-1 alpha-2; XK for Kosovo)")
+	addKDFFlags(c, &kdf)
+	mustRequire(c, "data-dir", "partner")
+	return c
+}
+
+func addKDFFlags(c *cobra.Command, p *store.KDFParams) {
+	c.Flags().Uint32Var(&p.Time, "argon2-time", p.Time, "Argon2id passes")
+	c.Flags().Uint32Var(&p.MemoryKiB, "argon2-memory", p.MemoryKiB, "Argon2id memory in KiB")
+	c.Flags().Uint8Var(&p.Threads, "argon2-threads", p.Threads, "Argon2id lanes")
+}
+
+func mustRequire(c *cobra.Command, names ...string) {
+	for _, n := range names {
+		if err := c.MarkFlagRequired(n); err != nil {
+			panic(err) // a flag name typo in this file
+		}
+	}
+}
+
+// openStore opens the store in dir with the passphrase from the flag or env.
+func openStore(dir, passFile string) (*store.Store, error) {
+	pass, err := readPassphrase(passFile)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(dir, pass)
+}
+
+func newRekeyCmd() *cobra.Command {
+	var dir, newFile string
+	kdf := store.DefaultKDFParams()
+	c := &cobra.Command{
+		Use:   "rekey --data-dir DIR --new-passphrase-file FILE",
+		Short: "Change the store passphrase (re-wraps the data key only)",
+		Long: `rekey opens the store with the current passphrase ($ROUNDTABLE_PASSPHRASE or
+--passphrase-file) and re-wraps its data key under the new one. Records are
+not re-encrypted, so it is instant whatever the store's size.`,
+		Args: cobra.NoArgs,
+	}
+	pf := addPassphraseFlag(c, "passphrase-file")
+	c.Flags().StringVar(&dir, "data-dir", "", "the node's data directory")
+	c.Flags().StringVar(&newFile, "new-passphrase-file", "", "file holding the new passphrase")
+	addKDFFlags(c, &kdf)
+	mustRequire(c, "data-dir", "new-passphrase-file")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		st, err := openStore(dir, *pf)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		np, err := os.ReadFile(newFile)
+		if err != nil {
+			return fmt.Errorf("new passphrase: %w", err)
+		}
+		np = trimNewline(np)
+		if len(np) == 0 {
+			return fmt.Errorf("new passphrase file %s is empty", newFile)
+		}
+		if err := st.Rekey(np, kdf); err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), "passphrase changed; use the new one from now on")
+		return nil
+	}
+	return c
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func newSynthCmd() *cobra.Command {
+	var o synth.Options
+	c := &cobra.Command{
+		Use:   "synth --partner RS --from 2019 --to 2024 [--seed N] [--scale X]",
+		Short: "Write synthetic case records for one partner as CSV to stdout",
+		Long: `synth writes realistic synthetic case records in the project's CSV format,
+with the region's magnitudes (tens to low hundreds of people per country-year).
+The same seed always gives the same file. --scale multiplies the volume for
+load tests.`,
+		Example: `  roundtable synth --partner RS --from 2019 --to 2024 > rs.csv
+  roundtable synth --partner AL --from 2024 --to 2024 --scale 1000 > big.csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := bufio.NewWriterSize(cmd.OutOrStdout(), 1<<16)
+			n, err := synth.Generate(cmd.Context(), w, o)
+			if err != nil {
+				return err
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d synthetic records for %s\n", n, o.Partner)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&o.Partner, "partner", "", "partner code: AL, BA, XK, RS, ME or MK")
+	c.Flags().IntVar(&o.From, "from", 2019, "first year")
+	c.Flags().IntVar(&o.To, "to", 2024, "last year")
+	c.Flags().Int64Var(&o.Seed, "seed", 1, "random seed (same seed, same output)")
+	c.Flags().Float64Var(&o.Scale, "scale", 1, "volume multiplier for load tests")
+	mustRequire(c, "partner")
+	return c
+}
+
+func newImportCmd() *cobra.Command {
+	var dir string
+	var o ingest.Options
+	c := &cobra.Command{
+		Use:   "import --data-dir DIR [--format csv|ctdc|jsonl] [--skip-invalid] FILE...",
+		Short: "Validate and import case records into the encrypted store (all or nothing)",
+		Long: `import validates every row of every file and stores them encrypted. One
+invalid row means nothing is stored and the exit code is non-zero; every bad
+row is reported as FILE:LINE: field "x": "value" is not one of ...
+With --skip-invalid the valid rows are stored and the rejected ones are written
+beside each input as FILE.rejected.csv with the reason. Importing a case_id
+again updates it.
+
+Formats: csv (the project's columns, see docs/case-schema.md), ctdc (the CTDC
+global dataset CSV) and jsonl (one JSON object per line).`,
+		Args: cobra.MinimumNArgs(1),
+	}
+	pf := addPassphraseFlag(c, "passphrase-file")
+	c.Flags().StringVar(&dir, "data-dir", "", "the node's data directory")
+	c.Flags().StringVar(&o.Format, "format", "csv", "input format: csv, ctdc or jsonl")
+	c.Flags().BoolVar(&o.SkipInvalid, "skip-invalid", false, "store valid rows, write rejected ones beside the input")
+	c.Flags().IntVar(&o.MaxErrors, "max-errors", 100, "report at most this many invalid rows")
+	mustRequire(c, "data-dir")
+	c.RunE = func(cmd *cobra.Command, files []string) error {
+		st, err := openStore(dir, *pf)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			o.Progress = f
+		}
+		rep, err := ingest.Run(cmd.Context(), st, o, files...)
+		rep.Write(cmd.ErrOrStderr())
+		return err
+	}
+	return c
+}
+
+func newCasesCmd() *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "cases --data-dir DIR",
+		Short: "Print the local summary: exact counts for the operator's eyes only",
+		Long: `cases prints exact counts of cases and persons by year, status, sex and age
+group. It is computed locally, printed to your terminal, and never sent
+anywhere: publish noise-protected releases with 'roundtable publish'.`,
+		Args: cobra.NoArgs,
+	}
+	pf := addPassphraseFlag(c, "passphrase-file")
+	c.Flags().StringVar(&dir, "data-dir", "", "the node's data directory")
+	mustRequire(c, "data-dir")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		st, err := openStore(dir, *pf)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		s, err := summary.Compute(cmd.Context(), st.Cases)
+		if err != nil {
+			return err
+		}
+		return s.Write(cmd.OutOrStdout())
+	}
+	return c
+}
