@@ -70,5 +70,9 @@ func Admit(p Policy, accounting string, period aggregate.Period, costMicro int64
 }
 
 func formatMicro(m int64) string {
-	return fmt.Sprintf("%d.%06d", m/Micro, m%Micro)
+	sign := ""
+	if m < 0 {
+		sign, m = "-", -m
+	}
+	return fmt.Sprintf("%s%d.%06d", sign, m/Micro, m%Micro)
 }

@@ -1,0 +1,57 @@
+package privacy
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"roundtable/aggregate"
+)
+
+// BenchmarkRelease1M publishes the whole catalog for one quarter over
+// 1,000,000 case records and compares it with exact tabulation alone,
+// measured in the same run. "release" is tabulation plus BuildRelease, the
+// node's whole publish path; the target is release ≤ 1.5× tabulation and
+// under one second.
+func BenchmarkRelease1M(b *testing.B) {
+	const n = 1_000_000
+	cases := make([]aggregate.Case, 0, n)
+	if err := synthCases(99, n, testPeriod.Year, testPeriod.Quarter)(func(c *aggregate.Case) error {
+		cases = append(cases, *c)
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	each := func(fn func(*aggregate.Case) error) error {
+		for i := range cases {
+			if err := fn(&cases[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cat := aggregate.CatalogV1()
+	key := testKey(b)
+	ctx := context.Background()
+	p := ReleaseParams{Accounting: PureDP, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+	var tab, build time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		tables, err := aggregate.Tabulate(ctx, cat, testPeriod, nil, each)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := BuildRelease(ctx, cat, tables, p, reservationFor(cat, tables, p), key); err != nil {
+			b.Fatal(err)
+		}
+		tab, build = tab+t1.Sub(t0), build+time.Since(t1)
+	}
+	per := func(d time.Duration) float64 { return float64(d.Milliseconds()) / float64(b.N) }
+	b.ReportMetric(per(tab), "tabulate-ms/op")
+	b.ReportMetric(per(build), "noise+sign-ms/op")
+	b.ReportMetric(per(tab+build), "release-ms/op")
+	b.ReportMetric(float64(tab+build)/float64(tab), "release/tabulate")
+	b.ReportMetric(n*float64(b.N)/(tab+build).Seconds(), "records/s")
+}

@@ -1,0 +1,182 @@
+package privacy
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/google/differential-privacy/go/v3/noise"
+)
+
+// Confidence is the coverage of every interval this package publishes.
+const Confidence = 0.95
+
+// GaussianDelta is the δ handed to the DP library for Gaussian noise under
+// ρ-zCDP. The guarantee the consortium accounts is ρ; δ only selects which
+// point of the library's (ε, δ) curve reproduces the σ that ρ calls for, so
+// its value changes no published number beyond the library's rounding of σ.
+const GaussianDelta = 1e-10
+
+// z975 is the standard normal 97.5% quantile.
+var z975 = math.Sqrt2 * math.Erfinv(Confidence)
+
+// cellNoise is the calibrated noise for the cells of one table: the
+// sensitivities of the table and the privacy parameters the library needs
+// to reach the budget share the table was given. It holds no data.
+type cellNoise struct {
+	mechanism string  // Laplace or Gaussian
+	l0        int64   // cells one person can touch
+	lInf      int64   // how much one person can change one cell
+	epsilon   float64 // the library's ε
+	delta     float64 // the library's δ (Gaussian only)
+	rho       float64 // ρ this table is charged under zCDP
+	scale     float64 // Laplace b or Gaussian σ, as the library applies it
+}
+
+// newLaplaceNoise calibrates pure ε-DP Laplace noise: b = l0·lInf/ε.
+func newLaplaceNoise(l0, lInf int64, epsilon float64) (cellNoise, error) {
+	if err := checkSensitivity(l0, lInf); err != nil {
+		return cellNoise{}, err
+	}
+	if !(epsilon > 0) || math.IsInf(epsilon, 0) {
+		return cellNoise{}, fmt.Errorf("laplace noise: ε must be positive and finite, got %v", epsilon)
+	}
+	// Probe the library once so its own parameter checks run here, not
+	// half-way through a release.
+	if _, err := noise.Laplace().AddNoiseInt64(0, l0, lInf, epsilon, 0); err != nil {
+		return cellNoise{}, fmt.Errorf("laplace noise: %w", err)
+	}
+	return cellNoise{mechanism: Laplace, l0: l0, lInf: lInf, epsilon: epsilon,
+		scale: float64(l0*lInf) / epsilon}, nil
+}
+
+// newGaussianNoise calibrates ρ-zCDP Gaussian noise. The L2 sensitivity is
+// Δ2 = √l0·lInf and σ = Δ2/√(2ρ) gives exactly ρ-zCDP (Bun & Steinke 2016,
+// Prop. 1.6). The library takes (ε, δ), not σ, so we search for the ε whose
+// library σ at δ = GaussianDelta is the smallest one not below the target:
+// the noise applied is never less than ρ requires.
+func newGaussianNoise(l0, lInf int64, rho float64) (cellNoise, error) {
+	if err := checkSensitivity(l0, lInf); err != nil {
+		return cellNoise{}, err
+	}
+	if !(rho > 0) || math.IsInf(rho, 0) {
+		return cellNoise{}, fmt.Errorf("gaussian noise: ρ must be positive and finite, got %v", rho)
+	}
+	target := math.Sqrt(float64(l0)) * float64(lInf) / math.Sqrt(2*rho)
+	eps, err := epsilonForSigma(l0, float64(lInf), target, GaussianDelta)
+	if err != nil {
+		return cellNoise{}, err
+	}
+	if _, err := noise.Gaussian().AddNoiseInt64(0, l0, lInf, eps, GaussianDelta); err != nil {
+		return cellNoise{}, fmt.Errorf("gaussian noise: %w", err)
+	}
+	return cellNoise{mechanism: Gaussian, l0: l0, lInf: lInf, epsilon: eps, delta: GaussianDelta, rho: rho,
+		scale: noise.SigmaForGaussian(l0, float64(lInf), eps, GaussianDelta)}, nil
+}
+
+// epsilonForSigma finds by bisection the largest ε for which the library's
+// σ(l0, lInf, ε, δ) is still at least target. The invariant σ(lo) ≥ target
+// holds at every step, so the answer is safe even where the library's own
+// binary search makes σ(ε) not perfectly monotone.
+func epsilonForSigma(l0 int64, lInf, target, delta float64) (float64, error) {
+	lo, hi := math.Exp2(-40), 1.0
+	if noise.SigmaForGaussian(l0, lInf, lo, delta) < target {
+		return 0, fmt.Errorf("gaussian noise: σ %.4g needs an ε below the library's minimum", target)
+	}
+	for noise.SigmaForGaussian(l0, lInf, hi, delta) >= target {
+		lo, hi = hi, hi*2
+		if hi > 1e6 {
+			return 0, fmt.Errorf("gaussian noise: σ %.4g is too small to calibrate", target)
+		}
+	}
+	for i := 0; i < 64 && hi-lo > 1e-12*hi; i++ {
+		mid := lo + (hi-lo)/2
+		if noise.SigmaForGaussian(l0, lInf, mid, delta) >= target {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
+}
+
+func checkSensitivity(l0, lInf int64) error {
+	if l0 < 1 || lInf < 1 {
+		return fmt.Errorf("sensitivity must be at least 1, got l0=%d lInf=%d", l0, lInf)
+	}
+	if l0 > math.MaxInt32 || lInf > math.MaxInt32 {
+		return fmt.Errorf("sensitivity l0=%d lInf=%d is too large", l0, lInf)
+	}
+	return nil
+}
+
+// noisy returns the exact count x with the table's noise added. It is the
+// only path by which an exact count reaches anything published.
+func (n cellNoise) noisy(x int64) (int64, error) {
+	var v int64
+	var err error
+	switch n.mechanism {
+	case Laplace:
+		v, err = noise.Laplace().AddNoiseInt64(x, n.l0, n.lInf, n.epsilon, 0)
+	case Gaussian:
+		v, err = noise.Gaussian().AddNoiseInt64(x, n.l0, n.lInf, n.epsilon, n.delta)
+	default:
+		err = fmt.Errorf("unknown mechanism %q", n.mechanism)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("add %s noise: %w", n.mechanism, err)
+	}
+	return v, nil
+}
+
+// halfWidth is the half-width of the 95% interval for a true integer count
+// given a noisy integer value. The library adds continuous-shaped noise and
+// rounds it, so the true count x lies within m of the published value v
+// exactly when |noise| < m + ½. The smallest integer m with
+// P(|noise| < m + ½) ≥ 95% is
+//
+//	Laplace:  m = ⌈b·ln(1/0.05) − ½⌉   since P(|L| < t) = 1 − e^(−t/b)
+//	Gaussian: m = ⌈σ·z(0.975) − ½⌉
+//
+// so coverage is at least 95% and, because m is an integer, at most the
+// next step up (e.g. 96.1% at b = 2, 95.1% at b = 20).
+func (n cellNoise) halfWidth() int64 {
+	return intHalfWidth(n.mechanism, n.scale)
+}
+
+func intHalfWidth(mechanism string, scale float64) int64 {
+	t := scale * math.Log(1/(1-Confidence))
+	if mechanism == Gaussian {
+		t = scale * z975
+	}
+	m := math.Ceil(t - 0.5)
+	if m < 0 {
+		m = 0
+	}
+	return int64(m)
+}
+
+// coverage is the exact probability that the interval of halfWidth covers
+// the true count; tests and docs state it.
+func (n cellNoise) coverage() float64 {
+	t := float64(n.halfWidth()) + 0.5
+	if n.mechanism == Gaussian {
+		return math.Erf(t / (n.scale * math.Sqrt2))
+	}
+	return -math.Expm1(-t / n.scale)
+}
+
+// cell draws the noisy value of one cell and its interval.
+func (n cellNoise) cell(key []string, x int64) (Cell, error) {
+	v, err := n.noisy(x)
+	if err != nil {
+		return Cell{}, err
+	}
+	m := n.halfWidth()
+	return Cell{Key: key, Value: v, Scale: n.scale, CILow: float64(v - m), CIHigh: float64(v + m)}, nil
+}
+
+// zcdpToEpsilon is the standard conversion of ρ-zCDP to (ε, δ)-DP
+// (Bun & Steinke 2016, Prop. 1.3): ε = ρ + 2√(ρ·ln(1/δ)).
+func zcdpToEpsilon(rho, delta float64) float64 {
+	return rho + 2*math.Sqrt(rho*math.Log(1/delta))
+}

@@ -1,0 +1,192 @@
+package privacy
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+
+	"roundtable/aggregate"
+)
+
+// PlanParams describe a release being planned. Set Epsilon (PureDP) or Rho
+// (ZCDP) to see the accuracy that budget buys, or TargetHalfWidth to see
+// the budget a given accuracy needs.
+type PlanParams struct {
+	Accounting string
+	Epsilon    float64
+	Rho        float64
+	// TargetHalfWidth, if positive, asks for the smallest release total
+	// giving each indicator a 95% half-width of at most this many people
+	// (for quantile indicators: a rank error of at most this many people).
+	TargetHalfWidth int64
+	Weights         map[string]float64 // as in ReleaseParams
+}
+
+// PlanRow is the expected accuracy of one indicator. It is computed from
+// the catalog and the budget alone; no data is read.
+type PlanRow struct {
+	Indicator string  `json:"indicator"`
+	Mechanism string  `json:"mechanism"`
+	Total     float64 `json:"total"`      // the release's ε or ρ this row assumes
+	Budget    float64 `json:"budget"`     // this indicator's ε or ρ
+	Cell      float64 `json:"cell"`       // ε or ρ of one cell of the full table (quantiles: of the tree)
+	Scale     float64 `json:"scale"`      // Laplace b or Gaussian σ of one cell (quantiles: of one tree node)
+	HalfWidth int64   `json:"half_width"` // 95% half-width of one cell of the full table, people; 0 for quantiles
+	Coverage  float64 `json:"coverage"`   // exact coverage of that interval
+	RankError float64 `json:"rank_error"` // quantiles: 95% bound on the rank error, people
+}
+
+// Plan reports, per indicator in catalog order, the 95% interval of one
+// cell of its full table: at the given budget, or, with TargetHalfWidth,
+// at the smallest release total (in whole Micro units) that reaches it.
+func Plan(cat *aggregate.Catalog, indicators []string, p PlanParams) ([]PlanRow, error) {
+	if cat == nil {
+		return nil, fmt.Errorf("plan: no catalog")
+	}
+	inds, fracs, err := planSplit(cat, indicators, p.Weights)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	if p.Accounting != PureDP && p.Accounting != ZCDP {
+		return nil, fmt.Errorf("plan: accounting %q is not one of %s, %s", p.Accounting, PureDP, ZCDP)
+	}
+	total := p.Epsilon
+	if p.Accounting == ZCDP {
+		total = p.Rho
+	}
+	rows := make([]PlanRow, len(inds))
+	for i, ind := range inds {
+		if p.TargetHalfWidth > 0 {
+			rows[i], err = planTarget(p.Accounting, ind, fracs[i], p.TargetHalfWidth)
+		} else {
+			if err := checkPlanBudget(p); err != nil {
+				return nil, err
+			}
+			rows[i], err = planRow(p.Accounting, ind, fracs[i], total)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("plan: %s: %w", ind.Name, err)
+		}
+	}
+	return rows, nil
+}
+
+func checkPlanBudget(p PlanParams) error {
+	rp := ReleaseParams{Accounting: p.Accounting, Epsilon: p.Epsilon, Rho: p.Rho, Partner: "plan", Period: aggregate.Period{Year: 1}}
+	if err := rp.Validate(); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	return nil
+}
+
+// planSplit selects the indicators (all if none are named) in catalog
+// order and returns each one's fraction of the release budget.
+func planSplit(cat *aggregate.Catalog, names []string, weights map[string]float64) ([]*aggregate.Indicator, []float64, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		if _, ok := cat.Indicator(n); !ok {
+			return nil, nil, fmt.Errorf("indicator %q is not in catalog version %d", n, cat.Version)
+		}
+		if want[n] {
+			return nil, nil, fmt.Errorf("indicator %q is named twice", n)
+		}
+		want[n] = true
+	}
+	var inds []*aggregate.Indicator
+	var ws []float64
+	var sum float64
+	for i := range cat.Indicators {
+		ind := &cat.Indicators[i]
+		if len(names) == 0 || want[ind.Name] {
+			w := weight(ind, weights)
+			inds, ws, sum = append(inds, ind), append(ws, w), sum+w
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(weights)) {
+		if w := weights[n]; !(w > 0) || math.IsInf(w, 0) {
+			return nil, nil, fmt.Errorf("weight of %s must be positive and finite, got %v", n, w)
+		}
+		if !slices.ContainsFunc(inds, func(ind *aggregate.Indicator) bool { return ind.Name == n }) {
+			return nil, nil, fmt.Errorf("weight given for %q, which is not planned", n)
+		}
+	}
+	for i := range ws {
+		ws[i] /= sum
+	}
+	return inds, ws, nil
+}
+
+// planRow calibrates the indicator exactly as BuildRelease would.
+func planRow(accounting string, ind *aggregate.Indicator, frac, total float64) (PlanRow, error) {
+	row := PlanRow{Indicator: ind.Name, Total: total, Budget: total * frac}
+	if ind.Kind == aggregate.KindQuantiles {
+		q, err := newQuantileNoise(accounting, row.Budget, ind.Lower, ind.Upper, ind.Ranks)
+		if err != nil {
+			return PlanRow{}, err
+		}
+		row.Mechanism, row.Scale, row.RankError = q.mechanism, q.nodeSD, q.rankError()
+		row.Cell = row.Budget * (1 - countShare)
+		if accounting == PureDP {
+			row.Scale = q.nodeSD / math.Sqrt2 // report the Laplace b, as cells do
+		}
+		return row, nil
+	}
+	row.Cell = row.Budget * ind.Share(0)
+	var n cellNoise
+	var err error
+	if accounting == ZCDP {
+		n, err = newGaussianNoise(int64(ind.K), 1, row.Cell)
+	} else {
+		n, err = newLaplaceNoise(int64(ind.K), 1, row.Cell)
+	}
+	if err != nil {
+		return PlanRow{}, err
+	}
+	row.Mechanism, row.Scale, row.HalfWidth, row.Coverage = n.mechanism, n.scale, n.halfWidth(), n.coverage()
+	return row, nil
+}
+
+// planTarget finds the smallest release total, in whole Micro units, at
+// which the indicator meets the target. Accuracy only improves with
+// budget, so bisection on the Micro grid finds it.
+func planTarget(accounting string, ind *aggregate.Indicator, frac float64, target int64) (PlanRow, error) {
+	meets := func(micro int64) (PlanRow, bool, error) {
+		row, err := planRow(accounting, ind, frac, float64(micro)/Micro)
+		if err != nil {
+			return PlanRow{}, false, err
+		}
+		if ind.Kind == aggregate.KindQuantiles {
+			return row, row.RankError <= float64(target), nil
+		}
+		return row, row.HalfWidth <= target, nil
+	}
+	lo, hi := int64(0), int64(Micro) // lo never meets (no budget), hi is grown until it does
+	for {
+		_, ok, err := meets(hi)
+		if err != nil {
+			return PlanRow{}, err
+		}
+		if ok {
+			break
+		}
+		if hi >= maxBudget*Micro {
+			return PlanRow{}, fmt.Errorf("no budget up to %d reaches a half-width of %d", maxBudget, target)
+		}
+		lo, hi = hi, min(hi*2, maxBudget*Micro)
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		_, ok, err := meets(mid)
+		if err != nil {
+			return PlanRow{}, err
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	row, _, err := meets(hi)
+	return row, err
+}

@@ -1,0 +1,153 @@
+package privacy
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+
+	"roundtable/aggregate"
+)
+
+func TestPlanLaplaceKnownValues(t *testing.T) {
+	cat := aggregate.CatalogV1()
+	rows, err := Plan(cat, nil, PlanParams{Accounting: PureDP, Epsilon: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(cat.Indicators) {
+		t.Fatalf("%d rows", len(rows))
+	}
+	// ε = 1 over 10 equal indicators: 0.1 each.
+	want := map[string]struct {
+		b    float64
+		half int64
+	}{
+		"victims":          {1 / (0.1 * 0.6), 50}, // b = 16.67: 16.67·2.9957 − .5 = 49.43 → 50
+		"exploitation":     {3 / 0.1, 90},         // b = 30: 89.37 → 90
+		"citizenship":      {1 / 0.1, 30},         // b = 10: 29.46 → 30
+		"services":         {8 / 0.1, 240},        // b = 80: 239.16 → 240
+		"means_of_control": {3 / 0.1, 90},
+	}
+	for _, r := range rows {
+		w, ok := want[r.Indicator]
+		if !ok {
+			continue
+		}
+		if math.Abs(r.Scale-w.b) > 1e-9 || r.HalfWidth != w.half || r.Mechanism != Laplace {
+			t.Errorf("%s: b=%v half=%d, want b=%v half=%d", r.Indicator, r.Scale, r.HalfWidth, w.b, w.half)
+		}
+		if r.Coverage < 0.95 || r.Coverage > 0.96 {
+			t.Errorf("%s: coverage %v", r.Indicator, r.Coverage)
+		}
+		if math.Abs(r.Budget-0.1) > 1e-12 {
+			t.Errorf("%s: budget %v", r.Indicator, r.Budget)
+		}
+	}
+	age := rows[len(rows)-1]
+	if age.Indicator != "age" || age.HalfWidth != 0 || !(age.RankError > 0) {
+		t.Errorf("age row %+v", age)
+	}
+}
+
+func TestPlanTarget(t *testing.T) {
+	cat := aggregate.CatalogV1()
+	for _, acc := range []string{PureDP, ZCDP} {
+		rows, err := Plan(cat, []string{"citizenship", "services", "age"}, PlanParams{Accounting: acc, TargetHalfWidth: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			got := float64(r.HalfWidth)
+			if r.Indicator == "age" {
+				got = r.RankError
+			}
+			if got > 10 {
+				t.Errorf("%s %s: half-width %v at the planned total %v exceeds 10", acc, r.Indicator, got, r.Total)
+			}
+			// One micro less must miss the target: the total is the smallest.
+			p := PlanParams{Accounting: acc, Epsilon: r.Total - 1e-6}
+			if acc == ZCDP {
+				p = PlanParams{Accounting: acc, Rho: r.Total - 1e-6}
+			}
+			less, err := Plan(cat, []string{"citizenship", "services", "age"}, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range less {
+				if l.Indicator != r.Indicator {
+					continue
+				}
+				got := float64(l.HalfWidth)
+				if l.Indicator == "age" {
+					got = l.RankError
+				}
+				if got <= 10 {
+					t.Errorf("%s %s: total %v is not the smallest (%v still meets 10)", acc, r.Indicator, r.Total, l.Total)
+				}
+			}
+		}
+		// Laplace closed form for citizenship (k = 1, one of three
+		// indicators): m ≤ 10 ⟺ b ≤ 10.5/ln 20 ⟺ ε_total ≥ 3·ln 20/10.5.
+		if acc == PureDP {
+			want := 3 * math.Log(20) / 10.5
+			if got := rows[0].Total; got < want || got > want+1.1e-6 {
+				t.Errorf("citizenship total %v, want ⌈%v⌉ in micro", got, want)
+			}
+		}
+	}
+}
+
+// The planner must describe exactly the noise BuildRelease applies.
+func TestPlanMatchesRelease(t *testing.T) {
+	cat, tables := testTables(t, 200)
+	for _, acc := range []string{PureDP, ZCDP} {
+		p := ReleaseParams{Accounting: acc, Period: testPeriod, Partner: "BA"}
+		pp := PlanParams{Accounting: acc}
+		if acc == PureDP {
+			p.Epsilon, pp.Epsilon = 2, 2
+		} else {
+			p.Rho, pp.Rho = 0.2, 0.2
+		}
+		s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := Plan(cat, nil, pp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rows {
+			ir := s.Release.Indicators[i]
+			if len(ir.Quantiles) > 0 {
+				continue
+			}
+			c := ir.Cells[0] // the first cell belongs to the full table
+			if c.Scale != r.Scale || int64(c.CIHigh)-c.Value != r.HalfWidth {
+				t.Errorf("%s %s: release scale %v half %v, plan %v %d", acc, r.Indicator, c.Scale, int64(c.CIHigh)-c.Value, r.Scale, r.HalfWidth)
+			}
+		}
+	}
+}
+
+func TestPlanRefuses(t *testing.T) {
+	cat := aggregate.CatalogV1()
+	cases := []struct {
+		inds []string
+		p    PlanParams
+		want string
+	}{
+		{[]string{"nope"}, PlanParams{Accounting: PureDP, Epsilon: 1}, `"nope" is not in catalog`},
+		{[]string{"age", "age"}, PlanParams{Accounting: PureDP, Epsilon: 1}, "named twice"},
+		{nil, PlanParams{Accounting: PureDP}, "ε must be in"},
+		{nil, PlanParams{Accounting: ZCDP, Epsilon: 1}, "use ρ"},
+		{nil, PlanParams{Accounting: "x", Epsilon: 1}, "not one of"},
+		{[]string{"age"}, PlanParams{Accounting: PureDP, Epsilon: 1, Weights: map[string]float64{"victims": 2}}, "not planned"},
+		{nil, PlanParams{Accounting: PureDP, Epsilon: 1, Weights: map[string]float64{"victims": -2}}, "positive"},
+	}
+	for _, c := range cases {
+		if _, err := Plan(cat, c.inds, c.p); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %+v: err = %v, want %q", c.inds, c.p, err, c.want)
+		}
+	}
+}
