@@ -1,0 +1,229 @@
+package verify
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"roundtable/node/api"
+	"roundtable/privacy"
+)
+
+// Bundle runs the online verification (as Run, including the state file)
+// and, only if it passed, writes everything needed to repeat it offline to
+// bundlePath as JSON: the checkpoint note, every release with its
+// inclusion proof, the consistency proofs that tie those proofs to the
+// checkpoint, and the partner keys used.
+func Bundle(ctx context.Context, opts Options, bundlePath string) (Report, error) {
+	rep, m, err := run(ctx, opts)
+	if err != nil {
+		return rep, err
+	}
+	b, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return rep, fmt.Errorf("encode bundle: %w", err)
+	}
+	if err := writeAtomic(bundlePath, append(b, '\n')); err != nil {
+		return rep, fmt.Errorf("bundle: %w", err)
+	}
+	rep.Bundle = bundlePath
+	return rep, nil
+}
+
+// Offline verifies a bundle written by Bundle without any network: the
+// checkpoint's signatures and majority, every release's signature and
+// inclusion proof. With keys nil it trusts the keys inside the bundle
+// (the report says so); pass your own to check against them. If
+// exportCSVPath is not "", every row of that export (GET /v1/export.csv)
+// must equal the cell or quantile of the signed release it names.
+func Offline(bundlePath, exportCSVPath string, keys Keys) (Report, error) {
+	b, err := os.ReadFile(bundlePath)
+	if err != nil {
+		return Report{}, fmt.Errorf("bundle: %w", err)
+	}
+	var m material
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Report{}, fmt.Errorf("bundle %s: %w", bundlePath, err)
+	}
+	if m.Format != bundleFormat {
+		return Report{}, fmt.Errorf("bundle %s: format %q, this verifier reads %q", bundlePath, m.Format, bundleFormat)
+	}
+	tr := trust{keys: keys, source: "given by the caller"}
+	if keys == nil {
+		tr.source = "from the bundle itself (not independently pinned; pass your own keys to check against them)"
+		tr.keys = Keys{}
+		for p, k := range m.Keys {
+			tr.keys[p] = k
+		}
+	}
+	tr.partners = partnerSet(m.Partners, keyCodes(tr.keys))
+	rep, _, err := check(&m, tr)
+	rep.Server, rep.Bundle = m.Server, bundlePath
+	if err != nil {
+		return rep, err
+	}
+	if exportCSVPath == "" {
+		return rep, nil
+	}
+	f, err := os.Open(exportCSVPath)
+	if err != nil {
+		return rep, fmt.Errorf("export: %w", err)
+	}
+	defer f.Close()
+	rows, errs := checkExport(f, exportCSVPath, m.Releases)
+	rep.ExportRows = rows
+	for _, e := range errs {
+		rep.Failures = append(rep.Failures, e.Error())
+	}
+	return rep, errors.Join(errs...)
+}
+
+// maxExportErrors caps the per-row errors so a wholly wrong file gives a
+// readable answer.
+const maxExportErrors = 20
+
+// checkExport checks every row of an export CSV against the signed
+// releases and returns the number of rows that matched and the errors,
+// each naming the file, line and column.
+func checkExport(r io.Reader, name string, rels []bundleRelease) (int, []error) {
+	byID := make(map[string]*bundleRelease, len(rels))
+	for i := range rels {
+		byID[rels[i].Signed.ID] = &rels[i]
+	}
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = len(api.ExportColumns())
+	header, err := cr.Read()
+	if err != nil {
+		return 0, []error{fmt.Errorf("%w: %s: header: %w", ErrExport, name, err)}
+	}
+	if !slices.Equal(header, api.ExportColumns()) {
+		return 0, []error{fmt.Errorf("%w: %s line 1: header is [%s], want [%s]", ErrExport, name, strings.Join(header, ","), strings.Join(api.ExportColumns(), ","))}
+	}
+	var errs []error
+	ok := 0
+	for {
+		row, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s: %w", ErrExport, name, err))
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		if err := checkRow(row, byID); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s line %d: %w", ErrExport, name, line, err))
+			if len(errs) >= maxExportErrors {
+				errs = append(errs, fmt.Errorf("%w: %s: stopped after %d bad rows", ErrExport, name, maxExportErrors))
+				break
+			}
+			continue
+		}
+		ok++
+	}
+	return ok, errs
+}
+
+// export column positions, as api.ExportColumns lists them.
+const (
+	colPartner = iota
+	colPeriod
+	colIndicator
+	colDimensions
+	colKey
+	colEstimate
+	colCILow
+	colCIHigh
+	colMechanism
+	colScale
+	colEpsilon
+	colReleaseID
+	colLeaf
+)
+
+// checkRow finds the signed cell (or quantile) a row names and compares
+// every column with it. Numbers are compared as parsed values, exactly:
+// the export writes floats with the shortest round-tripping form.
+func checkRow(row []string, byID map[string]*bundleRelease) error {
+	id := row[colReleaseID]
+	br, ok := byID[id]
+	if !ok {
+		return fmt.Errorf("release_id %s is not in the bundle (make the bundle after the export)", id)
+	}
+	rel := &br.Signed.Release
+	want := func(col int, got, signed string) error {
+		if got != signed {
+			return fmt.Errorf("release %s: %s is %q, the signed release says %q", id, api.ExportColumns()[col], got, signed)
+		}
+		return nil
+	}
+	if err := errors.Join(want(colPartner, row[colPartner], rel.Partner),
+		want(colPeriod, row[colPeriod], rel.Period.String()),
+		want(colLeaf, row[colLeaf], strconv.FormatInt(br.Leaf, 10))); err != nil {
+		return err
+	}
+	ind := findIndicator(rel, row[colIndicator])
+	if ind == nil {
+		return fmt.Errorf("release %s (partner %s %s) has no indicator %q", id, rel.Partner, rel.Period, row[colIndicator])
+	}
+	if err := errors.Join(want(colMechanism, row[colMechanism], ind.Mechanism),
+		numEq(row, colEpsilon, ind.Epsilon, id)); err != nil {
+		return err
+	}
+	if row[colDimensions] == "rank" {
+		return checkQuantile(row, ind, id)
+	}
+	if err := want(colDimensions, row[colDimensions], strings.Join(ind.Dimensions, "|")); err != nil {
+		return err
+	}
+	for _, c := range ind.Cells {
+		if strings.Join(c.Key, "|") != row[colKey] {
+			continue
+		}
+		return errors.Join(want(colEstimate, row[colEstimate], strconv.FormatInt(c.Value, 10)),
+			numEq(row, colCILow, c.CILow, id), numEq(row, colCIHigh, c.CIHigh, id), numEq(row, colScale, c.Scale, id))
+	}
+	return fmt.Errorf("release %s indicator %s has no cell with key %q", id, ind.Name, row[colKey])
+}
+
+func checkQuantile(row []string, ind *privacy.IndicatorRelease, id string) error {
+	rank, err := strconv.ParseFloat(row[colKey], 64)
+	if err != nil {
+		return fmt.Errorf("release %s: key %q is not a rank", id, row[colKey])
+	}
+	for _, q := range ind.Quantiles {
+		if q.Rank != rank {
+			continue
+		}
+		var scale error
+		if row[colScale] != "" {
+			scale = fmt.Errorf("release %s: scale is %q, quantile rows have none", id, row[colScale])
+		}
+		return errors.Join(numEq(row, colEstimate, q.Value, id), numEq(row, colCILow, q.CILow, id), numEq(row, colCIHigh, q.CIHigh, id), scale)
+	}
+	return fmt.Errorf("release %s indicator %s has no quantile of rank %s", id, ind.Name, row[colKey])
+}
+
+func findIndicator(rel *privacy.Release, name string) *privacy.IndicatorRelease {
+	for i := range rel.Indicators {
+		if rel.Indicators[i].Name == name {
+			return &rel.Indicators[i]
+		}
+	}
+	return nil
+}
+
+func numEq(row []string, col int, signed float64, id string) error {
+	v, err := strconv.ParseFloat(row[col], 64)
+	if err != nil || v != signed {
+		return fmt.Errorf("release %s: %s is %q, the signed release says %s", id, api.ExportColumns()[col], row[col], strconv.FormatFloat(signed, 'g', -1, 64))
+	}
+	return nil
+}

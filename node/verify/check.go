@@ -1,0 +1,300 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"roundtable/cluster"
+	"roundtable/node/api"
+	"roundtable/privacy"
+)
+
+// bundleFormat names the bundle's JSON layout.
+const bundleFormat = "roundtable-verify-bundle/1"
+
+// material is everything a verification looks at, as fetched or as read
+// from a bundle: the same pure check runs on both.
+type material struct {
+	Format      string                `json:"format"`
+	Server      string                `json:"server"`
+	Checkpoint  api.Checkpoint        `json:"checkpoint"`
+	Partners    []string              `json:"partners"` // the consortium's partners, per the server
+	Keys        map[string][]byte     `json:"keys"`     // the keys the bundle was verified with
+	Complete    bool                  `json:"complete"` // Releases is the whole ledger, not a selection
+	Releases    []bundleRelease       `json:"releases"`
+	Consistency []consistencyResponse `json:"consistency,omitempty"`
+	// listed is the server's release list, kept for the keys it reports
+	// when only one release is verified.
+	listed []bundleRelease
+}
+
+// bundleRelease is one release with its leaf and inclusion proof.
+type bundleRelease struct {
+	Signed    privacy.Signed `json:"signed"`
+	Leaf      int64          `json:"leaf"`
+	PublicKey []byte         `json:"public_key"` // the key the server reported, never trusted as such
+	Proof     api.Proof      `json:"proof"`
+}
+
+// trust is the verification's trust anchor: partner keys and the partner
+// set a majority is counted over.
+type trust struct {
+	keys     Keys
+	partners []string // sorted, distinct
+	source   string   // for the report
+	pinned   []string // partners pinned for the first time on this run
+}
+
+// buildTrust picks the trust anchor for an online run: the --keys file if
+// given, else the keys pinned in the state file plus, trust on first use,
+// the server's keys for partners not yet pinned. A served key that differs
+// from a trusted one is refused.
+func buildTrust(m *material, fileKeys Keys, keysPath string, st state, statePath string) (trust, error) {
+	tr := trust{keys: Keys{}}
+	if fileKeys != nil {
+		tr.source = "--keys " + keysPath
+		for p, k := range fileKeys {
+			tr.keys[p] = k
+		}
+	} else {
+		pinned, err := decodeKeys(st.Keys, statePath)
+		if err != nil {
+			return tr, err
+		}
+		tr.keys = pinned
+		tr.source = "pinned in " + statePath
+		if len(pinned) == 0 {
+			tr.source = "trust on first use (from this server, now pinned in " + statePath + ")"
+		}
+	}
+	for _, r := range append(slices.Clone(m.Releases), m.listed...) {
+		p := r.Signed.Release.Partner
+		if len(r.PublicKey) == 0 {
+			continue
+		}
+		served := ed25519.PublicKey(r.PublicKey)
+		known, ok := tr.keys[p]
+		switch {
+		case ok && !known.Equal(served):
+			where := "the key pinned in " + statePath
+			if fileKeys != nil {
+				where = "the key in " + keysPath
+			} else if slices.Contains(tr.pinned, p) {
+				where = "the key it reports with another release in this run"
+			}
+			return tr, fmt.Errorf("%w: partner %s: release %s comes with key %s, but %s is %s; if the consortium really rotated %s's key, verify against a new --keys file",
+				ErrKeyChanged, p, r.Signed.ID, b64(served), where, b64(known), p)
+		case !ok && fileKeys == nil:
+			if len(served) != ed25519.PublicKeySize {
+				return tr, fmt.Errorf("%w: partner %s: release %s comes with a %d-byte key, want %d", ErrSignature, p, r.Signed.ID, len(served), ed25519.PublicKeySize)
+			}
+			tr.keys[p] = served
+			tr.pinned = append(tr.pinned, p)
+		}
+	}
+	tr.partners = partnerSet(m.Partners, st.Partners, keyCodes(tr.keys))
+	return tr, nil
+}
+
+// check verifies m against tr without any I/O and returns the report and
+// the verified checkpoint. Release failures are all collected (joined), so
+// one run names every bad release.
+func check(m *material, tr trust) (Report, SavedCheckpoint, error) {
+	rep := Report{KeySource: tr.source, Partners: tr.partners, NewlyPinned: tr.pinned, ByPartner: map[string]int{}}
+	cp, signers, err := openCheckpoint(m.Checkpoint, tr)
+	if err != nil {
+		return rep, cp, err
+	}
+	rep.Origin, rep.Size, rep.Root, rep.Signers = cp.Origin, cp.Size, cp.rootB64(), signers
+	if !cluster.IsRegional(signers, tr.partners) {
+		return rep, cp, fmt.Errorf("%w: checkpoint of size %d is signed by %d of %d partners [%s] (signed: [%s]); a strict majority, %d, is needed",
+			ErrNotRegional, cp.Size, len(signers), len(tr.partners), strings.Join(tr.partners, " "), strings.Join(signers, " "), len(tr.partners)/2+1)
+	}
+	trees := map[int64]tlog.Hash{cp.Size: cp.root()}
+	var errs []error
+	for _, c := range m.Consistency {
+		if err := tieTrees(c, trees, m.Releases); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	seen := map[int64]string{}
+	for i := range m.Releases {
+		r := &m.Releases[i]
+		rep.Releases++
+		if prev, dup := seen[r.Leaf]; dup {
+			errs = append(errs, fmt.Errorf("%w: releases %s and %s both claim leaf %d", ErrIncomplete, prev, r.Signed.ID, r.Leaf))
+			continue
+		}
+		seen[r.Leaf] = r.Signed.ID
+		pending, err := checkRelease(r, tr.keys, cp, trees)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+			rep.Failed++
+		case pending:
+			rep.Pending++
+		default:
+			rep.Verified++
+			rep.ByPartner[r.Signed.Release.Partner]++
+		}
+	}
+	if m.Complete {
+		for leaf := int64(0); leaf < cp.Size; leaf++ {
+			if _, ok := seen[leaf]; !ok {
+				errs = append(errs, fmt.Errorf("%w: leaf %d of the checkpointed tree (size %d) is not in the server's release list: a release is withheld", ErrIncomplete, leaf, cp.Size))
+			}
+		}
+	}
+	for _, e := range errs {
+		rep.Failures = append(rep.Failures, e.Error())
+	}
+	return rep, cp, errors.Join(errs...)
+}
+
+// openCheckpoint verifies the note's signatures with the trusted keys and
+// checks that the JSON fields beside the note say what the note says.
+func openCheckpoint(c api.Checkpoint, tr trust) (SavedCheckpoint, []string, error) {
+	var vs []note.Verifier
+	byName := map[string]string{}
+	for _, p := range keyCodes(tr.keys) {
+		v, err := cluster.NewNoteVerifier(cluster.PartnerNoteName(p), tr.keys[p])
+		if err != nil {
+			return SavedCheckpoint{}, nil, fmt.Errorf("%w: partner %s's key: %w", ErrCheckpoint, p, err)
+		}
+		vs = append(vs, v)
+		byName[v.Name()] = p
+	}
+	origin, tree, names, err := cluster.OpenCheckpoint([]byte(c.Note), note.VerifierList(vs...))
+	if err != nil {
+		return SavedCheckpoint{}, nil, fmt.Errorf("%w: %w", ErrCheckpoint, err)
+	}
+	if !strings.HasPrefix(origin, cluster.CheckpointOriginPrefix) {
+		return SavedCheckpoint{}, nil, fmt.Errorf("%w: origin %q is not a roundtable ledger (want %s<consortium>)", ErrCheckpoint, origin, cluster.CheckpointOriginPrefix)
+	}
+	if c.Size != tree.N || !bytes.Equal(c.Root, tree.Hash[:]) {
+		return SavedCheckpoint{}, nil, fmt.Errorf("%w: the server's fields say size %d root %s, its signed note says size %d root %s",
+			ErrCheckpoint, c.Size, b64(c.Root), tree.N, b64(tree.Hash[:]))
+	}
+	var signers []string
+	for _, n := range names {
+		if p, ok := byName[n]; ok {
+			signers = append(signers, p)
+		}
+	}
+	slices.Sort(signers)
+	return SavedCheckpoint{Origin: origin, Size: tree.N, Root: tree.Hash[:], Note: c.Note}, signers, nil
+}
+
+// tieTrees verifies a consistency proof between the checkpoint's tree and
+// a tree an inclusion proof was made against, and records that tree's root
+// as proven. The proof's other root comes from the releases' proofs.
+func tieTrees(c consistencyResponse, trees map[int64]tlog.Hash, rels []bundleRelease) error {
+	rootOf := func(n int64) (tlog.Hash, bool) {
+		if h, ok := trees[n]; ok {
+			return h, true
+		}
+		for _, r := range rels {
+			if r.Proof.TreeSize == n && len(r.Proof.Root) == tlog.HashSize {
+				return tlog.Hash(r.Proof.Root), true
+			}
+		}
+		return tlog.Hash{}, false
+	}
+	oldRoot, ok1 := rootOf(c.From)
+	newRoot, ok2 := rootOf(c.To)
+	if !ok1 || !ok2 {
+		return nil // a proof nothing refers to proves nothing and harms nothing
+	}
+	if err := cluster.VerifyConsistency(toHashes(c.Hashes), c.From, oldRoot, c.To, newRoot); err != nil {
+		return fmt.Errorf("%w: the tree the inclusion proofs use (size %d/%d) is not consistent with the checkpoint: %w", ErrInclusion, c.From, c.To, err)
+	}
+	trees[c.From], trees[c.To] = oldRoot, newRoot
+	return nil
+}
+
+// checkRelease checks one release's signature and its inclusion in the
+// checkpointed tree. pending means the release is newer than the
+// checkpoint: its signature verified, but no signed tree covers it yet.
+func checkRelease(r *bundleRelease, keys Keys, cp SavedCheckpoint, trees map[int64]tlog.Hash) (pending bool, err error) {
+	s := &r.Signed
+	p := s.Release.Partner
+	fail := func(kind error, check string, err error) error {
+		if err != nil {
+			return fmt.Errorf("release %s (partner %s, leaf %d): %s: %w: %w", s.ID, p, r.Leaf, check, kind, err)
+		}
+		return fmt.Errorf("release %s (partner %s, leaf %d): %s: %w", s.ID, p, r.Leaf, check, kind)
+	}
+	key, ok := keys[p]
+	if !ok {
+		return false, fail(ErrSignature, "no trusted key for partner "+p, nil)
+	}
+	if err := s.Verify(key); err != nil {
+		return false, fail(ErrSignature, "ID and ed25519 signature", err)
+	}
+	data, err := cluster.LeafData(s)
+	if err != nil {
+		return false, fail(ErrInclusion, "leaf bytes", err)
+	}
+	pr := r.Proof
+	if pr.Leaf != r.Leaf {
+		return false, fail(ErrInclusion, fmt.Sprintf("proof is for leaf %d", pr.Leaf), nil)
+	}
+	if h := tlog.RecordHash(data); len(pr.LeafHash) > 0 && !bytes.Equal(pr.LeafHash, h[:]) {
+		return false, fail(ErrInclusion, fmt.Sprintf("leaf hash: server says %s, the release's leaf bytes hash to %s", b64(pr.LeafHash), b64(h[:])), nil)
+	}
+	if len(pr.Root) != tlog.HashSize {
+		return false, fail(ErrInclusion, fmt.Sprintf("proof root has %d bytes, want %d", len(pr.Root), tlog.HashSize), nil)
+	}
+	if err := cluster.VerifyInclusion(toHashes(pr.Hashes), pr.TreeSize, tlog.Hash(pr.Root), r.Leaf, data); err != nil {
+		return false, fail(ErrInclusion, "inclusion proof", err)
+	}
+	if r.Leaf >= cp.Size {
+		return true, nil
+	}
+	proven, ok := trees[pr.TreeSize]
+	switch {
+	case !ok:
+		return false, fail(ErrInclusion, fmt.Sprintf("proof is against a tree of size %d with no consistency proof to the checkpoint's size %d", pr.TreeSize, cp.Size), nil)
+	case proven != tlog.Hash(pr.Root):
+		return false, fail(ErrInclusion, fmt.Sprintf("proof is against root %s at size %d, but the checkpoint proves root %s", b64(pr.Root), pr.TreeSize, b64(proven[:])), nil)
+	}
+	return false, nil
+}
+
+func toHashes(bs [][]byte) []tlog.Hash {
+	out := make([]tlog.Hash, len(bs))
+	for i, b := range bs {
+		copy(out[i][:], b) // a short hash just fails the proof
+	}
+	return out
+}
+
+// partnerSet is the sorted union of partner lists: a server cannot shrink
+// the set a majority is counted over below what this researcher has seen.
+func partnerSet(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func keyCodes(k Keys) []string {
+	out := make([]string, 0, len(k))
+	for p := range k {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

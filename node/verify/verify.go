@@ -1,0 +1,182 @@
+// Package verify is the researcher's verifier behind `roundtable verify`:
+// it proves that the aggregates a node serves were published by the partner
+// that signed them and were never altered, using only the partners' public
+// keys.
+//
+// It checks, in order: the checkpoint note's ed25519 signatures against the
+// pinned partner keys (golang.org/x/mod/sumdb/note, C2SP tlog-checkpoint) and
+// that a strict majority of partners signed it; each release's ID and
+// signature (privacy.Signed.Verify); each release's RFC 6962 inclusion proof
+// (section 2.1.1) for its leaf bytes cluster.LeafData; and the RFC 6962
+// consistency proof (section 2.1.2) from the checkpoint the last run saved to
+// the new one, so a ledger that rewrites history is caught as a fork. State
+// is written only after everything verified. See DESIGN.md.
+package verify
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Errors a verification returns (wrapped, possibly joined), so a caller can
+// tell the kinds of failure apart with errors.Is.
+var (
+	// ErrFork: the ledger's history disagrees with a checkpoint saved on an
+	// earlier run (not an extension of it, or shorter). Fatal; see ForkError.
+	ErrFork = errors.New("ledger fork")
+	// ErrKeyChanged: a partner's key differs from the pinned one.
+	ErrKeyChanged = errors.New("partner key changed")
+	// ErrCheckpoint: the checkpoint note is malformed or a signature on it
+	// does not verify.
+	ErrCheckpoint = errors.New("checkpoint does not verify")
+	// ErrNotRegional: fewer than a strict majority of partners signed.
+	ErrNotRegional = errors.New("checkpoint is not regional")
+	// ErrSignature: a release's ID or signature does not verify.
+	ErrSignature = errors.New("release signature check failed")
+	// ErrInclusion: a release is not proven to be in the checkpointed tree.
+	ErrInclusion = errors.New("release inclusion check failed")
+	// ErrIncomplete: the server's release list does not account for every
+	// leaf of the checkpointed tree (a release is withheld) or repeats one.
+	ErrIncomplete = errors.New("release list incomplete")
+	// ErrExport: a row of an export CSV differs from the signed release.
+	ErrExport = errors.New("export row does not match the signed release")
+)
+
+// Options configures an online verification.
+type Options struct {
+	// Server is the node's base URL, e.g. http://127.0.0.1:8080.
+	Server string
+	// StateFile holds the last verified checkpoint and the pinned keys;
+	// default ~/.config/roundtable/verify-<host>.json.
+	StateFile string
+	// Keys is an optional path to a trusted partner-keys file,
+	// JSON {"RS": "<base64 ed25519 public key>", ...}. Without it, keys are
+	// pinned on first use and kept in StateFile.
+	Keys string
+	// ReleaseID, if set, verifies that one release instead of all.
+	ReleaseID string
+	// HTTPClient defaults to a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Progress, if set, receives one line per step.
+	Progress io.Writer
+}
+
+// Keys maps a partner code ("RS") to its ed25519 public key, which signs
+// both its releases and its node's checkpoint co-signatures.
+type Keys map[string]ed25519.PublicKey
+
+// ForkError is the fatal error for a ledger whose new checkpoint cannot
+// descend from the one saved on an earlier run. Both checkpoints are
+// signed by partners, so together they prove the ledger was rewritten.
+type ForkError struct {
+	Saved    SavedCheckpoint // the checkpoint from the state file
+	Seen     SavedCheckpoint // the checkpoint the server serves now
+	Reason   string          // what exactly disagrees
+	Evidence string          // file both notes were written to, "" if writing failed
+}
+
+func (e *ForkError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "FORK: %s: the ledger's checkpoint of size %d (root %s) is not an extension of the checkpoint of size %d (root %s) verified earlier. ",
+		e.Reason, e.Seen.Size, e.Seen.rootB64(), e.Saved.Size, e.Saved.rootB64())
+	b.WriteString("Keep BOTH signed checkpoints as evidence and tell the consortium; the state file was not updated")
+	if e.Evidence != "" {
+		fmt.Fprintf(&b, "; both notes are saved in %s", e.Evidence)
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrFork) true.
+func (e *ForkError) Unwrap() error { return ErrFork }
+
+// Run verifies a node's published ledger online: see the package comment
+// for the checks. On success it saves the new checkpoint to the state file
+// (atomically) and returns the report; on failure the state file is left
+// as it was and the error says which release, partner and check failed.
+func Run(ctx context.Context, opts Options) (Report, error) {
+	r, _, err := run(ctx, opts)
+	return r, err
+}
+
+// run is Run that also returns the verified material, for Bundle.
+func run(ctx context.Context, opts Options) (Report, *material, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return Report{}, nil, err
+	}
+	c := &client{base: opts.Server, http: opts.HTTPClient, progress: opts.Progress}
+	st, err := loadState(opts.StateFile)
+	if err != nil {
+		return Report{}, nil, err
+	}
+	var fileKeys Keys
+	if opts.Keys != "" {
+		if fileKeys, err = LoadKeys(opts.Keys); err != nil {
+			return Report{}, nil, err
+		}
+	}
+	m, err := c.fetch(ctx, opts.ReleaseID)
+	if err != nil {
+		return Report{}, nil, err
+	}
+	tr, err := buildTrust(m, fileKeys, opts.Keys, st, opts.StateFile)
+	if err != nil {
+		return Report{}, m, err
+	}
+	if err := c.fetchConsistency(ctx, m); err != nil {
+		return Report{}, m, err
+	}
+	rep, cp, err := check(m, tr)
+	rep.Server = opts.Server
+	rep.StateFile = opts.StateFile
+	if err != nil {
+		return rep, m, err
+	}
+	c.logf("checkpoint %s size %d signed by %s", cp.Origin, cp.Size, strings.Join(rep.Signers, ", "))
+	rep.History, err = c.checkHistory(ctx, st, cp, opts.StateFile)
+	if err != nil {
+		return rep, m, err
+	}
+	// The bundle carries the trust this run used, so Offline can repeat it.
+	m.Keys = map[string][]byte{}
+	for p, k := range tr.keys {
+		m.Keys[p] = k
+	}
+	m.Partners = tr.partners
+	st.Server = opts.Server
+	st.Checkpoint = &cp
+	st.Keys = encodeKeys(tr.keys)
+	st.Partners = tr.partners
+	if err := saveState(opts.StateFile, st); err != nil {
+		return rep, m, err
+	}
+	return rep, m, nil
+}
+
+func (o Options) withDefaults() (Options, error) {
+	u, err := url.Parse(o.Server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return o, fmt.Errorf("verify: server %q: want a URL like http://127.0.0.1:8080", o.Server)
+	}
+	o.Server = strings.TrimSuffix(o.Server, "/")
+	if o.StateFile == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return o, fmt.Errorf("verify: no state file given and no home directory: %w", err)
+		}
+		host := strings.NewReplacer(":", "_", "/", "_").Replace(u.Host)
+		o.StateFile = filepath.Join(home, ".config", "roundtable", "verify-"+host+".json")
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: defaultTimeout}
+	}
+	return o, nil
+}
