@@ -1,0 +1,229 @@
+// Package ingest validates partner case files and imports them into the
+// node's store, all or nothing: every row is checked with the case schema
+// (aggregate.SetField, then Case.Validate), every bad row is reported as
+// FILE:LINE: followed by the aggregate.FieldError text, and one bad row
+// means nothing is stored unless the operator asks to skip invalid rows.
+//
+// Three formats are read: the project CSV (header = aggregate.Columns), the
+// CTDC global dataset CSV, and JSON Lines. DESIGN.md explains the choices.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"roundtable/aggregate"
+	"roundtable/node/store"
+)
+
+// Formats accepted in Options.Format.
+const (
+	FormatCSV   = "csv"
+	FormatCTDC  = "ctdc"
+	FormatJSONL = "jsonl"
+)
+
+// DefaultMaxErrors caps the errors a Report lists when Options.MaxErrors is 0.
+const DefaultMaxErrors = 100
+
+// Options control an import.
+type Options struct {
+	Format      string    // FormatCSV (default), FormatCTDC or FormatJSONL
+	SkipInvalid bool      // store the valid rows; write rejected rows to FILE.rejected.csv
+	MaxErrors   int       // cap on Report.Errors (default DefaultMaxErrors)
+	Progress    io.Writer // progress bar destination (a terminal), or nil
+}
+
+// Report says what an import read and did.
+type Report struct {
+	Files    []string
+	Rows     int      // data rows read (valid + invalid)
+	Invalid  int      // rows that failed validation
+	Errors   []string // "FILE:LINE: reason", at most MaxErrors
+	Rejected []string // FILE.rejected.csv files written (SkipInvalid only)
+	Stats    store.ImportStats
+	Imported bool // the import committed
+}
+
+// row is one data row read by a source: a case, or the reason it is invalid.
+type row struct {
+	line int
+	raw  []string // the fields as read, for the rejected file; valid only until the next call
+	c    aggregate.Case
+	err  error
+}
+
+// source reads the rows of one file in one format. next returns io.EOF at
+// the end; any other error is fatal to the whole import.
+type source interface {
+	columns() []string
+	next(r *row) error
+}
+
+func newSource(format, name string, r io.Reader) (source, error) {
+	switch format {
+	case "", FormatCSV:
+		return newCSVSource(name, r)
+	case FormatCTDC:
+		return newCTDCSource(name, r)
+	case FormatJSONL:
+		return newJSONLSource(r), nil
+	}
+	return nil, fmt.Errorf("unknown format %q (want csv, ctdc or jsonl)", format)
+}
+
+// errNotUTF8 is the row error for bytes that are not UTF-8.
+var errNotUTF8 = errors.New("not valid UTF-8 (save the file as UTF-8)")
+
+// Run imports files into st as one generation. Rows are parsed and sealed
+// in one pass; on the first invalid row (without SkipInvalid) the
+// generation is aborted and the rest is only validated, so every error is
+// reported and nothing is stored. The returned error says how many rows
+// were invalid; Report.Errors lists them.
+func Run(ctx context.Context, st *store.Store, opts Options, files ...string) (Report, error) {
+	rep := Report{Files: files}
+	if opts.MaxErrors <= 0 {
+		opts.MaxErrors = DefaultMaxErrors
+	}
+	if len(files) == 0 {
+		return rep, errors.New("import: no files given")
+	}
+	switch opts.Format {
+	case "", FormatCSV, FormatCTDC, FormatJSONL:
+	default:
+		return rep, fmt.Errorf("import: unknown format %q (want csv, ctdc or jsonl)", opts.Format)
+	}
+	imp, err := st.BeginImport(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
+	defer imp.Abort() // no-op once committed
+	r := run{ctx: ctx, opts: opts, rep: &rep, imp: imp}
+	for _, f := range files {
+		if err := r.file(f); err != nil {
+			return rep, fmt.Errorf("import: %w; nothing was imported", err)
+		}
+	}
+	if rep.Invalid > 0 && !opts.SkipInvalid {
+		return rep, fmt.Errorf("import: %d of %d rows were invalid (first: %s); nothing was imported "+
+			"(fix them, or use --skip-invalid to import only the valid rows)", rep.Invalid, rep.Rows, rep.Errors[0])
+	}
+	stats, err := imp.Commit()
+	if err != nil {
+		return rep, fmt.Errorf("import: %w; nothing was imported", err)
+	}
+	rep.Stats, rep.Imported = stats, true
+	return rep, nil
+}
+
+type run struct {
+	ctx  context.Context
+	opts Options
+	rep  *Report
+	imp  *store.Import
+	// stopped is set at the first invalid row without SkipInvalid: the
+	// import is aborted and later rows are only validated.
+	stopped bool
+}
+
+func (r *run) file(name string) (err error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	cr := &countingReader{r: f}
+	src, err := newSource(r.opts.Format, name, stripBOM(cr))
+	if err != nil {
+		return err
+	}
+	bar := newProgress(r.opts.Progress, name, size, cr)
+	defer bar.done()
+	var rej *rejectedWriter
+	if r.opts.SkipInvalid {
+		rej = &rejectedWriter{path: name + ".rejected.csv", columns: src.columns()}
+		defer func() {
+			if cerr := rej.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+			if rej.f != nil {
+				r.rep.Rejected = append(r.rep.Rejected, rej.path)
+			}
+		}()
+	}
+	var rw row
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := r.ctx.Err(); err != nil {
+				return err
+			}
+			bar.tick()
+		}
+		rw = row{}
+		if err := src.next(&rw); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := r.add(name, &rw, rej); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *run) add(name string, rw *row, rej *rejectedWriter) error {
+	r.rep.Rows++
+	if rw.err != nil {
+		r.rep.Invalid++
+		if len(r.rep.Errors) < r.opts.MaxErrors {
+			r.rep.Errors = append(r.rep.Errors, fmt.Sprintf("%s:%d: %v", name, rw.line, rw.err))
+		}
+		if rej != nil {
+			return rej.write(rw.raw, rw.line, rw.err.Error())
+		}
+		if !r.stopped {
+			r.stopped = true
+			// Stop storing at once: what was written is discarded, and the
+			// remaining rows are only validated so every error is reported.
+			if err := r.imp.Abort(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if r.stopped {
+		return nil
+	}
+	return r.imp.Add(&rw.c)
+}
+
+// countingReader counts bytes read, for the progress bar.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// fieldErr renames the field of a *aggregate.FieldError, so errors name the
+// column as it appears in a foreign file (CTDC), not the schema's name.
+func fieldErr(err error, column string) error {
+	var fe *aggregate.FieldError
+	if errors.As(err, &fe) {
+		c := *fe
+		c.Field = column
+		return &c
+	}
+	return err
+}
