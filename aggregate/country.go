@@ -19,20 +19,22 @@ const iso3166 = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF 
 	"SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ " +
 	"UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW XK"
 
-// knownCountry answers membership of iso3166 without building a map at
-// init: the list is sorted enough that a substring search on "XX " is exact
-// because every code is separated by spaces.
+// knownCountry reports whether code is in iso3166.
 func knownCountry(code string) bool {
 	if len(code) != 2 || code[0] < 'A' || code[0] > 'Z' || code[1] < 'A' || code[1] > 'Z' {
 		return false
 	}
-	for i := 0; i+2 <= len(iso3166); i += 3 {
-		if iso3166[i:i+2] == code {
-			return true
-		}
-	}
-	return false
+	return countryTable[int(code[0]-'A')*26+int(code[1]-'A')]
 }
+
+// countryTable is iso3166 as a lookup table, built once and never written
+// again (import validation calls knownCountry for every row).
+var countryTable = func() (t [26 * 26]bool) {
+	for i := 0; i+2 <= len(iso3166); i += 3 {
+		t[int(iso3166[i]-'A')*26+int(iso3166[i+1]-'A')] = true
+	}
+	return t
+}()
 
 // ISO3 codes seen in the newer CTDC synthetic dataset, for the countries of
 // the region and the commonest others; anything else must be given as alpha-2.

@@ -74,7 +74,7 @@ func SetField(c *Case, column, value string) error {
 		c.Services, err = serviceVocab.parseSet(value)
 	case "notes":
 		if len(value) > MaxNotesLen {
-			err = &FieldError{Field: column, Value: value[:32] + "…", Reason: fmt.Sprintf("is longer than %d bytes", MaxNotesLen)}
+			err = &FieldError{Field: column, Value: strings.ToValidUTF8(value[:32], "") + "…", Reason: fmt.Sprintf("is longer than %d bytes", MaxNotesLen)}
 		}
 		c.Notes = value
 	default:
@@ -157,12 +157,13 @@ func (c *Case) Validate() error {
 	return nil
 }
 
-// ValidStatus and the like report whether a code is in its vocabulary; the
-// store uses them when it decodes a record.
+// validCodes reports whether every code and set of c is in its vocabulary.
 func validCodes(c *Case) bool {
 	return statusVocab.valid(c.Status) && sexVocab.valid(c.Sex) && recruitmentVocab.valid(c.Recruitment) &&
 		relationVocab.valid(c.RecruiterRelation) && referralVocab.valid(c.ReferralSource) &&
-		migrationVocab.valid(c.MigrantStatus)
+		migrationVocab.valid(c.MigrantStatus) && formVocab.validSet(c.Forms) &&
+		labourVocab.validSet(c.LabourTypes) && sexTypeVocab.validSet(c.SexualTypes) &&
+		controlVocab.validSet(c.Control) && serviceVocab.validSet(c.Services)
 }
 
 // CheckCodes reports an error if any enumerated code of c is out of range,

@@ -47,6 +47,9 @@ func (v vocab[T]) name(c T) string {
 
 func (v vocab[T]) valid(c T) bool { return int(c) < len(v.names) }
 
+// validSet reports whether s holds only codes of this vocabulary.
+func (v vocab[T]) validSet(s Set[T]) bool { return uint64(s)>>len(v.names) == 0 }
+
 // parseSet reads a ";"-separated list (the CTDC "Concatenated" convention).
 // Duplicates are merged; an empty string is the empty set.
 func (v vocab[T]) parseSet(s string) (Set[T], error) {

@@ -84,12 +84,36 @@ var errNotUTF8 = errors.New("not valid UTF-8 (save the file as UTF-8)")
 // reported and nothing is stored. The returned error says how many rows
 // were invalid; Report.Errors lists them.
 func Run(ctx context.Context, st *store.Store, opts Options, files ...string) (Report, error) {
+	if len(files) == 0 {
+		return Report{}, errors.New("import: no files given")
+	}
+	return runAll(ctx, st, opts, files, func(r *run) error {
+		for _, f := range files {
+			if err := r.file(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RunReader imports one stream (an upload) under the given name, with the
+// same validation and all-or-nothing rule as Run. Nothing is written
+// beside it: SkipInvalid is refused, since there is no file to put the
+// rejected rows next to, and the caller gets every error in the Report.
+func RunReader(ctx context.Context, st *store.Store, opts Options, name string, in io.Reader) (Report, error) {
+	if opts.SkipInvalid {
+		return Report{Files: []string{name}}, errors.New("import: skip-invalid needs a file to write rejected rows beside")
+	}
+	return runAll(ctx, st, opts, []string{name}, func(r *run) error {
+		return r.stream(name, in, 0)
+	})
+}
+
+func runAll(ctx context.Context, st *store.Store, opts Options, files []string, read func(*run) error) (Report, error) {
 	rep := Report{Files: files}
 	if opts.MaxErrors <= 0 {
 		opts.MaxErrors = DefaultMaxErrors
-	}
-	if len(files) == 0 {
-		return rep, errors.New("import: no files given")
 	}
 	switch opts.Format {
 	case "", FormatCSV, FormatCTDC, FormatJSONL:
@@ -102,10 +126,8 @@ func Run(ctx context.Context, st *store.Store, opts Options, files ...string) (R
 	}
 	defer imp.Abort() // no-op once committed
 	r := run{ctx: ctx, opts: opts, rep: &rep, imp: imp}
-	for _, f := range files {
-		if err := r.file(f); err != nil {
-			return rep, fmt.Errorf("import: %w; nothing was imported", err)
-		}
+	if err := read(&r); err != nil {
+		return rep, fmt.Errorf("import: %w; nothing was imported", err)
 	}
 	if rep.Invalid > 0 && !opts.SkipInvalid {
 		return rep, fmt.Errorf("import: %d of %d rows were invalid (first: %s); nothing was imported "+
@@ -139,7 +161,12 @@ func (r *run) file(name string) (err error) {
 	if fi, err := f.Stat(); err == nil {
 		size = fi.Size()
 	}
-	cr := &countingReader{r: f}
+	return r.stream(name, f, size)
+}
+
+// stream reads one input; size (0 if unknown) scales the progress bar.
+func (r *run) stream(name string, in io.Reader, size int64) (err error) {
+	cr := &countingReader{r: in}
 	src, err := newSource(r.opts.Format, name, stripBOM(cr))
 	if err != nil {
 		return err

@@ -399,3 +399,24 @@ func TestCanceled(t *testing.T) {
 		t.Errorf("import after cancel: %+v %v", rep.Stats, err)
 	}
 }
+
+func TestRunReader(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	bad := "case_id,registered_on,sex\nU-1,2024-02-01,Female\nU-2,2024-02-03,Mle\n"
+	rep, err := RunReader(ctx, st, Options{}, "upload.csv", strings.NewReader(bad))
+	if err == nil || rep.Imported || count(t, st) != 0 {
+		t.Fatalf("bad upload: err=%v imported=%v count=%d", err, rep.Imported, count(t, st))
+	}
+	if want := `upload.csv:3: field "sex": "Mle" is not one of Female, Male, Transgender/NonConforming, Unknown`; len(rep.Errors) != 1 || rep.Errors[0] != want {
+		t.Errorf("errors = %q, want [%q]", rep.Errors, want)
+	}
+	good := "case_id,registered_on,sex\nU-1,2024-02-01,Female\nU-2,2024-02-03,Male\n"
+	rep, err = RunReader(ctx, st, Options{}, "upload.csv", strings.NewReader(good))
+	if err != nil || !rep.Imported || count(t, st) != 2 {
+		t.Fatalf("good upload: err=%v imported=%v count=%d", err, rep.Imported, count(t, st))
+	}
+	if _, err := RunReader(ctx, st, Options{SkipInvalid: true}, "upload.csv", strings.NewReader(good)); err == nil {
+		t.Error("skip-invalid on a stream was accepted")
+	}
+}
