@@ -38,6 +38,54 @@ type Indicator struct {
 	Ranks []float64 `json:"ranks,omitempty"`
 	// Weight sets this indicator's share of a release's budget (default 1).
 	Weight float64 `json:"weight,omitempty"`
+	// Value names the numeric attribute a quantile indicator summarises
+	// ("age"); empty for count indicators.
+	Value string `json:"value,omitempty"`
+	// Margins are extra measurements published beside the full cross table
+	// so that post-processing can make the hierarchy consistent: each margin
+	// lists the dimensions it keeps (in the indicator's dimension order) and
+	// sums out the others; an empty margin is the grand total.
+	Margins [][]string `json:"margins,omitempty"`
+	// Shares split the indicator's budget over its measurements: Shares[0]
+	// is the full table's, Shares[1+i] is Margins[i]'s; they sum to 1. Empty
+	// means an equal split.
+	Shares []float64 `json:"shares,omitempty"`
+}
+
+// NumMeasurements is how many tables the indicator publishes: the full
+// cross table and one per margin.
+func (ind *Indicator) NumMeasurements() int { return 1 + len(ind.Margins) }
+
+// Share is measurement m's share of the indicator's budget (m = 0 is the
+// full table, m = 1+i is Margins[i]).
+func (ind *Indicator) Share(m int) float64 {
+	if len(ind.Shares) == ind.NumMeasurements() && m >= 0 && m < len(ind.Shares) {
+		return ind.Shares[m]
+	}
+	return 1 / float64(ind.NumMeasurements())
+}
+
+// Kept lists the dimensions measurement m keeps: all of them for m = 0,
+// Margins[m-1] otherwise.
+func (ind *Indicator) Kept(m int) []string {
+	if m == 0 {
+		names := make([]string, len(ind.Dimensions))
+		for i, d := range ind.Dimensions {
+			names[i] = d.Name
+		}
+		return names
+	}
+	return ind.Margins[m-1]
+}
+
+// Dimension returns the named dimension, or false.
+func (ind *Indicator) Dimension(name string) (*Dimension, bool) {
+	for i := range ind.Dimensions {
+		if ind.Dimensions[i].Name == name {
+			return &ind.Dimensions[i], true
+		}
+	}
+	return nil, false
 }
 
 // Dimension is one breakdown with its public key set.

@@ -1,0 +1,528 @@
+package aggregate
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// truthTable is a known exact full table of one indicator: count per cell
+// in catalog cell order.
+type truthTable []int64
+
+// randomTruth draws a table with the region's magnitudes: mostly 0–10.
+func randomTruth(ind *Indicator, r *rand.Rand) truthTable {
+	t, _ := newTable(ind, Period{2024, 1}, 0)
+	truth := make(truthTable, t.NumCells())
+	for i := range truth {
+		if r.IntN(3) > 0 {
+			truth[i] = int64(r.IntN(12))
+		}
+	}
+	return truth
+}
+
+// discreteLaplace draws integer noise with P(k) ∝ exp(−|k|/b), the
+// integer analogue of Laplace(b), as a difference of two geometrics. Its
+// variance is 2p/(1−p)², p = e^(−1/b).
+func discreteLaplace(r *rand.Rand, b float64) int64 {
+	p := math.Exp(-1 / b)
+	geo := func() int64 { return int64(math.Floor(math.Log(1-r.Float64()) / math.Log(p))) }
+	return geo() - geo()
+}
+
+func discreteLaplaceVariance(b float64) float64 {
+	p := math.Exp(-1 / b)
+	return 2 * p / ((1 - p) * (1 - p))
+}
+
+// publish makes the measurements a release of ind over truth would hold:
+// every measurement (full table and margins) with Laplace noise of scale
+// L0/(ε·share), as the privacy package states it.
+func publish(ind *Indicator, truth truthTable, partner string, p Period, release string, leaf int64, eps float64, r *rand.Rand) []Measurement {
+	var out []Measurement
+	full, _ := newTable(ind, p, 0)
+	copy(full.counts, truth)
+	dims := full.Dimensions()
+	for m := 0; m < ind.NumMeasurements(); m++ {
+		t, _ := newTable(ind, p, m)
+		kept := t.Kept()
+		// Margin cells are sums of the full table's cells.
+		at := make(map[string]int, t.NumCells())
+		for j := 0; j < t.NumCells(); j++ {
+			at[strings.Join(t.Key(j), "|")] = j
+		}
+		for i := 0; i < full.NumCells(); i++ {
+			k := full.Key(i)
+			for d := range k {
+				if !slices.Contains(kept, dims[d]) {
+					k[d] = KeyAll
+				}
+			}
+			t.counts[at[strings.Join(k, "|")]] += truth[i]
+		}
+		b := float64(t.L0()) / (eps * t.Share())
+		for j := 0; j < t.NumCells(); j++ {
+			out = append(out, Measurement{
+				Partner: partner, Period: p, Indicator: ind.Name, Dimensions: dims, Key: t.Key(j),
+				Value: t.counts[j] + discreteLaplace(r, b), Variance: discreteLaplaceVariance(b),
+				Mechanism: MechanismLaplace, ReleaseID: release, Leaf: leaf,
+			})
+		}
+	}
+	return out
+}
+
+func victimsIndicator(t testing.TB) *Indicator {
+	ind, ok := CatalogV1().Indicator("victims")
+	if !ok {
+		t.Fatal("no victims indicator")
+	}
+	return ind
+}
+
+func TestSeriesExactWithoutNoise(t *testing.T) {
+	ind := victimsIndicator(t)
+	r := rand.New(rand.NewPCG(3, 3))
+	truth := randomTruth(ind, r)
+	ms := publish(ind, truth, "RS", Period{2024, 2}, "rel-1", 7, 100, r) // noise ~1e-4 of a unit: rounds to 0
+	pts, err := Series(ms, SeriesQuery{Indicator: "victims", By: []string{"sex"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 4 {
+		t.Fatalf("%d points, want 4 (one per sex)", len(pts))
+	}
+	full, _ := newTable(ind, Period{2024, 2}, 0)
+	for _, p := range pts {
+		var want int64
+		for i := range truth {
+			if full.Key(i)[1] == p.Key[0] {
+				want += truth[i]
+			}
+		}
+		if p.Estimate != want || p.Raw != want || p.Period != (Period{2024, 2}) || p.Partner != "RS" {
+			t.Errorf("point %+v: want estimate and raw %d", p, want)
+		}
+		if p.CILow > float64(want) || p.CIHigh < float64(want) || p.CIHigh-p.CILow > 0.5 {
+			t.Errorf("interval [%v, %v] around %d", p.CILow, p.CIHigh, want)
+		}
+		if !slices.Equal(p.ReleaseIDs, []string{"rel-1"}) {
+			t.Errorf("release ids %v", p.ReleaseIDs)
+		}
+	}
+}
+
+// TestSeriesConsistency checks that every published sum agrees: total =
+// Σ sex = Σ age group, year = Σ quarters, region = Σ partners.
+func TestSeriesConsistency(t *testing.T) {
+	ind := victimsIndicator(t)
+	r := rand.New(rand.NewPCG(5, 5))
+	var ms []Measurement
+	leaf := int64(0)
+	for _, partner := range []string{"AL", "BA", "XK"} {
+		for q := 1; q <= 4; q++ {
+			leaf++
+			ms = append(ms, publish(ind, randomTruth(ind, r), partner, Period{2024, q}, fmt.Sprintf("%s-q%d", partner, q), leaf, 0.5, r)...)
+		}
+	}
+	// XK also published the whole year: the year and its quarters must agree.
+	ms = append(ms, publish(ind, randomTruth(ind, r), "XK", Period{2024, 0}, "XK-y", 99, 0.5, r)...)
+	e, err := NewEstimates(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(q SeriesQuery) map[string]int64 {
+		pts, err := e.Series(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, p := range pts {
+			if p.Estimate < 0 {
+				t.Fatalf("negative estimate %+v", p)
+			}
+			out[p.Partner+" "+p.Period.String()] += p.Estimate
+		}
+		return out
+	}
+	total := sum(SeriesQuery{Indicator: "victims"})
+	for _, by := range [][]string{{"sex"}, {"age_group"}, {"status"}, {"status", "sex", "age_group"}, {"age_group", "sex"}} {
+		if got := sum(SeriesQuery{Indicator: "victims", By: by}); !mapsEqual(got, total) {
+			t.Errorf("Σ by %v = %v, total %v", by, got, total)
+		}
+	}
+	years := sum(SeriesQuery{Indicator: "victims", RollUpYears: true})
+	for _, partner := range []string{"AL", "BA", "XK"} {
+		var q int64
+		for i := 1; i <= 4; i++ {
+			q += total[fmt.Sprintf("%s 2024-Q%d", partner, i)]
+		}
+		if years[partner+" 2024"] != q {
+			t.Errorf("%s: year %d, Σ quarters %d", partner, years[partner+" 2024"], q)
+		}
+	}
+	region := sum(SeriesQuery{Indicator: "victims", RollUpRegion: true})
+	for i := 1; i <= 4; i++ {
+		p := fmt.Sprintf("2024-Q%d", i)
+		if want := total["AL "+p] + total["BA "+p] + total["XK "+p]; region["region "+p] != want {
+			t.Errorf("region %s = %d, Σ partners %d", p, region["region "+p], want)
+		}
+	}
+	regionYear := sum(SeriesQuery{Indicator: "victims", RollUpRegion: true, RollUpYears: true})
+	if want := years["AL 2024"] + years["BA 2024"] + years["XK 2024"]; regionYear["region 2024"] != want {
+		t.Errorf("region 2024 = %d, Σ partner years %d", regionYear["region 2024"], want)
+	}
+	// Filters.
+	pts, err := e.Series(SeriesQuery{Indicator: "victims", Partners: []string{"BA"}, From: Period{2024, 2}, To: Period{2024, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 2 || pts[0].Period != (Period{2024, 2}) || pts[1].Period != (Period{2024, 3}) || pts[0].Partner != "BA" {
+		t.Errorf("filtered points %+v", pts)
+	}
+	xk, _ := e.Series(SeriesQuery{Indicator: "victims", Partners: []string{"XK"}, From: Period{2024, 1}, To: Period{2024, 1}})
+	if len(xk) != 1 || !slices.Equal(xk[0].ReleaseIDs, []string{"XK-q1", "XK-y"}) {
+		t.Errorf("XK Q1 points %+v: want releases XK-q1 and XK-y", xk)
+	}
+}
+
+func mapsEqual(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSeriesYearOnlyAndPartialYears(t *testing.T) {
+	ind := victimsIndicator(t)
+	r := rand.New(rand.NewPCG(8, 8))
+	ms := publish(ind, randomTruth(ind, r), "ME", Period{2023, 0}, "me-2023", 1, 1, r)
+	ms = append(ms, publish(ind, randomTruth(ind, r), "ME", Period{2024, 1}, "me-2024q1", 2, 1, r)...)
+	e, err := NewEstimates(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, _ := e.Series(SeriesQuery{Indicator: "victims"})
+	if len(pts) != 2 || pts[0].Period != (Period{2023, 0}) || pts[1].Period != (Period{2024, 1}) {
+		t.Fatalf("points %+v: want 2023 (year only) and 2024-Q1", pts)
+	}
+	years, _ := e.Series(SeriesQuery{Indicator: "victims", RollUpYears: true})
+	if len(years) != 1 || years[0].Period != (Period{2023, 0}) {
+		t.Fatalf("year points %+v: 2024 is not fully published", years)
+	}
+	if pts, err := e.Series(SeriesQuery{Indicator: "nothing-yet"}); err != nil || len(pts) != 0 {
+		t.Errorf("unpublished indicator: %v %v", pts, err)
+	}
+	if _, err := e.Series(SeriesQuery{Indicator: "victims", By: []string{"gender"}}); err == nil || !strings.Contains(err.Error(), "gender") {
+		t.Errorf("unknown dimension: %v", err)
+	}
+}
+
+func TestNewEstimatesRejects(t *testing.T) {
+	good := Measurement{Partner: "RS", Period: Period{2024, 1}, Indicator: "referral_source", Dimensions: []string{"referral_source"},
+		Key: []string{"police"}, Value: 3, Variance: 2, ReleaseID: "r"}
+	cases := []struct {
+		name   string
+		change func(ms []Measurement) []Measurement
+		want   string
+	}{
+		{"no partner", func(ms []Measurement) []Measurement { ms[0].Partner = ""; return ms }, "partner"},
+		{"region as partner", func(ms []Measurement) []Measurement { ms[0].Partner = RegionPartner; return ms }, "partner"},
+		{"zero variance", func(ms []Measurement) []Measurement { ms[0].Variance = 0; return ms }, "variance"},
+		{"NaN variance", func(ms []Measurement) []Measurement { ms[0].Variance = math.NaN(); return ms }, "variance"},
+		{"key length", func(ms []Measurement) []Measurement { ms[0].Key = nil; return ms }, "key has 0 parts"},
+		{"mechanism", func(ms []Measurement) []Measurement { ms[0].Mechanism = "exponential"; return ms }, "mechanism"},
+		{"quarter", func(ms []Measurement) []Measurement { ms[0].Period.Quarter = 7; return ms }, "quarter"},
+		{"duplicate", func(ms []Measurement) []Measurement { return append(ms, ms[0]) }, "twice"},
+		{"dimensions differ", func(ms []Measurement) []Measurement {
+			m := ms[0]
+			m.Key, m.Dimensions, m.ReleaseID = []string{"police", "x"}, []string{"referral_source", "sex"}, "r2"
+			return append(ms, m)
+		}, "dimensions"},
+		{"margin of nothing", func(ms []Measurement) []Measurement {
+			m := ms[0]
+			m.Key, m.ReleaseID, m.Period = []string{KeyAll}, "r3", Period{2025, 1}
+			return append(ms, m)
+		}, "sums no published cell"},
+	}
+	for _, tc := range cases {
+		if _, err := NewEstimates(tc.change([]Measurement{good})); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to mention %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := NewEstimates([]Measurement{good}); err != nil {
+		t.Errorf("good measurement refused: %v", err)
+	}
+}
+
+// TestSeriesCoverageAndAccuracy is the evidence for the intervals and for
+// the value of post-processing. With fixed seeds, over 2,000 repetitions
+// of a known victims table published quarterly with Laplace noise and, in
+// half of them, once more for the year. ε for victims is 0.1 per release:
+// a quarterly cap of ε = 1 split over the ten v1 indicators of weight 1,
+// then over victims' measurements by the catalog's shares. (At much
+// smaller noise, b ≲ 2, integer-valued noise makes any symmetric interval's
+// coverage jump in steps of ~3% and no 95% interval exists; at the
+// project's real budgets b ≈ 17 for a cell, and the steps are < 0.5%.)
+//   - the 95% intervals of the consistent estimates (WLS covariance, and
+//     the normal–Laplace quantile of ci95) cover the truth 94–96% of the time, for
+//     cells, margins and year totals;
+//   - the consistent estimates have a lower RMSE than the raw noisy cells.
+//
+// The tolerance 94–96% is the brief's; with ~10⁵ cell intervals the
+// binomial standard error of the coverage is < 0.1%, so a true 95% passes
+// with room.
+func TestSeriesCoverageAndAccuracy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2,000 repetitions")
+	}
+	ind := victimsIndicator(t)
+	truthRand := rand.New(rand.NewPCG(11, 0))
+	truth := make([]truthTable, 5) // four quarters and the year's own table
+	for i := range truth {
+		truth[i] = randomTruth(ind, truthRand)
+	}
+	full, _ := newTable(ind, Period{2024, 1}, 0)
+	cellIndex := map[string]int{}
+	for i := 0; i < full.NumCells(); i++ {
+		cellIndex[strings.Join(full.Key(i), "|")] = i
+	}
+	const reps = 2000
+	type tally struct {
+		covered, n             int
+		errEst, errRaw, errWLS float64
+	}
+	stats := map[string]*tally{}
+	add := func(kind string, p SeriesPoint, want int64) {
+		s := stats[kind]
+		if s == nil {
+			s = &tally{}
+			stats[kind] = s
+		}
+		s.n++
+		if float64(want) >= p.CILow && float64(want) <= p.CIHigh {
+			s.covered++
+		}
+		s.errEst += sq(float64(p.Estimate - want))
+		s.errRaw += sq(float64(p.Raw - want))
+		s.errWLS += sq((p.CILow+p.CIHigh)/2 - float64(want)) // the interval's centre is the WLS estimate
+	}
+	r := rand.New(rand.NewPCG(12, 0))
+	for rep := range reps {
+		var ms []Measurement
+		for q := 1; q <= 4; q++ {
+			ms = append(ms, publish(ind, truth[q-1], "RS", Period{2024, q}, fmt.Sprint("q", q), int64(q), victimsEpsilon, r)...)
+		}
+		// In half the repetitions the partner also published the year, so
+		// year = Σ quarters enters the solve; its truth is Σ quarters.
+		if rep%2 == 1 {
+			year := make(truthTable, len(truth[0]))
+			for q := range 4 {
+				for i := range year {
+					year[i] += truth[q][i]
+				}
+			}
+			ms = append(ms, publish(ind, year, "RS", Period{2024, 0}, "y", 5, victimsEpsilon, r)...)
+		}
+		e, err := NewEstimates(ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cells, _ := e.Series(SeriesQuery{Indicator: "victims", By: []string{"status", "sex", "age_group"}})
+		for _, p := range cells {
+			add("cell", p, truth[p.Period.Quarter-1][cellIndex[strings.Join(p.Key, "|")]])
+		}
+		bySex, _ := e.Series(SeriesQuery{Indicator: "victims", By: []string{"sex"}})
+		for _, p := range bySex {
+			var want int64
+			for j := 0; j < full.NumCells(); j++ {
+				if full.Key(j)[1] == p.Key[0] {
+					want += truth[p.Period.Quarter-1][j]
+				}
+			}
+			add("sex margin", p, want)
+		}
+		years, _ := e.Series(SeriesQuery{Indicator: "victims", RollUpYears: true})
+		for _, p := range years {
+			var want int64
+			for q := range 4 {
+				for _, v := range truth[q] {
+					want += v
+				}
+			}
+			add("year total", p, want)
+		}
+	}
+	for _, kind := range []string{"cell", "sex margin", "year total"} {
+		s := stats[kind]
+		coverage := float64(s.covered) / float64(s.n)
+		ratio := math.Sqrt(s.errEst / s.errRaw)
+		t.Logf("%-10s n=%6d coverage %.4f  RMSE consistent/raw = %.3f (WLS before rounding and non-negativity: %.3f)",
+			kind, s.n, coverage, ratio, math.Sqrt(s.errWLS/s.errRaw))
+		if coverage < 0.94 || coverage > 0.96 {
+			t.Errorf("%s: coverage %.4f outside 94–96%%", kind, coverage)
+		}
+		if ratio >= 1 || s.errWLS >= s.errRaw {
+			t.Errorf("%s: consistent estimates are not more accurate than raw (ratio %.3f, WLS %.3f)", kind, ratio, math.Sqrt(s.errWLS/s.errRaw))
+		}
+	}
+}
+
+// victimsEpsilon is victims' share of a quarterly ε = 1 over the ten v1
+// indicators of weight 1.
+const victimsEpsilon = 0.1
+
+func sq(x float64) float64 { return x * x }
+
+// catalogMeasurements publishes the whole v1 catalog (count indicators) for
+// partners × quarters, as the ledger would hold it.
+func catalogMeasurements(partners []string, fromYear, years int) []Measurement {
+	cat := CatalogV1()
+	r := rand.New(rand.NewPCG(21, 0))
+	var ms []Measurement
+	leaf := int64(0)
+	for _, partner := range partners {
+		for y := fromYear; y < fromYear+years; y++ {
+			for q := 1; q <= 4; q++ {
+				leaf++
+				for i := range cat.Indicators {
+					ind := &cat.Indicators[i]
+					if ind.Kind != KindCount {
+						continue
+					}
+					ms = append(ms, publish(ind, randomTruth(ind, r), partner, Period{y, q}, fmt.Sprintf("%s-%d-Q%d", partner, y, q), leaf, 1, r)...)
+				}
+			}
+		}
+	}
+	return ms
+}
+
+// BenchmarkSeries answers GET /v1/series-sized queries over 6 partners × 24
+// quarters × the whole catalog, from estimates computed once. It reports
+// the p99 latency over one query per indicator and breakdown, with and
+// without roll-ups.
+func BenchmarkSeries(b *testing.B) {
+	ms := catalogMeasurements([]string{"AL", "BA", "XK", "ME", "MK", "RS"}, 2019, 6)
+	start := time.Now()
+	e, err := NewEstimates(ms)
+	if err != nil {
+		b.Fatal(err)
+	}
+	build := time.Since(start)
+	cat := CatalogV1()
+	var queries []SeriesQuery
+	for i := range cat.Indicators {
+		ind := &cat.Indicators[i]
+		if ind.Kind != KindCount {
+			continue
+		}
+		bys := [][]string{nil, ind.Kept(0)}
+		for _, d := range ind.Dimensions {
+			bys = append(bys, []string{d.Name})
+		}
+		for _, by := range bys {
+			for _, roll := range []struct{ years, region bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+				queries = append(queries, SeriesQuery{Indicator: ind.Name, By: by, RollUpYears: roll.years, RollUpRegion: roll.region})
+			}
+		}
+	}
+	var lat []time.Duration
+	best := make([]time.Duration, len(queries))
+	b.ResetTimer()
+	for b.Loop() {
+		for i, q := range queries {
+			t0 := time.Now()
+			if _, err := e.Series(q); err != nil {
+				b.Fatal(err)
+			}
+			d := time.Since(t0)
+			lat = append(lat, d)
+			if best[i] == 0 || d < best[i] {
+				best[i] = d
+			}
+		}
+	}
+	ms99 := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)*99/100].Microseconds()) / 1000
+	}
+	// p99-ms is over every answer, so it includes whatever else the machine
+	// is doing; p99-best-ms takes each query's fastest answer first.
+	b.ReportMetric(ms99(lat), "p99-ms")
+	b.ReportMetric(ms99(best), "p99-best-ms")
+	b.ReportMetric(float64(len(ms)), "measurements")
+	b.ReportMetric(build.Seconds()*1000, "build-ms")
+	b.ReportMetric(float64(len(queries)), "queries/op")
+}
+
+func TestSeriesIntervalShapeFollowsMechanism(t *testing.T) {
+	cell := func(mech string, partner string) Measurement {
+		return Measurement{Partner: partner, Period: Period{2024, 1}, Indicator: "age", Value: 10, Variance: 8,
+			Mechanism: mech, ReleaseID: "r-" + partner}
+	}
+	e, err := NewEstimates([]Measurement{cell(MechanismGaussian, "AL"), cell(MechanismLaplace, "BA"), cell("", "ME")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := e.Series(SeriesQuery{Indicator: "age"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := 2.0 // Laplace variance 8 = 2b²
+	want := map[string]float64{"AL": z95 * math.Sqrt(8), "BA": b * math.Log(20), "ME": b * math.Log(20)}
+	for _, p := range pts {
+		if half := (p.CIHigh - p.CILow) / 2; math.Abs(half-want[p.Partner]) > 1e-4 {
+			t.Errorf("%s: half-width %v, want %v", p.Partner, half, want[p.Partner])
+		}
+		if p.Estimate != 10 || p.Raw != 10 || p.Small {
+			t.Errorf("%s: %+v", p.Partner, p)
+		}
+	}
+	region, _ := e.Series(SeriesQuery{Indicator: "age", RollUpRegion: true})
+	if len(region) != 1 || region[0].Estimate != 30 || region[0].Partner != RegionPartner || len(region[0].ReleaseIDs) != 3 {
+		t.Fatalf("region %+v", region)
+	}
+	// Three independent terms, one Laplace the largest: wider than the
+	// normal, narrower than the Laplace-only quantile of the same variance.
+	half := (region[0].CIHigh - region[0].CILow) / 2
+	if half <= z95*math.Sqrt(24) || half >= math.Sqrt(12)*math.Log(20) {
+		t.Errorf("region half-width %v", half)
+	}
+}
+
+func TestEstimatesConcurrentQueries(t *testing.T) {
+	e, err := NewEstimates(catalogMeasurements([]string{"AL", "RS"}, 2024, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := e.Series(SeriesQuery{Indicator: "victims", By: []string{"sex"}, RollUpRegion: true})
+	done := make(chan []SeriesPoint)
+	for range 4 {
+		go func() {
+			got, _ := e.Series(SeriesQuery{Indicator: "victims", By: []string{"sex"}, RollUpRegion: true})
+			done <- got
+		}()
+	}
+	for range 4 {
+		got := <-done
+		if len(got) != len(want) {
+			t.Fatalf("%d points, want %d", len(got), len(want))
+		}
+		for i := range got {
+			if got[i].Estimate != want[i].Estimate || got[i].CILow != want[i].CILow {
+				t.Fatalf("point %d differs between concurrent queries", i)
+			}
+		}
+	}
+}

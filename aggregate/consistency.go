@@ -1,0 +1,402 @@
+package aggregate
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+)
+
+// Consistency post-processing: published measurements of one partner,
+// indicator and year (cells, margins, quarters and the year) are noisy
+// observations y = A·x + e of the unknown leaf counts x (full-table cells
+// per time unit), with independent noise of known variance. The weighted
+// least squares estimate x̂ = (AᵀWA)⁻¹AᵀWy, W = diag(1/variance), is the
+// best linear unbiased estimate (Gauss–Markov; Hay et al., "Boosting the
+// accuracy of differentially private histograms through consistency",
+// VLDB 2010), and every sum of its leaves agrees with every other. Its
+// covariance is (AᵀWA)⁻¹, from which the intervals come. All of this is
+// post-processing of published values, so it costs no privacy budget.
+
+// row is one published measurement: the unknowns it sums, its weight.
+type row struct {
+	cols     []int   // unknown ids summed by the measurement
+	value    float64 // the raw noisy value
+	variance float64
+	laplace  bool // Laplace noise (else Gaussian): sets the interval's shape
+}
+
+// component is a set of unknowns tied together by rows; components are
+// solved independently, which keeps each dense system small.
+type component struct {
+	vars []int     // unknown ids, in increasing order
+	rows []int     // row ids touching them
+	inv  []float64 // (AᵀWA)⁻¹ over vars, row-major len(vars)²
+}
+
+// errSingular reports a system whose unknowns the measurements do not pin down.
+var errSingular = errors.New("measurements do not determine every cell (singular normal matrix)")
+
+// solveWLS computes the WLS estimate of n unknowns from rows, component by
+// component. pos[j] is unknown j's position within its component.
+func solveWLS(n int, rows []row) (x []float64, comps []*component, compOf, pos []int, err error) {
+	// Union-find over unknowns joined by a row.
+	parent := make([]int, n)
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	for _, r := range rows {
+		for _, c := range r.cols[1:] {
+			a, b := find(r.cols[0]), find(c)
+			if a != b {
+				parent[b] = a
+			}
+		}
+	}
+	compOf = make([]int, n)
+	pos = make([]int, n)
+	byRoot := make(map[int]int)
+	for j := range n {
+		root := find(j)
+		ci, ok := byRoot[root]
+		if !ok {
+			ci = len(comps)
+			byRoot[root] = ci
+			comps = append(comps, &component{})
+		}
+		c := comps[ci]
+		compOf[j], pos[j] = ci, len(c.vars)
+		c.vars = append(c.vars, j)
+	}
+	for ri, r := range rows {
+		if len(r.cols) > 0 {
+			c := comps[compOf[r.cols[0]]]
+			c.rows = append(c.rows, ri)
+		}
+	}
+	x = make([]float64, n)
+	for _, c := range comps {
+		if err := c.solve(rows, pos, x); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	return x, comps, compOf, pos, nil
+}
+
+// solve fills x over the component's unknowns and keeps (AᵀWA)⁻¹.
+func (c *component) solve(rows []row, pos []int, x []float64) error {
+	m := len(c.vars)
+	normal := make([]float64, m*m)
+	rhs := make([]float64, m)
+	for _, ri := range c.rows {
+		r := &rows[ri]
+		w := 1 / r.variance
+		for _, a := range r.cols {
+			pa := pos[a]
+			rhs[pa] += w * r.value
+			for _, b := range r.cols {
+				normal[pa*m+pos[b]] += w
+			}
+		}
+	}
+	inv, err := invertSPD(normal, m)
+	if err != nil {
+		return err
+	}
+	c.inv = inv
+	for i, j := range c.vars {
+		s := 0.0
+		for k := range m {
+			s += inv[i*m+k] * rhs[k]
+		}
+		x[j] = s
+	}
+	return nil
+}
+
+// invertSPD inverts a symmetric positive definite m×m matrix (row-major)
+// by Cholesky factorisation. Tables are small (≤ a few hundred unknowns),
+// so a dense O(m³) solve is simplest and exact enough.
+func invertSPD(a []float64, m int) ([]float64, error) {
+	l := make([]float64, m*m)
+	for i := range m {
+		for j := 0; j <= i; j++ {
+			s := a[i*m+j]
+			for k := range j {
+				s -= l[i*m+k] * l[j*m+k]
+			}
+			if i == j {
+				if s <= 1e-12*math.Max(1, a[i*m+i]) {
+					return nil, errSingular
+				}
+				l[i*m+i] = math.Sqrt(s)
+			} else {
+				l[i*m+j] = s / l[j*m+j]
+			}
+		}
+	}
+	// u = (L⁻¹)ᵀ, built row by row (row j of u is column j of L⁻¹, by
+	// forward substitution) so every inner loop reads memory in order;
+	// then A⁻¹ = L⁻ᵀL⁻¹, i.e. A⁻¹[i][j] = Σ_k u[i][k]·u[j][k].
+	u := make([]float64, m*m)
+	for j := range m {
+		uj := u[j*m : (j+1)*m]
+		uj[j] = 1 / l[j*m+j]
+		for i := j + 1; i < m; i++ {
+			li := l[i*m : i*m+i]
+			s := 0.0
+			for k := j; k < i; k++ {
+				s -= li[k] * uj[k]
+			}
+			uj[i] = s / l[i*m+i]
+		}
+	}
+	inv := make([]float64, m*m)
+	for i := range m {
+		ui := u[i*m : (i+1)*m]
+		for j := 0; j <= i; j++ {
+			uj := u[j*m : (j+1)*m]
+			s := 0.0
+			for k := i; k < m; k++ {
+				s += ui[k] * uj[k]
+			}
+			inv[i*m+j], inv[j*m+i] = s, s
+		}
+	}
+	return inv, nil
+}
+
+// linearMoments returns the variance of Σ_{j∈set} x̂_j, where set lies in
+// one component, and the largest variance any single Laplace measurement
+// contributes to it. x̂ = (AᵀWA)⁻¹AᵀWy is linear in the independent
+// measurements, so with v = (AᵀWA)⁻¹c and h = WAv the sum is Σ_r h_r·y_r
+// and its variance is Σ h_r² σ_r². scratch must have room for the
+// component's size.
+func (c *component) linearMoments(rows []row, pos []int, set []int, scratch []float64) (variance, laplaceMax float64) {
+	m := len(c.vars)
+	v := scratch[:m]
+	clear(v)
+	for _, j := range set {
+		col := pos[j]
+		for i := range m {
+			v[i] += c.inv[i*m+col]
+		}
+	}
+	for _, ri := range c.rows {
+		r := &rows[ri]
+		s := 0.0
+		for _, a := range r.cols {
+			s += v[pos[a]]
+		}
+		h := s / r.variance
+		term := h * h * r.variance
+		variance += term
+		if r.laplace && term > laplaceMax {
+			laplaceMax = term
+		}
+	}
+	return variance, laplaceMax
+}
+
+// z95 is the standard normal 97.5% quantile.
+const z95 = 1.959963984540054
+
+// ci95 returns a 95% interval for a linear estimate with the given mean
+// and variance, of which laplaceMax comes from its largest single Laplace
+// term. The noise is modelled as that Laplace term plus a normal for the
+// rest (the normal–Laplace convolution of Reed & Jorgensen, 2004), and the
+// interval's half-width is that distribution's exact 97.5% quantile. For
+// one Laplace(b) cell this is the exact ±b·ln 20 (the plain normal ±1.96σ
+// would cover only 93.7%); for sums of many cells no term dominates and it
+// tends to the normal interval.
+//
+// The interval is not clipped at 0, although counts cannot be negative:
+// clipping would turn an interval wholly below 0 into [0, 0], which always
+// "covers" a true zero and so overstates coverage (by ~1 point at the
+// region's sizes). Displays may show max(0, lo).
+func ci95(mean, variance, laplaceMax float64) (lo, hi float64) {
+	if !(variance > 0) {
+		return mean, mean
+	}
+	h := halfWidth95(variance, min(laplaceMax, variance))
+	return mean - h, mean + h
+}
+
+// quantileGrid is how many intervals halfWidths tabulates over [0, 1].
+const quantileGrid = 256
+
+// halfWidths tabulates halfWidth95 for unit variance against the Laplace
+// share ρ = laplaceVar/variance; by scale invariance the half-width is
+// √variance·f(ρ). f is smooth and runs from 1.96 (ρ = 0) to ln 20/√2 ≈
+// 2.118 (ρ = 1), so linear interpolation on 256 steps is within 1e-5 of
+// the bisection, and a series point costs a lookup instead of a root find.
+type halfWidths [quantileGrid + 1]float64
+
+// sharedHalfWidths computes the table once per process; it is never
+// written after, so sharing it is safe.
+var sharedHalfWidths = sync.OnceValue(newHalfWidths)
+
+func newHalfWidths() *halfWidths {
+	var t halfWidths
+	for i := range t {
+		t[i] = halfWidth95(1, float64(i)/quantileGrid)
+	}
+	return &t
+}
+
+// ci95 is the package-level ci95, interpolated from the table.
+func (t *halfWidths) ci95(mean, variance, laplaceMax float64) (lo, hi float64) {
+	if !(variance > 0) {
+		return mean, mean
+	}
+	x := math.Min(math.Max(laplaceMax/variance, 0), 1) * quantileGrid
+	i := min(int(x), quantileGrid-1)
+	f := t[i] + (t[i+1]-t[i])*(x-float64(i))
+	h := f * math.Sqrt(variance)
+	return mean - h, mean + h
+}
+
+// halfWidth95 solves P(|L + N| > h) = 0.05 for L ~ Laplace(b), 2b² =
+// laplaceVar, and N ~ Normal(0, variance − laplaceVar), by bisection on the
+// closed-form tail.
+func halfWidth95(variance, laplaceVar float64) float64 {
+	sd := math.Sqrt(variance)
+	b := math.Sqrt(laplaceVar / 2)
+	s := math.Sqrt(math.Max(variance-laplaceVar, 0))
+	switch {
+	case b <= 1e-3*sd: // no Laplace term to speak of
+		return z95 * sd
+	case s <= 1e-6*sd: // a Laplace term alone
+		return b * math.Log(20)
+	}
+	lo, hi := 0.0, 4*sd // P(|X| > 4σ) < 0.05 for any such mixture
+	for hi-lo > 1e-6*sd {
+		mid := (lo + hi) / 2
+		if 2*normalLaplaceTail(mid, b, s) > 0.05 {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return (lo + hi) / 2
+}
+
+// normalLaplaceTail is P(L + N > x) for L ~ Laplace(b), N ~ Normal(0, s²),
+// x ≥ 0: integrating the Laplace tail against the normal gives
+// Φ(−x/s) − ½e^{x/b+s²/2b²}Φ(−(x+s²/b)/s) + ½e^{−x/b+s²/2b²}Φ((x−s²/b)/s).
+// The exponentials are paired with their Φ in log space so large x/b
+// neither overflows nor loses the product.
+func normalLaplaceTail(x, b, s float64) float64 {
+	r := s * s / (2 * b * b)
+	up := math.Exp(x/b+r+logPhi(-(x+s*s/b)/s)) / 2
+	down := math.Exp(-x/b+r+logPhi((x-s*s/b)/s)) / 2
+	return phi(-x/s) - up + down
+}
+
+// phi is the standard normal CDF.
+func phi(z float64) float64 { return 0.5 * math.Erfc(-z/math.Sqrt2) }
+
+// logPhi is log Φ(z), accurate far into the lower tail (z ≪ 0) where Φ
+// itself underflows: Φ(z) = φ(z)/|z|·(1 − 1/z² + 3/z⁴ − …).
+func logPhi(z float64) float64 {
+	if z > -30 {
+		return math.Log(phi(z))
+	}
+	z2 := z * z
+	return -z2/2 - math.Log(-z*math.Sqrt(2*math.Pi)) + math.Log1p(-1/z2+3/(z2*z2))
+}
+
+// projectSimplex returns the Euclidean projection of x onto
+// {y ≥ 0, Σy = total} (total ≥ 0): y_i = max(x_i − θ, 0) for the θ that
+// makes the sum right (Held, Wolfe & Crowder 1974; Duchi et al. 2008).
+func projectSimplex(x []float64, total float64) []float64 {
+	y := make([]float64, len(x))
+	if len(x) == 0 || total <= 0 {
+		return y
+	}
+	s := slices.Clone(x)
+	slices.Sort(s)
+	slices.Reverse(s)
+	cum, theta := 0.0, 0.0
+	for i, v := range s {
+		cum += v
+		t := (cum - total) / float64(i+1)
+		if v-t > 0 {
+			theta = t
+		}
+	}
+	for i, v := range x {
+		y[i] = math.Max(v-theta, 0)
+	}
+	return y
+}
+
+// roundToTotal rounds non-negative y to integers summing to total by the
+// largest remainder method (Hamilton): floor everything, then give the
+// remaining units to the largest fractional parts, ties to the lower index
+// so the result is deterministic.
+func roundToTotal(y []float64, total int64) []int64 {
+	out := make([]int64, len(y))
+	var sum int64
+	for i, v := range y {
+		out[i] = int64(math.Floor(v))
+		sum += out[i]
+	}
+	order := make([]int, len(y))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		fa, fb := y[a]-math.Floor(y[a]), y[b]-math.Floor(y[b])
+		switch {
+		case fa > fb:
+			return -1
+		case fa < fb:
+			return 1
+		}
+		return 0
+	})
+	for i := 0; sum < total && len(order) > 0; i = (i + 1) % len(order) {
+		out[order[i]]++
+		sum++
+	}
+	for i := len(order) - 1; sum > total; i-- { // only from float error: take back from the smallest remainders
+		if i < 0 {
+			i = len(order) - 1
+		}
+		if out[order[i]] > 0 {
+			out[order[i]]--
+			sum--
+		}
+	}
+	return out
+}
+
+// integerLeaves turns one time unit's WLS leaves into non-negative
+// integers whose sum is the rounded, non-negative WLS total, so every
+// margin, year and regional sum of them agrees.
+func integerLeaves(x []float64) []int64 {
+	t := 0.0
+	for _, v := range x {
+		t += v
+	}
+	total := int64(math.Max(math.Round(t), 0))
+	return roundToTotal(projectSimplex(x, float64(total)), total)
+}
+
+// checkVariance refuses what would break the solver.
+func checkVariance(v float64) error {
+	if !(v > 0) || math.IsInf(v, 0) {
+		return fmt.Errorf("variance %v must be positive and finite", v)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package aggregate
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func TestInvertSPD(t *testing.T) {
+	a := []float64{4, 2, 0, 2, 5, 1, 0, 1, 3}
+	inv, err := invertSPD(a, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		for j := range 3 {
+			s := 0.0
+			for k := range 3 {
+				s += a[i*3+k] * inv[k*3+j]
+			}
+			want := 0.0
+			if i == j {
+				want = 1
+			}
+			if math.Abs(s-want) > 1e-12 {
+				t.Errorf("(A·A⁻¹)[%d][%d] = %v, want %v", i, j, s, want)
+			}
+		}
+	}
+	if _, err := invertSPD([]float64{1, 1, 1, 1}, 2); err == nil {
+		t.Errorf("singular matrix inverted")
+	}
+}
+
+func TestSolveWLSClosedForm(t *testing.T) {
+	// Two cells a, b and their total, all with variance 1: the BLUE is
+	// â = y_a + (y_t − y_a − y_b)/3, and likewise b̂; Var(â) = 2/3,
+	// Var(â + b̂) = 2/3 as well.
+	rows := []row{
+		{cols: []int{0}, value: 10, variance: 1},
+		{cols: []int{1}, value: 4, variance: 1},
+		{cols: []int{0, 1}, value: 17, variance: 1},
+	}
+	x, comps, _, pos, err := solveWLS(2, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(x[0]-11) > 1e-12 || math.Abs(x[1]-5) > 1e-12 {
+		t.Fatalf("x = %v, want [11 5]", x)
+	}
+	scratch := make([]float64, 2)
+	for _, tc := range []struct {
+		set  []int
+		want float64
+	}{{[]int{0}, 2.0 / 3}, {[]int{1}, 2.0 / 3}, {[]int{0, 1}, 2.0 / 3}} {
+		v, _ := comps[0].linearMoments(rows, pos, tc.set, scratch)
+		if math.Abs(v-tc.want) > 1e-12 {
+			t.Errorf("Var(Σ%v) = %v, want %v", tc.set, v, tc.want)
+		}
+	}
+	// Unknowns not tied by any row are separate components.
+	_, comps, compOf, _, err := solveWLS(3, []row{{cols: []int{0}, value: 1, variance: 1}, {cols: []int{1, 2}, value: 1, variance: 1}, {cols: []int{2}, value: 1, variance: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(comps) != 2 || compOf[1] != compOf[2] || compOf[0] == compOf[1] {
+		t.Errorf("components %v", compOf)
+	}
+}
+
+func TestHalfWidthTable(t *testing.T) {
+	w := newHalfWidths()
+	r := rand.New(rand.NewPCG(4, 4))
+	for range 1000 {
+		v := math.Exp(r.NormFloat64() * 3)
+		lap := v * r.Float64()
+		mean := r.NormFloat64() * 10
+		lo, hi := w.ci95(mean, v, lap)
+		wlo, whi := ci95(mean, v, lap)
+		if math.Abs(lo-wlo) > 1e-4*math.Sqrt(v) || math.Abs(hi-whi) > 1e-4*math.Sqrt(v) {
+			t.Fatalf("table [%v, %v], bisection [%v, %v] (v=%v, laplace %v)", lo, hi, wlo, whi, v, lap)
+		}
+	}
+}
+
+func TestProjectAndRound(t *testing.T) {
+	cases := []struct {
+		x     []float64
+		total int64
+		want  []int64
+	}{
+		{[]float64{3.4, 2.6, -1}, 5, []int64{3, 2, 0}},
+		{[]float64{1.5, 1.5, 1.5}, 4, []int64{2, 1, 1}}, // ties go to the lower index
+		{[]float64{-2, -3}, 0, []int64{0, 0}},
+		{[]float64{0.2, 0.2, 0.2, 0.2, 0.2}, 1, []int64{1, 0, 0, 0, 0}},
+		{[]float64{10, 0, 0}, 10, []int64{10, 0, 0}},
+	}
+	for _, tc := range cases {
+		got := roundToTotal(projectSimplex(tc.x, float64(tc.total)), tc.total)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("project+round %v to %d = %v, want %v", tc.x, tc.total, got, tc.want)
+		}
+	}
+	// Property: for any input, integerLeaves is non-negative and sums to
+	// the rounded non-negative total.
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		x := make([]float64, 1+r.IntN(20))
+		sum := 0.0
+		for i := range x {
+			x[i] = r.NormFloat64()*5 + float64(r.IntN(6))
+			sum += x[i]
+		}
+		got := integerLeaves(x)
+		var s int64
+		for _, v := range got {
+			if v < 0 {
+				t.Fatalf("negative leaf in %v from %v", got, x)
+			}
+			s += v
+		}
+		if want := int64(math.Max(math.Round(sum), 0)); s != want {
+			t.Fatalf("leaves %v sum to %d, want %d (from %v)", got, s, want, x)
+		}
+	}
+}
+
+func TestCI95(t *testing.T) {
+	// One Laplace(b) measurement: the exact 95% half-width is b·ln 20.
+	b := 4.0
+	lo, hi := ci95(100, 2*b*b, 2*b*b)
+	if half := (hi - lo) / 2; math.Abs(half-b*math.Log(20)) > 1e-9 {
+		t.Errorf("Laplace half-width %v, want %v", half, b*math.Log(20))
+	}
+	// Laplace plus a small normal: between the two, and the tail formula
+	// agrees with a numerical integral of the convolution.
+	for _, s := range []float64{0.5, 2, 6} {
+		v := 2*b*b + s*s
+		h := halfWidth95(v, 2*b*b)
+		if h <= z95*math.Sqrt(v) || h >= b*math.Log(20)+z95*s {
+			t.Errorf("s=%v: half-width %v outside (%v, %v)", s, h, z95*math.Sqrt(v), b*math.Log(20)+z95*s)
+		}
+		// ∫ P(L > x − n) φ_s(n) dn by the midpoint rule.
+		num, dn := 0.0, s/200
+		for n := -10 * s; n < 10*s; n += dn {
+			mid := n + dn/2
+			u := h - mid
+			tail := 0.5 * math.Exp(-u/b)
+			if u < 0 {
+				tail = 1 - 0.5*math.Exp(u/b)
+			}
+			num += tail * math.Exp(-mid*mid/(2*s*s)) / (s * math.Sqrt(2*math.Pi)) * dn
+		}
+		if math.Abs(2*num-0.05) > 1e-4 {
+			t.Errorf("s=%v: numerical two-sided tail at h=%v is %v, want 0.05", s, h, 2*num)
+		}
+	}
+	// Gaussian: the normal interval.
+	lo, hi = ci95(100, 4, 0)
+	if math.Abs((hi-lo)/2-2*z95) > 1e-12 {
+		t.Errorf("Gaussian half-width %v", (hi-lo)/2)
+	}
+	if lo, _ := ci95(1, 100, 0); lo >= 0 {
+		t.Errorf("lower end clipped: %v", lo)
+	}
+}
