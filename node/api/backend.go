@@ -1,0 +1,186 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"roundtable/aggregate"
+	"roundtable/privacy"
+)
+
+// Backend is everything the HTTP API needs from a node. Package node
+// implements it over the encrypted store and the ledger; apitest.Fake
+// implements it in memory so the API, the dashboard and the browser tests
+// run the real handlers over fake plumbing.
+//
+// Methods that can fail for a reason the caller should see return one of
+// the sentinel errors below (wrapped); the server maps them to status codes.
+type Backend interface {
+	// Partner is this node's partner code, or "" for a read-only replica.
+	Partner() string
+	// AppliedIndex is the ledger index the node has applied. The server
+	// caches derived views (series, export) per applied index, so this must
+	// be cheap.
+	AppliedIndex() uint64
+	// Health reports the node's cluster state; it never fails.
+	Health(ctx context.Context) Health
+	// Catalog returns the current indicator catalog and its hash.
+	Catalog(ctx context.Context) (*aggregate.Catalog, string, error)
+	// Releases lists every published release in ledger order and the applied
+	// index the list reflects. With consistent set the read is linearizable
+	// (it waits until the node has applied everything the leader committed).
+	Releases(ctx context.Context, consistent bool) ([]ReleaseEntry, uint64, error)
+	// Release returns one release with its inclusion proof against the
+	// current tree; ErrNotFound if there is none with that id.
+	Release(ctx context.Context, id string) (ReleaseEntry, Proof, error)
+	// Checkpoint returns the newest checkpoint and its signatures.
+	Checkpoint(ctx context.Context) (Checkpoint, error)
+	// Budget returns the consortium's policy and what partner has spent per
+	// quarter; ErrNotFound for an unknown partner.
+	Budget(ctx context.Context, partner string) (privacy.Policy, []privacy.QuarterSpend, error)
+	// Partners lists the registered partner codes in ledger order.
+	Partners(ctx context.Context) ([]string, error)
+	// Cluster describes the raft configuration and consortium membership.
+	Cluster(ctx context.Context) (ClusterInfo, error)
+
+	// Import validates and stores case records for this node's own partner.
+	// A file with invalid rows is refused whole (report.Imported false).
+	Import(ctx context.Context, r io.Reader, filename, format string) (ImportReport, error)
+	// Plan reports the expected accuracy of a release at epsilon; no data
+	// is read.
+	Plan(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) ([]privacy.PlanRow, error)
+	// Publish reserves budget, noises, signs and appends a release for this
+	// node's partner. A refusal by the accountant is a *privacy.Refusal.
+	Publish(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) (PublishResult, error)
+
+	// AddPartner admits a partner node as a voter (coordinator).
+	AddPartner(ctx context.Context, p PartnerSpec) error
+	// RemoveNode removes a server (partner or replica) by id (coordinator).
+	RemoveNode(ctx context.Context, id string) error
+	// AddReplica admits a read-only non-voter (coordinator).
+	AddReplica(ctx context.Context, r ReplicaSpec) error
+}
+
+// Errors a Backend returns (wrapped) so that the server can choose a status.
+var (
+	// ErrNotFound: no such release, partner or node (404).
+	ErrNotFound = errors.New("not found")
+	// ErrNotInCluster: the node has not joined or lost its leader (503).
+	ErrNotInCluster = errors.New("node is not in a cluster")
+	// ErrNotPartner: a write that needs a partner key on a replica (409).
+	ErrNotPartner = errors.New("this node is a replica and holds no partner key")
+	// ErrConflict: the request contradicts the ledger's state (409).
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the request's content is invalid (422).
+	ErrInvalid = errors.New("invalid")
+)
+
+// Health is the node's view of its cluster.
+type Health struct {
+	Partner      string `json:"partner"`       // "" on a replica
+	InCluster    bool   `json:"in_cluster"`    // has a leader and a configuration
+	CaughtUp     bool   `json:"caught_up"`     // applied index is at the commit index
+	RaftState    string `json:"raft_state"`    // Leader, Follower, Candidate, Shutdown
+	Leader       string `json:"leader"`        // leader's server id, "" if none
+	AppliedIndex uint64 `json:"applied_index"` //
+	CommitIndex  uint64 `json:"commit_index"`  //
+	LastContact  string `json:"last_contact"`  // time since the leader was heard, as a Go duration
+	Version      string `json:"version"`       // binary version
+	Releases     int    `json:"releases"`      // releases in the ledger
+	TreeSize     int64  `json:"tree_size"`     // leaves in the Merkle log
+}
+
+// ReleaseEntry is a signed release and its leaf index in the Merkle log.
+type ReleaseEntry struct {
+	Signed privacy.Signed `json:"signed"`
+	Leaf   int64          `json:"leaf"`
+	// Verified is the server's check of the signature against the
+	// partner's registered key, so a browser without Ed25519 WebCrypto can
+	// still show a status (and say that it is the server's).
+	Verified bool `json:"verified"`
+	// PublicKey is the partner's ed25519 key (base64 via []byte), so a
+	// reader can verify the signature itself.
+	PublicKey []byte `json:"public_key"`
+}
+
+// Proof is an RFC 6962 inclusion proof of a release's leaf in the tree
+// the checkpoint names. Hashes are base64 (via []byte).
+type Proof struct {
+	Leaf     int64    `json:"leaf"`
+	TreeSize int64    `json:"tree_size"`
+	Root     []byte   `json:"root"`
+	LeafHash []byte   `json:"leaf_hash"`
+	Hashes   [][]byte `json:"hashes"`
+}
+
+// Checkpoint is the signed tree head: the note text with its signature
+// lines, and what it says.
+type Checkpoint struct {
+	Note     string   `json:"note"`     // signed note text (C2SP tlog-checkpoint)
+	Origin   string   `json:"origin"`   //
+	Size     int64    `json:"size"`     //
+	Root     []byte   `json:"root"`     //
+	Signers  []string `json:"signers"`  // partner codes whose signatures verify
+	Regional bool     `json:"regional"` // a strict majority of partners signed
+}
+
+// ClusterInfo is the raft configuration and the consortium's membership.
+type ClusterInfo struct {
+	Consortium string       `json:"consortium"`
+	Servers    []ServerInfo `json:"servers"`
+	Partners   []string     `json:"partners"`
+	Replicas   []string     `json:"replicas"`
+}
+
+// ServerInfo is one raft server.
+type ServerInfo struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+	Leader  bool   `json:"leader"`
+}
+
+// ImportReport is what an import read and did. Errors name file, line and
+// field, as invariant 7 asks.
+type ImportReport struct {
+	Files    []string    `json:"files"`
+	Rows     int         `json:"rows"`
+	Invalid  int         `json:"invalid"`
+	Errors   []LineError `json:"errors"`
+	Imported bool        `json:"imported"` // the import committed
+	Stored   int         `json:"stored"`   // cases written
+}
+
+// LineError is one invalid row.
+type LineError struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// PublishResult is what a publish appended.
+type PublishResult struct {
+	ID           string   `json:"id"`
+	Leaf         int64    `json:"leaf"`
+	Partner      string   `json:"partner"`
+	Period       string   `json:"period"`
+	Indicators   []string `json:"indicators"`
+	SpentMicro   int64    `json:"spent_micro"`
+	AppliedIndex uint64   `json:"applied_index"`
+}
+
+// PartnerSpec admits a partner node.
+type PartnerSpec struct {
+	Code      string `json:"code"`       // partner code, e.g. "RS"
+	ID        string `json:"id"`         // raft server id
+	Address   string `json:"address"`    // raft address
+	PublicKey []byte `json:"public_key"` // ed25519 release key (base64)
+}
+
+// ReplicaSpec admits a read-only replica.
+type ReplicaSpec struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+}

@@ -1,0 +1,220 @@
+package api
+
+import (
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	h := s.cfg.Backend.Health(r.Context())
+	status := http.StatusOK
+	if !h.InCluster {
+		// The body still says why, so a load balancer and a human both
+		// get what they need.
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "2")
+	}
+	writeJSON(w, status, h)
+	return nil
+}
+
+func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) error {
+	c := callerOf(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"role": c.Role, "name": c.Name, "partner": s.cfg.Backend.Partner(), "public_reads": s.cfg.PublicReads,
+	})
+	return nil
+}
+
+// CatalogResponse is GET /v1/catalog.
+type CatalogResponse struct {
+	Hash    string `json:"hash"`
+	Catalog any    `json:"catalog"`
+}
+
+func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
+	cat, hash, err := s.cfg.Backend.Catalog(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, CatalogResponse{Hash: hash, Catalog: cat})
+	return nil
+}
+
+// ReleasesResponse is GET /v1/releases.
+type ReleasesResponse struct {
+	AppliedIndex uint64         `json:"applied_index"`
+	Consistent   bool           `json:"consistent"`
+	Releases     []ReleaseEntry `json:"releases"`
+}
+
+func (s *Server) handleReleases(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := allowParams(q, "consistent", "partner", "period"); err != nil {
+		return err
+	}
+	consistent, err := boolParam(q.Get("consistent"), "consistent")
+	if err != nil {
+		return err
+	}
+	var partners []string
+	if p := q.Get("partner"); p != "" {
+		partners = strings.Split(p, ",")
+	}
+	rels, idx, err := s.cfg.Backend.Releases(r.Context(), consistent)
+	if err != nil {
+		return err
+	}
+	out := ReleasesResponse{AppliedIndex: idx, Consistent: consistent, Releases: []ReleaseEntry{}}
+	period := q.Get("period")
+	for _, e := range rels {
+		if len(partners) > 0 && !contains(partners, e.Signed.Release.Partner) {
+			continue
+		}
+		if period != "" && e.Signed.Release.Period.String() != period {
+			continue
+		}
+		out.Releases = append(out.Releases, e)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// ReleaseResponse is GET /v1/releases/{id}.
+type ReleaseResponse struct {
+	ReleaseEntry
+	Proof Proof `json:"proof"`
+}
+
+var releaseID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !releaseID.MatchString(id) {
+		return errParam("id", "a release id is 64 lowercase hex digits (the SHA-256 of the canonical release)")
+	}
+	e, p, err := s.cfg.Backend.Release(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ReleaseResponse{ReleaseEntry: e, Proof: p})
+	return nil
+}
+
+func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	cp, err := s.cfg.Backend.Checkpoint(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, cp)
+	return nil
+}
+
+// BudgetResponse is GET /v1/budget: per partner, the cap and what is spent
+// and left on each quarter that has any spend.
+type BudgetResponse struct {
+	Accounting string          `json:"accounting"`
+	Cap        float64         `json:"cap"`
+	CapMicro   int64           `json:"cap_micro"`
+	Partners   []PartnerBudget `json:"partners"`
+}
+
+// PartnerBudget is one partner's spend.
+type PartnerBudget struct {
+	Partner  string          `json:"partner"`
+	Quarters []QuarterBudget `json:"quarters"`
+}
+
+// QuarterBudget is spend and remaining budget on one quarter.
+type QuarterBudget struct {
+	Quarter    string  `json:"quarter"`
+	Spent      float64 `json:"spent"`
+	Left       float64 `json:"left"`
+	SpentMicro int64   `json:"spent_micro"`
+}
+
+func (s *Server) handleBudget(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := allowParams(q, "partner"); err != nil {
+		return err
+	}
+	all, err := s.cfg.Backend.Partners(r.Context())
+	if err != nil {
+		return err
+	}
+	want := all
+	if p := q.Get("partner"); p != "" {
+		want = strings.Split(p, ",")
+		for _, p := range want {
+			if !contains(all, p) {
+				return errParam("partner", "unknown partner "+strconv.Quote(p)+"; registered: "+strings.Join(all, ", "))
+			}
+		}
+	}
+	out := BudgetResponse{Partners: []PartnerBudget{}}
+	for _, p := range want {
+		pol, spends, err := s.cfg.Backend.Budget(r.Context(), p)
+		if err != nil {
+			return err
+		}
+		out.Accounting, out.CapMicro, out.Cap = pol.Accounting, pol.CapMicro, float64(pol.CapMicro)/1e6
+		pb := PartnerBudget{Partner: p, Quarters: []QuarterBudget{}}
+		for _, sp := range spends {
+			pb.Quarters = append(pb.Quarters, QuarterBudget{
+				Quarter: sp.Quarter.String(), SpentMicro: sp.SpentMicro,
+				Spent: float64(sp.SpentMicro) / 1e6, Left: float64(max(pol.CapMicro-sp.SpentMicro, 0)) / 1e6,
+			})
+		}
+		out.Partners = append(out.Partners, pb)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) error {
+	ci, err := s.cfg.Backend.Cluster(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ci)
+	return nil
+}
+
+// allowParams refuses unknown query parameters, so a typo ("partners=")
+// is an error rather than a silently unfiltered answer.
+func allowParams(q map[string][]string, allowed ...string) error {
+	for _, k := range slices.Sorted(maps.Keys(q)) { // sorted: the same request gets the same error
+		if !contains(allowed, k) {
+			return errParam(k, "unknown parameter; allowed: "+strings.Join(allowed, ", "))
+		}
+	}
+	for _, k := range allowed {
+		if len(q[k]) > 1 {
+			return errParam(k, "given more than once; give it once (lists are comma-separated)")
+		}
+	}
+	return nil
+}
+
+func boolParam(v, name string) (bool, error) {
+	switch v {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	}
+	return false, errParam(name, "must be true or false")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,310 @@
+// Package api is a node's HTTP API: the published aggregates for everyone
+// (catalog, releases with proofs, series, CSV export, checkpoint, budget,
+// cluster), the operator's writes (import, plan, publish) and the
+// coordinator's membership changes, with token auth, Prometheus metrics and
+// the web dashboard at /. See DESIGN.md in this directory.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"roundtable/node/web"
+)
+
+// Access is who may call a route.
+type Access int
+
+// Access levels of routes.
+const (
+	// AccessAsset is the dashboard's static files: always public, they hold
+	// no data.
+	AccessAsset Access = iota
+	// AccessRead is published aggregates: public when Config.PublicReads,
+	// else any valid token.
+	AccessRead
+	// AccessOperator is this node's partner staff only.
+	AccessOperator
+	// AccessCoordinator is the consortium's coordinator only.
+	AccessCoordinator
+)
+
+func (a Access) String() string {
+	return [...]string{"asset", "read", "operator", "coordinator"}[a]
+}
+
+// Route is one entry of the server's route table.
+type Route struct {
+	Method  string
+	Pattern string // path pattern, net/http ServeMux syntax
+	Access  Access
+	handler func(w http.ResponseWriter, r *http.Request) error
+}
+
+// Config configures a Server.
+type Config struct {
+	Backend Backend
+	Tokens  *TokenStore
+	// PublicReads makes published aggregates readable without a token.
+	PublicReads bool
+	Logger      *slog.Logger
+	// MaxImportBytes limits an import upload (default 256 MiB).
+	MaxImportBytes int64
+	// MaxJSONBytes limits JSON request bodies (default 64 KiB).
+	MaxJSONBytes int64
+	// UI serves the dashboard at /; nil uses node/web's embedded files.
+	UI http.Handler
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	routes  []Route
+	mux     *http.ServeMux
+	metrics *metrics
+	views   *viewCache
+}
+
+// New validates cfg and builds the server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("api: no backend")
+	}
+	if cfg.Tokens == nil {
+		return nil, errors.New("api: no token store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxImportBytes <= 0 {
+		cfg.MaxImportBytes = 256 << 20
+	}
+	if cfg.MaxJSONBytes <= 0 {
+		cfg.MaxJSONBytes = 64 << 10
+	}
+	if cfg.UI == nil {
+		cfg.UI = web.Handler()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), views: newViewCache()}
+	s.metrics = newMetrics(cfg.Backend)
+	s.routes = s.routeTable()
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+	}
+	return s, nil
+}
+
+func (s *Server) routeTable() []Route {
+	ui := func(w http.ResponseWriter, r *http.Request) error {
+		s.cfg.UI.ServeHTTP(w, r)
+		return nil
+	}
+	return []Route{
+		{"GET", "/{$}", AccessAsset, ui},
+		{"GET", "/static/", AccessAsset, ui},
+		{"GET", "/favicon.ico", AccessAsset, ui},
+		{"GET", "/metrics", AccessRead, s.handleMetrics},
+		{"GET", "/v1/health", AccessRead, s.handleHealth},
+		{"GET", "/v1/catalog", AccessRead, s.handleCatalog},
+		{"GET", "/v1/releases", AccessRead, s.handleReleases},
+		{"GET", "/v1/releases/{id}", AccessRead, s.handleRelease},
+		{"GET", "/v1/series", AccessRead, s.handleSeries},
+		{"GET", "/v1/export.csv", AccessRead, s.handleExport},
+		{"GET", "/v1/checkpoint", AccessRead, s.handleCheckpoint},
+		{"GET", "/v1/budget", AccessRead, s.handleBudget},
+		{"GET", "/v1/cluster", AccessRead, s.handleCluster},
+		{"GET", "/v1/whoami", AccessRead, s.handleWhoami},
+		{"POST", "/v1/cases/import", AccessOperator, s.handleImport},
+		{"POST", "/v1/plan", AccessOperator, s.handlePlan},
+		{"POST", "/v1/releases", AccessOperator, s.handlePublish},
+		{"POST", "/v1/partners", AccessCoordinator, s.handleAddPartner},
+		{"DELETE", "/v1/nodes/{id}", AccessCoordinator, s.handleRemoveNode},
+		{"POST", "/v1/replicas", AccessCoordinator, s.handleAddReplica},
+	}
+}
+
+// Routes returns the route table (method, pattern, access), for tests and
+// documentation checks.
+func (s *Server) Routes() []Route {
+	out := make([]Route, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = Route{Method: r.Method, Pattern: r.Pattern, Access: r.Access}
+	}
+	return out
+}
+
+// ServeHTTP dispatches to the route table. Requests no route matches get
+// the same JSON error model as everything else.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		start := time.Now()
+		ew := &errorRewriter{ResponseWriter: w}
+		s.mux.ServeHTTP(ew, r)
+		s.metrics.observeHTTP("unmatched", r.Method, ew.code, time.Since(start))
+		s.log.Info("http", "method", r.Method, "path", r.URL.Path, "status", ew.code)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// ObserveCommit records how long a ledger write took to commit; the node
+// calls it after each raft Apply.
+func (s *Server) ObserveCommit(d time.Duration) { s.metrics.commit.Observe(d.Seconds()) }
+
+// Serve serves on ln until ctx is done, then shuts down gracefully: it
+// stops accepting, waits up to 10 s for requests in flight, and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api: serve: %w", err)
+	}
+	return nil
+}
+
+type ctxKey int
+
+const callerKey ctxKey = 0
+
+// Caller is who made a request, as auth found it.
+type Caller struct {
+	Role Role   // "" if anonymous
+	Name string // token name
+}
+
+func callerOf(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey).(Caller)
+	return c
+}
+
+// wrap adds auth, body limits, the JSON error model, metrics and a log
+// line around a route's handler.
+func (s *Server) wrap(rt Route) http.Handler {
+	label := rt.Method + " " + rt.Pattern
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		caller, err := s.authorize(r, rt.Access)
+		if err == nil {
+			r = r.WithContext(context.WithValue(r.Context(), callerKey, caller))
+			err = rt.handler(sw, r)
+		}
+		if err != nil {
+			s.writeError(sw, r, err)
+		}
+		d := time.Since(start)
+		s.metrics.observeHTTP(label, r.Method, sw.code, d)
+		lvl := slog.LevelInfo
+		if sw.code >= 500 {
+			lvl = slog.LevelError
+		}
+		s.log.Log(r.Context(), lvl, "http", "method", r.Method, "route", rt.Pattern, "path", r.URL.Path,
+			"status", sw.code, "dur", d, "role", string(caller.Role), "token", caller.Name)
+	})
+}
+
+// authorize checks the bearer token against the route's access level.
+func (s *Server) authorize(r *http.Request, a Access) (Caller, error) {
+	var c Caller
+	h := r.Header.Get("Authorization")
+	if h != "" {
+		tok, ok := bearer(h)
+		if !ok {
+			return c, errUnauthorized("Authorization header must be \"Bearer rt_...\"")
+		}
+		role, name, ok := s.cfg.Tokens.Lookup(tok)
+		if !ok {
+			return c, errUnauthorized("token is not valid")
+		}
+		c = Caller{Role: role, Name: name}
+	}
+	switch a {
+	case AccessAsset:
+		return c, nil
+	case AccessRead:
+		if c.Role == "" && !s.cfg.PublicReads {
+			return c, errUnauthorized("this node requires a token to read; send Authorization: Bearer rt_...")
+		}
+		return c, nil
+	case AccessOperator:
+		return c, requireRole(c, RoleOperator)
+	case AccessCoordinator:
+		return c, requireRole(c, RoleCoordinator)
+	}
+	return c, fmt.Errorf("route has unknown access level %d", a)
+}
+
+func requireRole(c Caller, want Role) error {
+	if c.Role == "" {
+		return errUnauthorized(fmt.Sprintf("this endpoint needs a %s token", want))
+	}
+	if c.Role != want {
+		return &httpError{Status: http.StatusForbidden, Msg: "forbidden",
+			Detail: fmt.Sprintf("this endpoint needs the %s role; the token has %s", want, c.Role)}
+	}
+	return nil
+}
+
+// statusWriter remembers the status for logs and metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	return w.ResponseWriter.Write(b)
+}
+
+// errorRewriter turns the mux's plain-text 404 and 405 into the JSON error
+// model, keeping its Allow header.
+type errorRewriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *errorRewriter) WriteHeader(code int) {
+	w.code = code
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	w.ResponseWriter.WriteHeader(code)
+	msg, detail := "not found", "no such endpoint; see /v1/ and docs/api.yaml"
+	if code == http.StatusMethodNotAllowed {
+		msg, detail = "method not allowed", "allowed: "+strings.Join(h.Values("Allow"), ", ")
+	}
+	_, _ = w.ResponseWriter.Write(errorBody(msg, detail))
+}
+
+func (w *errorRewriter) Write(b []byte) (int, error) { return len(b), nil } // drop the mux's text

@@ -1,0 +1,251 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"path"
+	"strings"
+
+	"roundtable/aggregate"
+)
+
+// importFormats lists the formats the backend accepts.
+func importFormats() []string { return []string{"csv", "ctdc", "jsonl"} }
+
+// handleImport takes a multipart upload (field "file", optional field
+// "format") or a raw body (?format=, ?filename=). A file with invalid rows
+// is refused whole: 422 with the per-line report.
+func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
+	if err := s.requirePartner(); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if err := allowParams(q, "format", "filename"); err != nil {
+		return err
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes)
+	format, name := q.Get("format"), q.Get("filename")
+	var body io.Reader = r.Body
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		f, fname, fform, err := multipartFile(r.Body, params["boundary"])
+		if err != nil {
+			return err
+		}
+		body, name = f, fname
+		if fform != "" {
+			format = fform
+		}
+	}
+	if format == "" {
+		format = "csv"
+	}
+	if !contains(importFormats(), format) {
+		return errParam("format", "allowed: "+strings.Join(importFormats(), ", "))
+	}
+	if name == "" {
+		name = "upload." + format
+	}
+	name = path.Base(strings.ReplaceAll(name, "\\", "/")) // never a path from the client
+	rep, err := s.cfg.Backend.Import(r.Context(), body, name, format)
+	if err != nil {
+		return err
+	}
+	if !rep.Imported {
+		return &httpError{Status: http.StatusUnprocessableEntity, Msg: "invalid file",
+			Detail: fmt.Sprintf("%s: %d of %d rows are invalid; nothing was imported", name, rep.Invalid, rep.Rows), Extra: rep}
+	}
+	writeJSON(w, http.StatusOK, rep)
+	return nil
+}
+
+// multipartFile finds the "file" part (and a "format" part before it).
+// It streams: the upload is never held in memory whole.
+func multipartFile(body io.Reader, boundary string) (io.Reader, string, string, error) {
+	if boundary == "" {
+		return nil, "", "", errParam("Content-Type", "multipart/form-data needs a boundary")
+	}
+	mr := multipart.NewReader(body, boundary)
+	format := ""
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return nil, "", "", errParam("file", "the multipart form has no part named file")
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, "", "", err
+			}
+			return nil, "", "", errParam("file", "cannot read the multipart form: "+err.Error())
+		}
+		switch p.FormName() {
+		case "format":
+			b, err := io.ReadAll(io.LimitReader(p, 32))
+			if err != nil {
+				return nil, "", "", err
+			}
+			format = strings.TrimSpace(string(b))
+		case "file":
+			return p, p.FileName(), format, nil
+		}
+	}
+}
+
+// PlanRequest is POST /v1/plan.
+type PlanRequest struct {
+	Period     string   `json:"period"`
+	Indicators []string `json:"indicators"`
+	Epsilon    float64  `json:"epsilon"`
+}
+
+// PublishRequest is POST /v1/releases.
+type PublishRequest = PlanRequest
+
+func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
+	var req PlanRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	p, err := s.checkReleaseRequest(r, req)
+	if err != nil {
+		return err
+	}
+	rows, err := s.cfg.Backend.Plan(r.Context(), p, req.Indicators, req.Epsilon)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"period": p.String(), "epsilon": req.Epsilon, "rows": rows})
+	return nil
+}
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
+	if err := s.requirePartner(); err != nil {
+		return err
+	}
+	var req PublishRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	p, err := s.checkReleaseRequest(r, req)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Backend.Publish(r.Context(), p, req.Indicators, req.Epsilon)
+	if err != nil {
+		return err
+	}
+	s.metrics.published.Inc()
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+// checkReleaseRequest validates what the API can check itself, naming the
+// field and what would be accepted; the accountant decides the rest.
+func (s *Server) checkReleaseRequest(r *http.Request, req PlanRequest) (aggregate.Period, error) {
+	p, err := aggregate.ParsePeriod(req.Period)
+	if err != nil {
+		return p, errParam("period", "want a quarter like 2024-Q1 or a year like 2024")
+	}
+	if !(req.Epsilon > 0) || req.Epsilon > 1000 {
+		return p, errParam("epsilon", "must be a number in (0, 1000]")
+	}
+	cat, _, err := s.cfg.Backend.Catalog(r.Context())
+	if err != nil {
+		return p, err
+	}
+	for i, n := range req.Indicators {
+		if _, ok := cat.Indicator(n); !ok {
+			return p, errParam("indicators", fmt.Sprintf("unknown indicator %q; allowed: %s", n, strings.Join(indicatorNames(cat), ", ")))
+		}
+		if contains(req.Indicators[:i], n) {
+			return p, errParam("indicators", fmt.Sprintf("indicator %q is named twice", n))
+		}
+	}
+	return p, nil
+}
+
+// requirePartner refuses partner-only writes on a replica before reading
+// the body.
+func (s *Server) requirePartner() error {
+	if s.cfg.Backend.Partner() == "" {
+		return fmt.Errorf("%w: imports and releases need a partner node", ErrNotPartner)
+	}
+	return nil
+}
+
+func (s *Server) handleAddPartner(w http.ResponseWriter, r *http.Request) error {
+	var p PartnerSpec
+	if err := s.decodeJSON(w, r, &p); err != nil {
+		return err
+	}
+	switch {
+	case p.Code == "":
+		return errParam("code", "the partner code (e.g. RS) is required")
+	case p.ID == "" || p.Address == "":
+		return errParam("id", "id and address of the partner's raft server are required")
+	case len(p.PublicKey) != 32:
+		return errParam("public_key", fmt.Sprintf("an ed25519 public key is 32 bytes (base64), got %d", len(p.PublicKey)))
+	}
+	if err := s.cfg.Backend.AddPartner(r.Context(), p); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, p)
+	return nil
+}
+
+func (s *Server) handleRemoveNode(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := s.cfg.Backend.RemoveNode(r.Context(), id); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+	return nil
+}
+
+func (s *Server) handleAddReplica(w http.ResponseWriter, r *http.Request) error {
+	var rs ReplicaSpec
+	if err := s.decodeJSON(w, r, &rs); err != nil {
+		return err
+	}
+	if rs.ID == "" || rs.Address == "" {
+		return errParam("id", "id and address of the replica's raft server are required")
+	}
+	if err := s.cfg.Backend.AddReplica(r.Context(), rs); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, rs)
+	return nil
+}
+
+// decodeJSON reads a bounded JSON body, refusing unknown fields and
+// trailing data.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return &httpError{Status: http.StatusBadRequest, Msg: "bad request body", Detail: "want a JSON object: " + err.Error()}
+	}
+	if dec.More() {
+		return &httpError{Status: http.StatusBadRequest, Msg: "bad request body", Detail: "trailing data after the JSON object"}
+	}
+	return nil
+}
+
+func indicatorNames(cat *aggregate.Catalog) []string {
+	out := make([]string, len(cat.Indicators))
+	for i, ind := range cat.Indicators {
+		out[i] = ind.Name
+	}
+	return out
+}

@@ -1,0 +1,550 @@
+// The dashboard: reads the node's public API and draws it; operators can
+// import, plan and publish with a token kept in sessionStorage. Every
+// user-visible string comes from strings.js through t().
+"use strict";
+(function () {
+  const S = window.RT_STRINGS;
+  const C = window.RTCharts;
+  const TOKEN_KEY = "roundtable.token";
+  const RELEASE_CONTEXT = "roundtable release v1\n"; // i18n-ignore: signed protocol bytes
+  const LEDGER_ROWS = 24;
+  const state = { catalog: null, partners: [], token: sessionStorage.getItem(TOKEN_KEY) || "", ed25519: null };
+
+  function t(id, vars) {
+    let s = S[id];
+    if (s === undefined) {
+      console.warn("i18n:", id);
+      return id;
+    }
+    if (vars) s = s.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
+    return s;
+  }
+
+  function applyI18n(root) {
+    root.querySelectorAll("[data-i18n]").forEach((e) => { e.textContent = t(e.dataset.i18n); });
+    root.querySelectorAll("[data-i18n-attr]").forEach((e) => {
+      for (const pair of e.dataset.i18nAttr.split(",")) {
+        const [attr, id] = pair.split(":");
+        e.setAttribute(attr, t(id));
+      }
+    });
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const num = (v) => Math.round(v).toLocaleString();
+
+  function make(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  async function api(path, init) {
+    init = init || {};
+    const headers = new Headers(init.headers || {});
+    if (state.token) headers.set("Authorization", "Bearer " + state.token);
+    const resp = await fetch(path, Object.assign({}, init, { headers: headers }));
+    const body = await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const err = new Error(body && body.detail ? body.detail : resp.status + " " + resp.statusText);
+      err.status = resp.status;
+      err.body = body;
+      throw err;
+    }
+    return body;
+  }
+
+  function showError(where, what, err) {
+    where.replaceChildren(make("p", t("error.load", { what: what, msg: err.message }), "error"));
+  }
+
+  // ---- status -------------------------------------------------------
+  async function loadHealth() {
+    const st = $("status");
+    try {
+      // 503 still carries the health document, so read it either way.
+      const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+      const resp = await fetch("/v1/health", { headers: headers });
+      const h = await resp.json();
+      if (resp.status === 401) throw new Error(h.detail);
+      st.textContent = t("status.node", { partner: h.partner || t("status.replica"), state: h.raft_state, index: h.applied_index });
+      st.classList.toggle("offline", !h.in_cluster);
+      if (!h.in_cluster) st.textContent += " " + t("status.offline");
+    } catch (err) {
+      st.textContent = t("error.generic", { msg: err.message });
+    }
+  }
+
+  // ---- trends and countries ------------------------------------------
+  function countIndicators() {
+    return state.catalog.indicators.filter((i) => i.kind === "count");
+  }
+
+  function fillSelectors() {
+    const sel = $("indicator");
+    sel.replaceChildren();
+    for (const ind of countIndicators()) {
+      const o = make("option", ind.title);
+      o.value = ind.name;
+      sel.appendChild(o);
+    }
+    fillBy();
+    const checks = $("plan-indicators");
+    checks.replaceChildren();
+    for (const ind of state.catalog.indicators) {
+      const l = make("label");
+      const cb = make("input");
+      cb.type = "checkbox";
+      cb.value = ind.name;
+      l.append(cb, make("span", ind.title));
+      checks.appendChild(l);
+    }
+  }
+
+  function fillBy() {
+    const ind = state.catalog.indicators.find((i) => i.name === $("indicator").value);
+    const by = $("by");
+    by.replaceChildren();
+    const none = make("option", t("controls.none"));
+    none.value = "";
+    by.appendChild(none);
+    for (const d of (ind && ind.dimensions) || []) {
+      const o = make("option", d.name);
+      o.value = d.name;
+      by.appendChild(o);
+    }
+  }
+
+  function seriesURL(params) {
+    const q = new URLSearchParams();
+    for (const k in params) if (params[k]) q.set(k, params[k]);
+    return "/v1/series?" + q.toString();
+  }
+
+  function toPoints(pts) {
+    return pts.map((p) => ({
+      x: p.period, period: p.period, v: p.estimate.value, lo: p.estimate.ci_low, hi: p.estimate.ci_high,
+      raw: p.raw.value, small: p.small, ids: p.release_ids,
+    }));
+  }
+
+  function tipFor(label) {
+    return (p) => t("chart.point", { label: label, period: p.period, value: num(p.v), lo: num(p.lo), hi: num(p.hi) }) +
+      (p.small ? " · " + t("chart.small") : "");
+  }
+
+  function legend(el, items) {
+    el.replaceChildren();
+    for (const [cls, id] of items) el.appendChild(make("span", t(id), cls));
+  }
+
+  async function renderTrends() {
+    const indicator = $("indicator").value;
+    const years = $("granularity").value === "year";
+    const by = $("by").value;
+    const ind = state.catalog.indicators.find((i) => i.name === indicator);
+    const chart = $("trend-chart");
+    try {
+      const data = await api(seriesURL({ indicator: indicator, by: by, rollup: years ? "year,region" : "region" }));
+      const pts = data.series[0].points;
+      legend($("trend-legend"), [["l-est", "chart.estimate"], ["l-band", "chart.interval"], ["l-raw", "chart.raw"]]);
+      if (!by) {
+        const points = toPoints(pts);
+        C.lineChart(chart, points, {
+          ariaLabel: t("chart.aria.trend", { indicator: ind.title }), tip: tipFor(ind.title), showRaw: true, empty: t("chart.empty"),
+        });
+        headline(points);
+      } else {
+        chart.replaceChildren();
+        const grid = make("div", undefined, "multiples");
+        chart.appendChild(grid);
+        const keys = [...new Set(pts.map((p) => p.key[0]))];
+        const top = C.niceMax(Math.max(1, ...pts.map((p) => p.estimate.ci_high)));
+        for (const k of keys) {
+          const fig = make("figure");
+          fig.appendChild(make("figcaption", k));
+          const box = make("div", undefined, "chart");
+          fig.appendChild(box);
+          grid.appendChild(fig);
+          C.lineChart(box, toPoints(pts.filter((p) => p.key[0] === k)), {
+            ariaLabel: t("chart.aria.trend", { indicator: ind.title + " · " + k }), tip: tipFor(k), yMax: top,
+            height: 200, showRaw: true, empty: t("chart.empty"),
+          });
+        }
+        headline(toPoints(aggregateKeys(pts)));
+      }
+    } catch (err) {
+      showError(chart, ind ? ind.title : indicator, err);
+    }
+    await renderCountries(indicator, years);
+    // A counter the browser tests wait on after a resize.
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
+  }
+
+  // aggregateKeys sums a by-series back to totals for the headline.
+  function aggregateKeys(pts) {
+    const by = new Map();
+    for (const p of pts) {
+      const a = by.get(p.period) || { period: p.period, estimate: { value: 0, ci_low: 0, ci_high: 0 }, raw: { value: 0 }, release_ids: p.release_ids };
+      a.estimate.value += p.estimate.value;
+      a.estimate.ci_low += p.estimate.ci_low;
+      a.estimate.ci_high += p.estimate.ci_high;
+      by.set(p.period, a);
+    }
+    return [...by.values()];
+  }
+
+  function headline(points) {
+    const h = $("headline");
+    if (!points.length) {
+      h.textContent = t("chart.empty");
+      return;
+    }
+    const p = points[points.length - 1];
+    h.textContent = t("trends.latest", { period: p.period, value: num(p.v), lo: num(p.lo), hi: num(p.hi) });
+    h.dataset.value = String(p.v);
+    if (p.ids && p.ids.length < state.partners.length) h.textContent += " " + t("trends.incomplete");
+  }
+
+  async function renderCountries(indicator, years) {
+    const box = $("country-charts");
+    const ind = state.catalog.indicators.find((i) => i.name === indicator);
+    try {
+      const data = await api(seriesURL({ indicator: indicator, rollup: years ? "year" : "" }));
+      const pts = data.series[0].points;
+      const top = C.niceMax(Math.max(1, ...pts.map((p) => p.estimate.ci_high)));
+      box.replaceChildren();
+      for (const partner of state.partners) {
+        const fig = make("figure");
+        fig.appendChild(make("figcaption", partner));
+        const c = make("div", undefined, "chart");
+        fig.appendChild(c);
+        box.appendChild(fig);
+        C.lineChart(c, toPoints(pts.filter((p) => p.partner === partner)), {
+          ariaLabel: t("chart.aria.trend", { indicator: ind.title + " · " + partner }), tip: tipFor(partner),
+          yMax: top, height: 200, empty: t("chart.empty"),
+        });
+      }
+    } catch (err) {
+      showError(box, ind ? ind.title : indicator, err);
+    }
+  }
+
+  // ---- corridors -----------------------------------------------------
+  async function fillCorridorYears() {
+    const data = await api(seriesURL({ indicator: "corridors", rollup: "year,region" }));
+    const sel = $("corridor-year");
+    sel.replaceChildren();
+    const years = data.series[0].points.map((p) => p.period).reverse();
+    for (const y of years) {
+      const o = make("option", y);
+      o.value = y;
+      sel.appendChild(o);
+    }
+  }
+
+  async function renderCorridors() {
+    const box = $("corridor-chart");
+    const ind = state.catalog.indicators.find((i) => i.name === "corridors");
+    if (!ind) return;
+    const year = $("corridor-year").value;
+    if (!year) {
+      box.replaceChildren(make("p", t("chart.empty")));
+      return;
+    }
+    const [rowDim, colDim] = ind.dimensions;
+    try {
+      const data = await api(seriesURL({ indicator: "corridors", by: rowDim.name + "," + colDim.name, rollup: "year,region", from: year, to: year }));
+      const cells = new Map();
+      for (const p of data.series[0].points) cells.set(p.key[0] + "\u0000" + p.key[1], p.estimate);
+      $("corridor-axes").textContent = t("corridors.rows") + " ↓  ·  " + t("corridors.cols") + " →";
+      C.heatmap(box, rowDim.keys, colDim.keys, (i, j) => {
+        const e = cells.get(rowDim.keys[i] + "\u0000" + colDim.keys[j]);
+        return e ? { v: e.value, lo: e.ci_low, hi: e.ci_high } : null;
+      }, {
+        ariaLabel: t("chart.aria.heat", { indicator: ind.title + " " + year }),
+        tip: (i, j, v) => t("corridors.cell", { row: rowDim.keys[i], col: colDim.keys[j], value: v ? num(v.v) : "–", lo: v ? num(v.lo) : "–", hi: v ? num(v.hi) : "–" }),
+      });
+    } catch (err) {
+      showError(box, ind.title, err);
+    }
+  }
+
+  // ---- budget ----------------------------------------------------------
+  async function renderBudget() {
+    const box = $("budget-charts");
+    try {
+      const b = await api("/v1/budget");
+      $("budget-help").textContent = t("budget.help", { accounting: b.accounting === "zcdp" ? "ρ" : "ε", cap: b.cap });
+      legend($("budget-legend"), [["l-spent", "budget.spent"], ["l-left", "budget.left"]]);
+      box.replaceChildren();
+      for (const p of b.partners) {
+        const fig = make("figure");
+        fig.appendChild(make("figcaption", p.partner));
+        const c = make("div", undefined, "chart");
+        fig.appendChild(c);
+        box.appendChild(fig);
+        C.budgetBars(c, p.quarters.slice(-8), b.cap, {
+          ariaLabel: t("chart.aria.budget", { partner: p.partner }),
+          tip: (q) => t("budget.bar", { partner: p.partner, quarter: q.quarter, spent: q.spent, left: q.left }),
+        });
+      }
+    } catch (err) {
+      showError(box, t("budget.title"), err);
+    }
+  }
+
+  // ---- ledger ----------------------------------------------------------
+  function b64(s) {
+    const bin = atob(s);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+
+  function hex(buf) {
+    return [...new Uint8Array(buf)].map((x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  // canEd25519 probes WebCrypto once. It needs a secure context (https or
+  // loopback) and a browser with Ed25519; otherwise the server's check is
+  // shown, and the page says so.
+  async function canEd25519() {
+    if (state.ed25519 !== null) return state.ed25519;
+    try {
+      await crypto.subtle.importKey("raw", new Uint8Array(32), { name: "Ed25519" }, false, ["verify"]);
+      state.ed25519 = true;
+    } catch (err) {
+      state.ed25519 = false;
+    }
+    return state.ed25519;
+  }
+
+  // verifyRelease checks the id (SHA-256 of the canonical release) and
+  // the signature over the context string and the canonical bytes. The
+  // server encodes the release in Go struct order with ES6 number
+  // formatting, which JSON.stringify reproduces.
+  async function verifyRelease(entry) {
+    const canonical = new TextEncoder().encode(JSON.stringify(entry.signed.release));
+    const id = hex(await crypto.subtle.digest("SHA-256", canonical));
+    if (id !== entry.signed.id) return false;
+    const key = await crypto.subtle.importKey("raw", b64(entry.public_key), { name: "Ed25519" }, false, ["verify"]);
+    const msg = new Uint8Array(RELEASE_CONTEXT.length + canonical.length);
+    msg.set(new TextEncoder().encode(RELEASE_CONTEXT));
+    msg.set(canonical, RELEASE_CONTEXT.length);
+    return crypto.subtle.verify({ name: "Ed25519" }, key, b64(entry.signed.signature), msg);
+  }
+
+  async function renderLedger() {
+    const tbody = $("ledger-table").querySelector("tbody");
+    try {
+      const data = await api("/v1/releases");
+      const local = await canEd25519();
+      $("verify-mode").textContent = t(local ? "ledger.verify.browser" : "ledger.verify.server");
+      const rows = data.releases.slice(-LEDGER_ROWS).reverse();
+      $("ledger-shown").textContent = t("ledger.shown", { shown: rows.length, total: data.releases.length });
+      tbody.replaceChildren();
+      for (const e of rows) {
+        const r = e.signed.release;
+        const tr = make("tr");
+        tr.append(make("td", r.partner), make("td", r.period), make("td", e.signed.id.slice(0, 16) + "…", "mono"),
+          make("td", String(e.leaf)), make("td", r.indicators.map((i) => i.name).join(", ")));
+        const sig = make("td", t("ledger.sig.pending"));
+        sig.dataset.testid = "sig";
+        tr.appendChild(sig);
+        tbody.appendChild(tr);
+        if (local) {
+          verifyRelease(e).then((ok) => {
+            sig.textContent = t(ok ? "ledger.sig.ok.browser" : "ledger.sig.bad.browser");
+            sig.className = ok ? "ok" : "bad";
+          }, () => {
+            sig.textContent = t(e.verified ? "ledger.sig.ok.server" : "ledger.sig.bad.server");
+            sig.className = e.verified ? "ok" : "bad";
+          });
+        } else {
+          sig.textContent = t(e.verified ? "ledger.sig.ok.server" : "ledger.sig.bad.server");
+          sig.className = e.verified ? "ok" : "bad";
+        }
+      }
+    } catch (err) {
+      showError($("ledger-shown"), t("ledger.title"), err);
+    }
+    try {
+      const cp = await api("/v1/checkpoint");
+      const dl = $("checkpoint");
+      dl.replaceChildren();
+      const add = (k, v, cls) => { dl.append(make("dt", t(k)), make("dd", v, cls)); };
+      add("ledger.cp.size", String(cp.size));
+      add("ledger.cp.root", cp.root, "mono");
+      add("ledger.cp.signers", cp.signers.join(", "));
+      dl.append(make("dt", ""), make("dd", t(cp.regional ? "ledger.cp.regional" : "ledger.cp.local"), cp.regional ? "ok" : "bad"));
+      const pre = make("pre", cp.note);
+      dl.append(make("dt", ""), make("dd"));
+      dl.lastChild.appendChild(pre);
+    } catch (err) {
+      showError($("checkpoint"), t("ledger.checkpoint"), err);
+    }
+  }
+
+  // ---- operator --------------------------------------------------------
+  async function whoami() {
+    const who = $("whoami");
+    const tools = $("operator-tools");
+    tools.hidden = true;
+    if (!state.token) {
+      who.textContent = t("operator.norole");
+      return;
+    }
+    try {
+      const w = await api("/v1/whoami");
+      who.textContent = t("operator.role", { role: w.role, name: w.name, partner: w.partner || t("status.replica") });
+      if (w.role === "operator") tools.hidden = false;
+      else who.textContent += " " + t("operator.notoperator", { role: w.role });
+    } catch (err) {
+      who.textContent = err.status === 401 ? t("operator.badtoken") : t("error.generic", { msg: err.message });
+    }
+  }
+
+  function table(headers, rows) {
+    const tb = make("table");
+    const tr = make("tr");
+    for (const h of headers) {
+      const th = make("th", t(h));
+      th.scope = "col";
+      tr.appendChild(th);
+    }
+    tb.appendChild(make("thead")).appendChild(tr);
+    const body = tb.appendChild(make("tbody"));
+    for (const r of rows) {
+      const row = make("tr");
+      for (const c of r) row.appendChild(make("td", String(c)));
+      body.appendChild(row);
+    }
+    return tb;
+  }
+
+  async function doImport(ev) {
+    ev.preventDefault();
+    const out = $("import-result");
+    const file = $("import-file").files[0];
+    if (!file) {
+      out.replaceChildren(make("p", t("import.nofile"), "error"));
+      return;
+    }
+    const fd = new FormData();
+    fd.append("format", $("import-format").value);
+    fd.append("file", file, file.name);
+    try {
+      const rep = await api("/v1/cases/import", { method: "POST", body: fd });
+      out.replaceChildren(make("p", t("import.ok", { stored: rep.stored, rows: rep.rows, file: file.name }), "ok"));
+    } catch (err) {
+      const rep = err.body && err.body.report;
+      if (err.status === 422 && rep) {
+        out.replaceChildren(make("p", t("import.invalid", { file: file.name, invalid: rep.invalid, rows: rep.rows }), "error"),
+          table(["import.col.line", "import.col.field", "import.col.message"], rep.errors.map((e) => [e.line, e.field || "", e.message])));
+      } else {
+        out.replaceChildren(make("p", t("error.generic", { msg: err.message }), "error"));
+      }
+    }
+  }
+
+  function releaseRequest() {
+    const inds = [...$("plan-indicators").querySelectorAll("input:checked")].map((c) => c.value);
+    return { period: $("plan-period").value.trim(), indicators: inds, epsilon: parseFloat($("plan-epsilon").value) };
+  }
+
+  async function doPlan(ev) {
+    ev.preventDefault();
+    const out = $("plan-result");
+    const req = releaseRequest();
+    $("publish").disabled = true;
+    $("publish-result").textContent = "";
+    try {
+      const plan = await api("/v1/plan", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req) });
+      out.replaceChildren(table(["plan.col.indicator", "plan.col.mechanism", "plan.col.budget", "plan.col.scale", "plan.col.halfwidth"],
+        plan.rows.map((r) => [r.indicator, r.mechanism, +r.budget.toFixed(4), +r.scale.toFixed(2), r.half_width || "–"])),
+        make("p", t("publish.warning", { epsilon: req.epsilon, period: req.period }), "note"));
+      $("publish").disabled = false;
+    } catch (err) {
+      out.replaceChildren(make("p", t("error.generic", { msg: err.message }), "error"));
+    }
+  }
+
+  async function doPublish() {
+    const out = $("publish-result");
+    const req = releaseRequest();
+    $("publish").disabled = true;
+    try {
+      const res = await api("/v1/releases", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req) });
+      out.textContent = t("publish.ok", { id: res.id.slice(0, 16) + "…", leaf: res.leaf, period: res.period });
+      out.className = "ok";
+      out.dataset.releaseId = res.id;
+      refreshData();
+    } catch (err) {
+      out.textContent = err.status === 409 ? t("publish.refused", { reason: err.message }) : t("error.generic", { msg: err.message });
+      out.className = "error";
+    }
+  }
+
+  function refreshData() {
+    loadHealth();
+    renderTrends();
+    renderBudget();
+    renderLedger();
+  }
+
+  async function main() {
+    applyI18n(document);
+    $("token").value = state.token;
+    $("token-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      state.token = $("token").value.trim();
+      sessionStorage.setItem(TOKEN_KEY, state.token);
+      whoami().then(refreshData);
+    });
+    $("token-forget").addEventListener("click", () => {
+      state.token = "";
+      sessionStorage.removeItem(TOKEN_KEY);
+      $("token").value = "";
+      whoami();
+    });
+    $("import-form").addEventListener("submit", doImport);
+    $("plan-form").addEventListener("submit", doPlan);
+    $("publish").addEventListener("click", doPublish);
+    $("indicator").addEventListener("change", () => { fillBy(); renderTrends(); });
+    $("granularity").addEventListener("change", renderTrends);
+    $("by").addEventListener("change", renderTrends);
+    $("corridor-year").addEventListener("change", renderCorridors);
+    // Charts are drawn at their container's width; redraw when it changes.
+    let resizeTimer = 0;
+    let lastWidth = window.innerWidth;
+    window.addEventListener("resize", () => {
+      if (window.innerWidth === lastWidth || !state.catalog) return;
+      lastWidth = window.innerWidth;
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => { renderTrends(); renderBudget(); }, 200);
+    });
+    $("status").textContent = t("status.loading");
+    loadHealth();
+    whoami();
+    try {
+      const cat = await api("/v1/catalog");
+      state.catalog = cat.catalog;
+      const cl = await api("/v1/cluster");
+      state.partners = cl.partners;
+    } catch (err) {
+      showError($("trend-chart"), t("nav.trends"), err);
+      return;
+    }
+    fillSelectors();
+    await renderTrends();
+    await fillCorridorYears().catch((err) => showError($("corridor-chart"), t("corridors.title"), err));
+    renderCorridors();
+    renderBudget();
+    renderLedger();
+    document.body.dataset.ready = "true";
+  }
+
+  document.addEventListener("DOMContentLoaded", main);
+})();
