@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net/http/httptest"
 	"net"
 	"net/http"
 	"os"
@@ -474,4 +475,79 @@ func TestWhoami(t *testing.T) {
 	if w["role"] != "researcher" || w["partner"] != "RS" {
 		t.Errorf("whoami %v", w)
 	}
+}
+
+// A token made by another process (roundtable token create) while the node
+// runs is accepted at the next request without a restart.
+func TestTokenStoreSeesTokensFromAnotherProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), api.TokenFile)
+	running, err := api.OpenTokenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := api.OpenTokenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cli.Create(api.RoleResearcher, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role, name, ok := running.Lookup(tok); !ok || role != api.RoleResearcher || name != "late" {
+		t.Fatalf("Lookup = %q %q %v, want researcher late true", role, name, ok)
+	}
+	if _, err := running.Create(api.RoleOperator, "second"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := cli.Lookup(tok); !ok {
+		t.Fatal("a token vanished after another process created one")
+	}
+}
+
+// Requests on the local socket act as the node's operator with no token;
+// the same request over TCP without a token is refused.
+func TestServeLocalActsAsOperator(t *testing.T) {
+	fake, err := apitest.New(apitest.Options{Partner: "RS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{Backend: fake, Tokens: mustTokens(t), PublicReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeLocal(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	body := `{"period":"2025-Q1","epsilon":0.5}`
+	resp, err := client.Post("http://local/v1/plan", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("local plan: status %d, want 200", resp.StatusCode)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/plan", strings.NewReader(body)))
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("tcp plan without token: status %d, want 401", rec.Code)
+	}
+}
+
+func mustTokens(t *testing.T) *api.TokenStore {
+	t.Helper()
+	ts, err := api.OpenTokenStore(filepath.Join(t.TempDir(), api.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }

@@ -54,6 +54,10 @@ type TokenStore struct {
 	path string
 	mu   sync.Mutex
 	toks []tokenEntry
+	// mtime is the file's modification time when toks was read, so that a
+	// token made by 'roundtable token create' while the node runs is seen
+	// at the next request.
+	mtime time.Time
 }
 
 type tokenEntry struct {
@@ -70,25 +74,46 @@ const TokenFile = "api-tokens.json"
 // file does not exist yet (it is written on the first Create).
 func OpenTokenStore(path string) (*TokenStore, error) {
 	ts := &TokenStore{path: path}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return ts, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("token store: %w", err)
-	}
-	if err := json.Unmarshal(b, &ts.toks); err != nil {
-		return nil, fmt.Errorf("token store %s: %w", path, err)
-	}
-	for i, e := range ts.toks {
-		if _, err := ParseRole(string(e.Role)); err != nil {
-			return nil, fmt.Errorf("token store %s: entry %d: %w", path, i, err)
-		}
-		if len(e.Hash) != 2*sha256.Size {
-			return nil, fmt.Errorf("token store %s: entry %d: hash has %d hex digits, want %d", path, i, len(e.Hash), 2*sha256.Size)
-		}
+	if err := ts.load(); err != nil {
+		return nil, err
 	}
 	return ts, nil
+}
+
+// load reads the file if it changed since the last read. The caller holds
+// mu (or owns ts exclusively).
+func (ts *TokenStore) load() error {
+	if ts.path == "" {
+		return nil
+	}
+	fi, err := os.Stat(ts.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("token store: %w", err)
+	}
+	if fi.ModTime().Equal(ts.mtime) && ts.toks != nil {
+		return nil
+	}
+	b, err := os.ReadFile(ts.path)
+	if err != nil {
+		return fmt.Errorf("token store: %w", err)
+	}
+	var toks []tokenEntry
+	if err := json.Unmarshal(b, &toks); err != nil {
+		return fmt.Errorf("token store %s: %w", ts.path, err)
+	}
+	for i, e := range toks {
+		if _, err := ParseRole(string(e.Role)); err != nil {
+			return fmt.Errorf("token store %s: entry %d: %w", ts.path, i, err)
+		}
+		if len(e.Hash) != 2*sha256.Size {
+			return fmt.Errorf("token store %s: entry %d: hash has %d hex digits, want %d", ts.path, i, len(e.Hash), 2*sha256.Size)
+		}
+	}
+	ts.toks, ts.mtime = toks, fi.ModTime()
+	return nil
 }
 
 // Create makes a new token for role and persists its hash. name says whom
@@ -104,6 +129,9 @@ func (ts *TokenStore) Create(role Role, name string) (string, error) {
 	tok := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if err := ts.load(); err != nil {
+		return "", fmt.Errorf("create token: %w", err)
+	}
 	next := append(slices.Clone(ts.toks), tokenEntry{Hash: hashToken(tok), Role: role, Name: name, Created: time.Now().UTC()})
 	if err := ts.save(next); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
@@ -122,6 +150,9 @@ func (ts *TokenStore) Lookup(token string) (Role, string, bool) {
 	h := []byte(hashToken(token))
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	// A failed reload keeps the tokens already loaded rather than lock
+	// every user out; the file is replaced by rename, so it is rare.
+	_ = ts.load()
 	var role Role
 	var name string
 	found := 0

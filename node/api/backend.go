@@ -36,6 +36,9 @@ type Backend interface {
 	Release(ctx context.Context, id string) (ReleaseEntry, Proof, error)
 	// Checkpoint returns the newest checkpoint and its signatures.
 	Checkpoint(ctx context.Context) (Checkpoint, error)
+	// Consistency returns the RFC 6962 consistency proof between two tree
+	// sizes (1 ≤ from ≤ to ≤ current size); ErrInvalid for other sizes.
+	Consistency(ctx context.Context, from, to int64) ([][]byte, error)
 	// Budget returns the consortium's policy and what partner has spent per
 	// quarter; ErrNotFound for an unknown partner.
 	Budget(ctx context.Context, partner string) (privacy.Policy, []privacy.QuarterSpend, error)

@@ -114,6 +114,34 @@ func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
+// ConsistencyResponse is GET /v1/consistency: the proof that the tree of
+// size To extends the tree of size From. Hashes are base64.
+type ConsistencyResponse struct {
+	From   int64    `json:"from"`
+	To     int64    `json:"to"`
+	Hashes [][]byte `json:"hashes"`
+}
+
+func (s *Server) handleConsistency(w http.ResponseWriter, r *http.Request) error {
+	var sizes [2]int64
+	for i, name := range []string{"from", "to"} {
+		v, err := strconv.ParseInt(r.URL.Query().Get(name), 10, 64)
+		if err != nil || v < 1 {
+			return errParam(name, "want a tree size, a whole number of at least 1")
+		}
+		sizes[i] = v
+	}
+	if sizes[0] > sizes[1] {
+		return errParam("from", "must not be larger than to")
+	}
+	hashes, err := s.cfg.Backend.Consistency(r.Context(), sizes[0], sizes[1])
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ConsistencyResponse{From: sizes[0], To: sizes[1], Hashes: hashes})
+	return nil
+}
+
 // BudgetResponse is GET /v1/budget: per partner, the cap and what is spent
 // and left on each quarter that has any spend.
 type BudgetResponse struct {

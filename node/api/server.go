@@ -118,6 +118,7 @@ func (s *Server) routeTable() []Route {
 		{"GET", "/v1/series", AccessRead, s.handleSeries},
 		{"GET", "/v1/export.csv", AccessRead, s.handleExport},
 		{"GET", "/v1/checkpoint", AccessRead, s.handleCheckpoint},
+		{"GET", "/v1/consistency", AccessRead, s.handleConsistency},
 		{"GET", "/v1/budget", AccessRead, s.handleBudget},
 		{"GET", "/v1/cluster", AccessRead, s.handleCluster},
 		{"GET", "/v1/whoami", AccessRead, s.handleWhoami},
@@ -161,8 +162,23 @@ func (s *Server) ObserveCommit(d time.Duration) { s.metrics.commit.Observe(d.Sec
 // Serve serves on ln until ctx is done, then shuts down gracefully: it
 // stops accepting, waits up to 10 s for requests in flight, and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, s)
+}
+
+// ServeLocal serves on ln, a Unix socket in the node's data directory that
+// only the node's own OS user can open, treating every request as the
+// node's operator. It is how 'roundtable publish --data-dir' reaches a
+// running node without a token lying around in a file.
+func (s *Server) ServeLocal(ctx context.Context, ln net.Listener) error {
+	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), localKey, true)))
+	})
+	return s.serve(ctx, ln, local)
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -188,7 +204,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 type ctxKey int
 
-const callerKey ctxKey = 0
+const (
+	callerKey ctxKey = iota
+	localKey         // set on requests from ServeLocal's socket
+)
 
 // Caller is who made a request, as auth found it.
 type Caller struct {
@@ -230,8 +249,9 @@ func (s *Server) wrap(rt Route) http.Handler {
 // authorize checks the bearer token against the route's access level.
 func (s *Server) authorize(r *http.Request, a Access) (Caller, error) {
 	var c Caller
-	h := r.Header.Get("Authorization")
-	if h != "" {
+	if local, _ := r.Context().Value(localKey).(bool); local {
+		c = Caller{Role: RoleOperator, Name: "local socket"}
+	} else if h := r.Header.Get("Authorization"); h != "" {
 		tok, ok := bearer(h)
 		if !ok {
 			return c, errUnauthorized("Authorization header must be \"Bearer rt_...\"")

@@ -337,6 +337,24 @@ func (f *Fake) Release(ctx context.Context, id string) (api.ReleaseEntry, api.Pr
 }
 
 // Checkpoint implements api.Backend. The note is signed by every partner.
+// Consistency proves that the tree of size to extends the one of size from.
+func (f *Fake) Consistency(ctx context.Context, from, to int64) ([][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if from < 1 || from > to || to > int64(len(f.entries)) {
+		return nil, fmt.Errorf("%w: sizes %d..%d outside the tree of %d", api.ErrInvalid, from, to, len(f.entries))
+	}
+	proof, err := tlog.ProveTree(to, from, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(proof))
+	for i, h := range proof {
+		out[i] = h[:]
+	}
+	return out, nil
+}
+
 func (f *Fake) Checkpoint(ctx context.Context) (api.Checkpoint, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
