@@ -1,0 +1,228 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"roundtable/aggregate"
+	"roundtable/privacy"
+)
+
+// fsmKey returns a fixed ed25519 key per name, so test ledgers are
+// reproducible and a "forger" is simply another name's key.
+func fsmKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("fsm test key " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func fsmPartner(id string) Partner {
+	return Partner{ID: id, Name: "NGO " + id, PublicKey: fsmKey(id).Public().(ed25519.PublicKey)}
+}
+
+// fsmCatalogJSON is a small catalog: three indicators of the v1 catalog,
+// so the fixture is valid by the same rules as the real one.
+func fsmCatalogJSON(t testing.TB) []byte {
+	t.Helper()
+	v1 := aggregate.CatalogV1()
+	c := aggregate.Catalog{Version: 1}
+	for _, name := range []string{"victims", "referral_source", "age"} {
+		ind, ok := v1.Indicator(name)
+		if !ok {
+			t.Fatalf("v1 catalog has no %s", name)
+		}
+		c.Indicators = append(c.Indicators, *ind)
+	}
+	// Indented, as a coordinator would write it; tests edit it as text.
+	b, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func fsmCatalogHash(t testing.TB) string {
+	t.Helper()
+	c, _, err := parseCatalog(fsmCatalogJSON(t))
+	if err != nil {
+		t.Fatalf("fixture catalog: %v", err)
+	}
+	return c.Hash()
+}
+
+func fsmQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newTestFSM opens a ledger in a fresh directory and closes it at cleanup.
+func newTestFSM(t testing.TB) *FSM {
+	t.Helper()
+	return openTestFSM(t, t.TempDir())
+}
+
+func openTestFSM(t testing.TB, dir string) *FSM {
+	t.Helper()
+	f, err := OpenFSM(dir, fsmQuietLogger())
+	if err != nil {
+		t.Fatalf("OpenFSM: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+// fsmLog numbers commands as raft would.
+type fsmLog struct {
+	next uint64
+	logs []*raft.Log
+}
+
+func (l *fsmLog) add(t testing.TB, cmds ...Command) []*raft.Log {
+	t.Helper()
+	var out []*raft.Log
+	for _, c := range cmds {
+		data, err := c.Encode()
+		if err != nil {
+			t.Fatalf("encode %s: %v", c.Type, err)
+		}
+		out = append(out, l.raw(data))
+	}
+	return out
+}
+
+func (l *fsmLog) raw(data []byte) *raft.Log {
+	l.next++
+	e := &raft.Log{Index: l.next, Term: 1, Type: raft.LogCommand, Data: data}
+	l.logs = append(l.logs, e)
+	return e
+}
+
+// applyAll applies entries one batch and returns the results as ApplyResults.
+func applyAll(t testing.TB, f *FSM, logs []*raft.Log) []ApplyResult {
+	t.Helper()
+	out := make([]ApplyResult, len(logs))
+	for i, r := range f.ApplyBatch(logs) {
+		res, ok := r.(ApplyResult)
+		if !ok {
+			t.Fatalf("entry %d: response %T %v, want ApplyResult", logs[i].Index, r, r)
+		}
+		out[i] = res
+	}
+	return out
+}
+
+// mustApply applies commands and fails the test on any refusal.
+func mustApply(t testing.TB, f *FSM, l *fsmLog, cmds ...Command) []ApplyResult {
+	t.Helper()
+	res := applyAll(t, f, l.add(t, cmds...))
+	for i, r := range res {
+		if !r.OK {
+			t.Fatalf("%s refused: %s", cmds[i].Type, r.Refusal)
+		}
+	}
+	return res
+}
+
+func fsmGenesis(t testing.TB, ids ...string) Command {
+	t.Helper()
+	var ps []Partner
+	for _, id := range ids {
+		ps = append(ps, fsmPartner(id))
+	}
+	return NewGenesis("western-balkans", ps, privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.Micro}, fsmCatalogJSON(t))
+}
+
+func period(t testing.TB, s string) aggregate.Period {
+	t.Helper()
+	p, err := aggregate.ParsePeriod(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// fsmReservation builds a reservation of spend micro on period, signed by
+// signer's key (normally the partner itself).
+func fsmReservation(t testing.TB, catHash, id, partner, signer, per string, spend int64) privacy.SignedReservation {
+	t.Helper()
+	sr, err := privacy.SignReservation(privacy.Reservation{
+		ID: id, Partner: partner, CatalogHash: catHash, Period: period(t, per),
+		Accounting: privacy.PureDP, SpendMicro: spend, Indicators: []string{"referral_source", "victims"},
+	}, fsmKey(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sr
+}
+
+// fsmRelease builds the release that consumes reservation r, with value
+// seed varying the noisy numbers, signed by signer's key.
+func fsmRelease(t testing.TB, r privacy.Reservation, signer string, seed int64) privacy.Signed {
+	t.Helper()
+	rel := privacy.Release{
+		Version: privacy.FormatVersion, Partner: r.Partner, CatalogHash: r.CatalogHash, Period: r.Period,
+		Reservation: r.ID, Accounting: r.Accounting, SpendMicro: r.SpendMicro,
+		Indicators: []privacy.IndicatorRelease{
+			fsmIndicator("victims", []string{"status", "sex", "age_group"}, 24, seed),
+			fsmIndicator("referral_source", []string{"source"}, 7, seed+1),
+		},
+	}
+	s, err := privacy.Sign(rel, fsmKey(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func fsmIndicator(name string, dims []string, cells int, seed int64) privacy.IndicatorRelease {
+	ind := privacy.IndicatorRelease{Name: name, Mechanism: privacy.Laplace, Epsilon: 0.5, Dimensions: dims}
+	for i := 0; i < cells; i++ {
+		key := make([]string, len(dims))
+		for j := range key {
+			key[j] = fmt.Sprintf("k%d", (i+j)%7)
+		}
+		v := (seed*31 + int64(i)*17) % 97
+		ind.Cells = append(ind.Cells, privacy.Cell{Key: key, Value: v, Scale: 2, CILow: float64(v) - 5.99, CIHigh: float64(v) + 5.99})
+	}
+	return ind
+}
+
+// memSink is an in-memory raft.SnapshotSink.
+type memSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+func (s *memSink) Close() error  { s.closed = true; return nil }
+
+func snapshotBytes(t testing.TB, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	defer snap.Release()
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatalf("Persist: %v", err)
+	}
+	if !sink.closed || sink.cancelled {
+		t.Fatalf("sink closed=%v cancelled=%v, want closed", sink.closed, sink.cancelled)
+	}
+	return sink.Bytes()
+}
+
+func stateHash(t testing.TB, f *FSM) string {
+	t.Helper()
+	h, err := f.StateHash()
+	if err != nil {
+		t.Fatalf("StateHash: %v", err)
+	}
+	return h
+}
