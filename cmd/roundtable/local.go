@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"io"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"roundtable/aggregate"
 	"roundtable/node/ingest"
 	"roundtable/node/store"
 	"roundtable/node/summary"
@@ -145,7 +147,7 @@ load tests.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&o.Partner, "partner", "", "partner code: AL, BA, XK, RS, ME or MK")
+	c.Flags().StringVar((*string)(&o.Partner), "partner", "", "partner code: AL, BA, XK, RS, ME or MK")
 	c.Flags().IntVar(&o.From, "from", 2019, "first year")
 	c.Flags().IntVar(&o.To, "to", 2024, "last year")
 	c.Flags().Int64Var(&o.Seed, "seed", 1, "random seed (same seed, same output)")
@@ -187,8 +189,11 @@ global dataset CSV) and jsonl (one JSON object per line).`,
 			o.Progress = f
 		}
 		rep, err := ingest.Run(cmd.Context(), st, o, files...)
-		rep.Write(cmd.ErrOrStderr())
-		return err
+		writeImportReport(cmd.ErrOrStderr(), rep)
+		if err != nil {
+			return exitError{err: err, code: 2}
+		}
+		return nil
 	}
 	return c
 }
@@ -212,7 +217,8 @@ anywhere: publish noise-protected releases with 'roundtable publish'.`,
 			return err
 		}
 		defer st.Close()
-		s, err := summary.Compute(cmd.Context(), st.Cases)
+		each := func(fn func(*aggregate.Case) error) error { return st.Cases(cmd.Context(), fn) }
+		s, err := summary.Compute(cmd.Context(), each)
 		if err != nil {
 			return err
 		}
@@ -220,3 +226,29 @@ anywhere: publish noise-protected releases with 'roundtable publish'.`,
 	}
 	return c
 }
+
+func writeImportReport(w io.Writer, rep ingest.Report) {
+	for _, e := range rep.Errors {
+		fmt.Fprintln(w, e)
+	}
+	if rep.Invalid > len(rep.Errors) {
+		fmt.Fprintf(w, "… and %d more invalid rows\n", rep.Invalid-len(rep.Errors))
+	}
+	for _, r := range rep.Rejected {
+		fmt.Fprintf(w, "rejected rows written to %s\n", r)
+	}
+	if rep.Imported {
+		fmt.Fprintf(w, "imported %d rows from %d file(s): %d new cases, %d updated\n",
+			rep.Rows-rep.Invalid, len(rep.Files), rep.Stats.Added, rep.Stats.Updated)
+	}
+}
+
+// exitError carries a chosen exit status: 2 for input the user must fix.
+type exitError struct {
+	err  error
+	code int
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+func (e exitError) ExitCode() int { return e.code }

@@ -1,0 +1,12 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// extraCommands are the commands beyond the local store's.
+func extraCommands() []*cobra.Command {
+	cmds := []*cobra.Command{
+		newPlanCmd(), newPublishCmd(), newServeCmd(), newQueryCmd(), newVerifyCmd(),
+		newCACmd(), newGenesisCmd(), newTokenCmd(), newDemoCmd(),
+	}
+	return append(cmds, newCoordinatorCmds()...)
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"roundtable/aggregate"
+	"roundtable/cluster"
+	"roundtable/privacy"
+)
+
+func newCACmd() *cobra.Command {
+	ca := &cobra.Command{
+		Use:   "ca",
+		Short: "The regional certificate authority that issues node certificates",
+		Long: `The coordinator runs the regional CA. Every node presents a certificate from it
+on the Raft port (mutual TLS 1.3); the identity in the certificate must equal
+the node's Raft server id (the partner code, or replica-NAME).`,
+	}
+	var dir, consortium string
+	initCmd := &cobra.Command{
+		Use:   "init --dir CADIR --consortium NAME",
+		Short: "Create the CA key and certificate (ed25519)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := cluster.InitCA(dir, consortium); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "regional CA created in %s (keep %s/%s offline and private)\n", dir, dir, cluster.CAKeyFile)
+			return nil
+		},
+	}
+	initCmd.Flags().StringVar(&dir, "dir", "", "directory for ca.crt and ca.key")
+	initCmd.Flags().StringVar(&consortium, "consortium", "western-balkans", "consortium name")
+	mustRequire(initCmd, "dir")
+
+	var partner, replica, out string
+	var hosts []string
+	issue := &cobra.Command{
+		Use:   "issue --dir CADIR (--partner XX | --replica NAME) --out DIR [--host H]...",
+		Short: "Issue a node certificate for a partner or a read replica",
+		Example: `  roundtable ca issue --dir ./ca --partner RS --out ./rs/tls --host rs.example.org
+  roundtable ca issue --dir ./ca --replica research1 --out ./replica/tls`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := nodeID(partner, replica)
+			if err != nil {
+				return err
+			}
+			c, err := cluster.LoadCA(dir)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return err
+			}
+			if err := c.Issue(id, hosts, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "issued certificate for %s in %s\n", id, out)
+			return nil
+		},
+	}
+	issue.Flags().StringVar(&dir, "dir", "", "the CA directory")
+	issue.Flags().StringVar(&partner, "partner", "", "partner code (ISO 3166-1 alpha-2, XK for Kosovo)")
+	issue.Flags().StringVar(&replica, "replica", "", "read replica name (lower-case letters, digits, dashes)")
+	issue.Flags().StringVar(&out, "out", "", "directory to write node.crt, node.key and ca.crt (usually DATA-DIR/tls)")
+	issue.Flags().StringSliceVar(&hosts, "host", []string{"127.0.0.1", "localhost"}, "DNS names or IPs the node is reached at")
+	mustRequire(issue, "dir", "out")
+	ca.AddCommand(initCmd, issue)
+	return ca
+}
+
+// nodeID turns --partner / --replica into a Raft server id.
+func nodeID(partner, replica string) (string, error) {
+	switch {
+	case partner != "" && replica != "":
+		return "", fmt.Errorf("give --partner or --replica, not both")
+	case partner != "":
+		return strings.ToUpper(partner), cluster.ValidateID(strings.ToUpper(partner))
+	case replica != "":
+		id := replica
+		if !strings.HasPrefix(id, "replica-") {
+			id = "replica-" + id
+		}
+		return id, cluster.ValidateID(id)
+	}
+	return "", fmt.Errorf("give --partner XX or --replica NAME")
+}
+
+func newGenesisCmd() *cobra.Command {
+	var name string
+	var partners []string
+	var epsilon, rho float64
+	var catalogFile string
+	c := &cobra.Command{
+		Use:   "genesis --consortium NAME --partner CODE=NAME=PUBKEY... [--epsilon-cap E | --rho-cap R]",
+		Short: "Write the genesis file that founds a consortium's ledger",
+		Long: `genesis writes, to stdout, the JSON file that 'roundtable serve --bootstrap'
+reads: the consortium's partners with their signing public keys (printed by
+'roundtable init'), the budget policy (a cap per partner per quarter: ε under
+pure DP, the default, or ρ under zCDP) and the indicator catalog (v1 unless
+--catalog names a file).`,
+		Example: `  roundtable genesis --consortium western-balkans \
+    --partner "RS=Serbia partner=3b1f…" --partner "AL=Albania partner=9c0e…" \
+    --epsilon-cap 1 > genesis.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			g, err := buildGenesis(name, partners, epsilon, rho, catalogFile)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(g)
+		},
+	}
+	c.Flags().StringVar(&name, "consortium", "western-balkans", "consortium name")
+	c.Flags().StringArrayVar(&partners, "partner", nil, "CODE=NAME=PUBLIC-KEY (hex or base64), once per founding partner")
+	c.Flags().Float64Var(&epsilon, "epsilon-cap", 1, "pure ε-DP cap per partner per quarter")
+	c.Flags().Float64Var(&rho, "rho-cap", 0, "use ρ-zCDP accounting with this cap per partner per quarter instead")
+	c.Flags().StringVar(&catalogFile, "catalog", "", "indicator catalog JSON (default: the built-in v1 catalog)")
+	mustRequire(c, "partner")
+	return c
+}
+
+func buildGenesis(name string, specs []string, epsilon, rho float64, catalogFile string) (cluster.Genesis, error) {
+	var ps []cluster.Partner
+	for _, s := range specs {
+		parts := strings.SplitN(s, "=", 3)
+		if len(parts) != 3 {
+			return cluster.Genesis{}, fmt.Errorf("--partner %q: want CODE=NAME=PUBLIC-KEY", s)
+		}
+		key, err := parsePublicKey(parts[2])
+		if err != nil {
+			return cluster.Genesis{}, fmt.Errorf("--partner %s: %w", parts[0], err)
+		}
+		ps = append(ps, cluster.Partner{ID: strings.ToUpper(parts[0]), Name: parts[1], PublicKey: key})
+	}
+	policy := privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(epsilon)}
+	if rho > 0 {
+		policy = privacy.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.ToMicro(rho)}
+	}
+	if err := policy.Validate(); err != nil {
+		return cluster.Genesis{}, err
+	}
+	var cat []byte
+	var err error
+	if catalogFile != "" {
+		cat, err = os.ReadFile(catalogFile)
+		if err == nil {
+			_, err = aggregate.ParseCatalog(cat)
+		}
+	} else {
+		cat, err = aggregate.CatalogV1().Canonical()
+	}
+	if err != nil {
+		return cluster.Genesis{}, fmt.Errorf("catalog: %w", err)
+	}
+	return *cluster.NewGenesis(name, ps, policy, cat).Genesis, nil
+}
+
+// parsePublicKey accepts an ed25519 public key as hex or base64.
+func parsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil && len(b) == ed25519.PublicKeySize {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == ed25519.PublicKeySize {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("%q is not a 32-byte ed25519 public key in hex or base64", s)
+}

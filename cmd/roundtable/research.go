@@ -1,0 +1,244 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"roundtable/node/api"
+	"roundtable/node/client"
+	"roundtable/node/verify"
+)
+
+func newQueryCmd() *cobra.Command {
+	var server, token, indicator, from, to, format string
+	var by, partners, rollup []string
+	c := &cobra.Command{
+		Use:   "query --server URL --indicator NAME [--by DIM,...] [--partner P,...] [--from P --to P] [--format table|csv|json]",
+		Short: "Print published estimates with their 95% intervals",
+		Long: `query fetches combined estimates from any node: the raw noisy sums and the
+consistent (post-processed, non-negative, integer) estimates with 95%
+confidence intervals, per partner and period. --rollup year adds quarters
+up to years; --rollup region adds partners up to the region.`,
+		Example: `  roundtable query --server http://127.0.0.1:8080 --indicator victims --by sex --rollup region,year
+  roundtable query --server http://127.0.0.1:8080 --indicator corridors --partner RS --from 2023-Q1 --format csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{"indicator": {indicator}}
+			set := func(k string, v []string) {
+				if len(v) > 0 {
+					q.Set(k, strings.Join(v, ","))
+				}
+			}
+			set("by", by)
+			set("partner", partners)
+			set("rollup", rollup)
+			if from != "" {
+				q.Set("from", from)
+			}
+			if to != "" {
+				q.Set("to", to)
+			}
+			res, err := client.New(server, token).Series(cmd.Context(), q)
+			if err != nil {
+				return err
+			}
+			return writeSeries(cmd.OutOrStdout(), format, res)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&server, "server", "http://127.0.0.1:8080", "a node's base URL")
+	f.StringVar(&token, "token", os.Getenv("ROUNDTABLE_TOKEN"), "API token if the node requires one (default $ROUNDTABLE_TOKEN)")
+	f.StringVar(&indicator, "indicator", "", "indicator name (see GET /v1/catalog)")
+	f.StringSliceVar(&by, "by", nil, "dimensions to break down by (others are summed)")
+	f.StringSliceVar(&partners, "partner", nil, "partners to include (default all)")
+	f.StringVar(&from, "from", "", "first period, e.g. 2019-Q1")
+	f.StringVar(&to, "to", "", "last period, e.g. 2024-Q4")
+	f.StringSliceVar(&rollup, "rollup", nil, "year, region, or both")
+	f.StringVar(&format, "format", "table", "table, csv or json")
+	mustRequire(c, "indicator")
+	return c
+}
+
+func writeSeries(w io.Writer, format string, res api.SeriesResponse) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	case "csv":
+		cw := csv.NewWriter(w)
+		cw.Write([]string{"indicator", "partner", "period", "key", "estimate", "ci_low", "ci_high", "raw", "raw_ci_low", "raw_ci_high", "small"})
+		for _, s := range res.Series {
+			for _, p := range s.Points {
+				cw.Write([]string{s.Indicator, p.Partner, p.Period, strings.Join(p.Key, "|"), num(p.Estimate.Value), num(p.Estimate.CILow),
+					num(p.Estimate.CIHigh), num(p.Raw.Value), num(p.Raw.CILow), num(p.Raw.CIHigh), strconv.FormatBool(p.Small)})
+			}
+		}
+		cw.Flush()
+		return cw.Error()
+	case "table":
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, s := range res.Series {
+			fmt.Fprintf(tw, "%s — %s (by %s)\n", s.Indicator, s.Title, strings.Join(s.By, ", "))
+			fmt.Fprintln(tw, "partner\tperiod\tkey\testimate\t95% CI\traw\tflag")
+			for _, p := range s.Points {
+				flag := ""
+				if p.Small {
+					flag = "small/uncertain"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t[%s, %s]\t%s\t%s\n", p.Partner, p.Period, strings.Join(p.Key, "|"),
+					num(p.Estimate.Value), num(p.Estimate.CILow), num(p.Estimate.CIHigh), num(p.Raw.Value), flag)
+			}
+			fmt.Fprintln(tw)
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("--format %q: want table, csv or json", format)
+}
+
+func num(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+
+func newVerifyCmd() *cobra.Command {
+	var o verify.Options
+	var bundle, offline, export string
+	c := &cobra.Command{
+		Use:   "verify --server URL [--release ID] [--keys FILE] [--state FILE] [--bundle OUT] | --offline BUNDLE [--export CSV]",
+		Short: "Check every release's signature, inclusion and the ledger's consistency",
+		Long: `verify proves that the published numbers were signed by their partners and
+never altered: it checks the regional checkpoint (signed by a majority of
+partners), every release's ed25519 signature, its inclusion in the Merkle log,
+and that the log extends the checkpoint saved on the last run. A fork (two
+different histories) is a fatal error: keep both checkpoints as evidence.
+
+Partner keys are pinned on first use (or given with --keys). --bundle writes
+everything needed to check again offline; --offline checks such a bundle, and
+--export a CSV pulled from /v1/export.csv against it, with no network.`,
+		Example: `  roundtable verify --server http://127.0.0.1:8090
+  roundtable verify --server http://127.0.0.1:8090 --bundle ledger-2024.json
+  roundtable verify --offline ledger-2024.json --export export.csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rep verify.Report
+			var err error
+			switch {
+			case offline != "":
+				var keys verify.Keys
+				if o.Keys != "" {
+					if keys, err = verify.LoadKeys(o.Keys); err != nil {
+						return err
+					}
+				}
+				rep, err = verify.Offline(offline, export, keys)
+			case o.Server == "":
+				return fmt.Errorf("give --server URL, or --offline BUNDLE")
+			case bundle != "":
+				rep, err = verify.Bundle(cmd.Context(), o, bundle)
+			default:
+				o.Progress = cmd.ErrOrStderr()
+				rep, err = verify.Run(cmd.Context(), o)
+			}
+			if werr := rep.Write(cmd.OutOrStdout()); werr != nil && err == nil {
+				err = werr
+			}
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Server, "server", "", "a node's base URL")
+	f.StringVar(&o.ReleaseID, "release", "", "verify only this release")
+	f.StringVar(&o.Keys, "keys", "", `trusted partner keys, JSON {"RS": "<base64>", ...}`)
+	f.StringVar(&o.StateFile, "state", "", "where the last verified checkpoint is kept (default ~/.config/roundtable/verify-HOST.json)")
+	f.StringVar(&bundle, "bundle", "", "after verifying, write an offline bundle here")
+	f.StringVar(&offline, "offline", "", "verify this bundle without network")
+	f.StringVar(&export, "export", "", "with --offline: check this export CSV against the bundle")
+	return c
+}
+
+func newCoordinatorCmds() []*cobra.Command {
+	var server, token string
+	flags := func(c *cobra.Command) {
+		c.Flags().StringVar(&server, "server", "http://127.0.0.1:8080", "any node's base URL")
+		c.Flags().StringVar(&token, "token", os.Getenv("ROUNDTABLE_TOKEN"), "coordinator token (default $ROUNDTABLE_TOKEN)")
+	}
+	var p api.PartnerSpec
+	var key string
+	partner := &cobra.Command{Use: "partner", Short: "Coordinator: manage the consortium's partners"}
+	add := &cobra.Command{
+		Use:   "add --code XX --public-key KEY [--address RAFT-ADDR]",
+		Short: "Register a partner (its node can then join with serve --join)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pub, err := parsePublicKey(key)
+			if err != nil {
+				return err
+			}
+			p.PublicKey, p.ID = pub, strings.ToUpper(p.Code)
+			p.Code = p.ID
+			if err := client.New(server, token).AddPartner(cmd.Context(), p); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "partner %s registered; its node may now join\n", p.Code)
+			return nil
+		},
+	}
+	flags(add)
+	add.Flags().StringVar(&p.Code, "code", "", "partner code (ISO 3166-1 alpha-2, XK for Kosovo)")
+	add.Flags().StringVar(&key, "public-key", "", "the partner's signing key printed by 'roundtable init' (hex or base64)")
+	add.Flags().StringVar(&p.Address, "address", "", "the partner node's raft address (informational)")
+	mustRequire(add, "code", "public-key")
+	partner.AddCommand(add)
+
+	var r api.ReplicaSpec
+	replica := &cobra.Command{Use: "replica", Short: "Coordinator: manage read replicas"}
+	radd := &cobra.Command{
+		Use:   "add --id NAME",
+		Short: "Register a read replica for researchers (it joins with serve --replica --join)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := nodeID("", r.ID)
+			if err != nil {
+				return err
+			}
+			r.ID = id
+			if err := client.New(server, token).AddReplica(cmd.Context(), r); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "replica %s registered\n", id)
+			return nil
+		},
+	}
+	flags(radd)
+	radd.Flags().StringVar(&r.ID, "id", "", "replica name")
+	radd.Flags().StringVar(&r.Address, "address", "", "the replica's raft address (informational)")
+	mustRequire(radd, "id")
+	replica.AddCommand(radd)
+
+	nodes := &cobra.Command{Use: "node", Short: "Coordinator: manage ledger nodes"}
+	var id string
+	remove := &cobra.Command{
+		Use:   "remove --id ID",
+		Short: "Remove a partner node or a replica from the ledger",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := client.New(server, token).RemoveNode(cmd.Context(), id); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s removed\n", id)
+			return nil
+		},
+	}
+	flags(remove)
+	remove.Flags().StringVar(&id, "id", "", "server id (partner code or replica-NAME)")
+	mustRequire(remove, "id")
+	nodes.AddCommand(remove)
+	return []*cobra.Command{partner, replica, nodes}
+}

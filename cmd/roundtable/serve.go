@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"roundtable/node"
+	"roundtable/node/api"
+)
+
+func newServeCmd() *cobra.Command {
+	var cfg node.Config
+	var genesisFile, logLevel, logFormat string
+	var replica bool
+	c := &cobra.Command{
+		Use:   "serve --data-dir DIR --http ADDR --raft ADDR [--bootstrap GENESIS | --join ADDR]",
+		Short: "Run a node: ledger member, HTTP API and dashboard",
+		Long: `serve runs this partner's node. It opens the encrypted store (passphrase from
+$ROUNDTABLE_PASSPHRASE or --passphrase-file), joins the regional ledger over
+mutual TLS (certificate in DIR/tls, from 'roundtable ca issue'), and serves the
+HTTP API and the dashboard.
+
+The first node of a region starts with --bootstrap genesis.json; every other
+node starts with --join ADDR (the Raft address of any member) once the
+coordinator has registered it. A restart needs neither flag. A read replica
+for researchers runs with --replica and holds no records.`,
+		Example: `  roundtable serve --data-dir ./rs --http 127.0.0.1:8080 --raft 127.0.0.1:7000 --bootstrap genesis.json
+  roundtable serve --data-dir ./al --http 127.0.0.1:8081 --raft 127.0.0.1:7001 --join 127.0.0.1:7000
+  roundtable serve --data-dir ./research --replica --http 127.0.0.1:8090 --raft 127.0.0.1:7090 --join 127.0.0.1:7000`,
+		Args: cobra.NoArgs,
+	}
+	pf := addPassphraseFlag(c, "passphrase-file")
+	f := c.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "", "the node's data directory")
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "HTTP API and dashboard address")
+	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7000", "ledger (Raft, mutual TLS) listen address")
+	f.StringVar(&cfg.Advertise, "advertise", "", "ledger address other nodes dial (default: the --raft address)")
+	f.StringVar(&genesisFile, "bootstrap", "", "found a new region from this genesis file (see 'roundtable genesis')")
+	f.StringVar(&cfg.Join, "join", "", "join the region through this member's Raft address")
+	f.BoolVar(&replica, "replica", false, "run a read-only replica (no store, no vote)")
+	f.BoolVar(&cfg.PublicReads, "public-reads", true, "let anyone read published aggregates without a token")
+	f.DurationVar(&cfg.Timing.Heartbeat, "heartbeat-timeout", 0, "raft heartbeat timeout (default 1.5s, sized for 50–400 ms RTT)")
+	f.DurationVar(&cfg.Timing.Election, "election-timeout", 0, "raft election timeout (default 1.5s)")
+	f.DurationVar(&cfg.Timing.LeaderLease, "leader-lease-timeout", 0, "raft leader lease (default 1s)")
+	f.DurationVar(&cfg.Timing.Transport, "transport-timeout", 0, "I/O deadline of one raft RPC (default 10s)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	mustRequire(c, "data-dir")
+	c.MarkFlagsMutuallyExclusive("bootstrap", "join")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		logger, err := newLogger(logLevel, logFormat)
+		if err != nil {
+			return err
+		}
+		cfg.Logger = logger
+		if !replica {
+			if cfg.Passphrase, err = readPassphrase(*pf); err != nil {
+				return err
+			}
+		}
+		if genesisFile != "" {
+			if cfg.Genesis, err = os.ReadFile(genesisFile); err != nil {
+				return fmt.Errorf("genesis: %w", err)
+			}
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		n, err := node.Open(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer n.Close()
+		if err := n.WriteServeFile(); err != nil {
+			return err
+		}
+		logger.Info("serving", "id", n.ID(), "http", "http://"+n.HTTPAddr(), "raft", n.RaftAddr())
+		fmt.Fprintf(cmd.ErrOrStderr(), "roundtable node %s: dashboard and API on http://%s, ledger on %s (Ctrl-C stops)\n", n.ID(), n.HTTPAddr(), n.RaftAddr())
+		err = n.Serve(ctx)
+		logger.Info("stopping")
+		return err
+	}
+	return c
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func newTokenCmd() *cobra.Command {
+	t := &cobra.Command{Use: "token", Short: "Manage the node's API tokens"}
+	var dir, role, name string
+	create := &cobra.Command{
+		Use:   "create --data-dir DIR --role operator|coordinator|researcher [--name WHO]",
+		Short: "Create an API token (printed once; only its hash is stored)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := api.ParseRole(role)
+			if err != nil {
+				return err
+			}
+			ts, err := api.OpenTokenStore(tokenPath(dir))
+			if err != nil {
+				return err
+			}
+			tok, err := ts.Create(r, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			fmt.Fprintf(cmd.ErrOrStderr(), "token for %s (%s) created; it is shown only now — send it as 'Authorization: Bearer <token>'\n", r, name)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&dir, "data-dir", "", "the node's data directory")
+	create.Flags().StringVar(&role, "role", "", "operator, coordinator or researcher")
+	create.Flags().StringVar(&name, "name", "", "whom the token is for (shown in logs)")
+	mustRequire(create, "data-dir", "role")
+	t.AddCommand(create)
+	return t
+}
+
+func tokenPath(dir string) string { return dir + string(os.PathSeparator) + api.TokenFile }

@@ -1,0 +1,310 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"roundtable/aggregate"
+	"roundtable/cluster"
+	"roundtable/node/api"
+	"roundtable/node/ingest"
+	"roundtable/privacy"
+)
+
+// backend is the Node seen through the API's eyes: reads come from the
+// ledger's state machine, writes go through the release workflow.
+type backend Node
+
+var _ api.Backend = (*backend)(nil)
+
+func (b *backend) node() *Node { return (*Node)(b) }
+
+func (b *backend) Partner() string {
+	if b.st == nil {
+		return ""
+	}
+	return b.st.Partner()
+}
+
+func (b *backend) AppliedIndex() uint64 { return b.ledger.FSM().AppliedIndex() }
+
+func (b *backend) Health(ctx context.Context) api.Health {
+	stats := b.ledger.Stats()
+	leader, _ := b.ledger.Leader()
+	h := api.Health{
+		Partner:      b.Partner(),
+		InCluster:    leader != "",
+		CaughtUp:     b.ledger.CaughtUp(),
+		RaftState:    b.ledger.State().String(),
+		Leader:       leader,
+		AppliedIndex: b.ledger.FSM().AppliedIndex(),
+		LastContact:  stats["last_contact"],
+		Version:      Version,
+	}
+	fmt.Sscan(stats["commit_index"], &h.CommitIndex)
+	if t, err := b.ledger.FSM().TreeHead(); err == nil {
+		h.TreeSize = t.N
+		h.Releases = int(t.N)
+	}
+	return h
+}
+
+func (b *backend) Catalog(ctx context.Context) (*aggregate.Catalog, string, error) {
+	cat, _, err := b.ledger.FSM().CurrentCatalog()
+	if err != nil {
+		return nil, "", ledgerErr(err)
+	}
+	return cat, cat.Hash(), nil
+}
+
+func (b *backend) Releases(ctx context.Context, consistent bool) ([]api.ReleaseEntry, uint64, error) {
+	if consistent {
+		if _, err := b.ledger.ConsistentRead(ctx); err != nil {
+			return nil, 0, fmt.Errorf("%w: %v", api.ErrNotInCluster, err)
+		}
+	}
+	fsm := b.ledger.FSM()
+	idx := fsm.AppliedIndex()
+	keys, err := b.partnerKeys()
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []api.ReleaseEntry
+	err = fsm.Releases(func(leaf int64, s privacy.Signed) error {
+		out = append(out, entry(leaf, s, keys))
+		return nil
+	})
+	return out, idx, ledgerErr(err)
+}
+
+func entry(leaf int64, s privacy.Signed, keys map[string][]byte) api.ReleaseEntry {
+	pub := keys[s.Release.Partner]
+	return api.ReleaseEntry{Signed: s, Leaf: leaf, PublicKey: pub, Verified: s.Verify(pub) == nil}
+}
+
+func (b *backend) partnerKeys() (map[string][]byte, error) {
+	c, err := b.ledger.FSM().Consortium()
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	keys := make(map[string][]byte, len(c.Partners))
+	for _, p := range c.Partners {
+		keys[p.ID] = p.PublicKey
+	}
+	return keys, nil
+}
+
+func (b *backend) Release(ctx context.Context, id string) (api.ReleaseEntry, api.Proof, error) {
+	fsm := b.ledger.FSM()
+	s, leaf, err := fsm.Release(id)
+	if err != nil {
+		return api.ReleaseEntry{}, api.Proof{}, ledgerErr(err)
+	}
+	keys, err := b.partnerKeys()
+	if err != nil {
+		return api.ReleaseEntry{}, api.Proof{}, err
+	}
+	tree, err := fsm.TreeHead()
+	if err != nil {
+		return api.ReleaseEntry{}, api.Proof{}, ledgerErr(err)
+	}
+	proof, err := fsm.InclusionProof(leaf, tree.N)
+	if err != nil {
+		return api.ReleaseEntry{}, api.Proof{}, ledgerErr(err)
+	}
+	data, err := cluster.LeafData(&s)
+	if err != nil {
+		return api.ReleaseEntry{}, api.Proof{}, err
+	}
+	lh := tlog.RecordHash(data)
+	p := api.Proof{Leaf: leaf, TreeSize: tree.N, Root: tree.Hash[:], LeafHash: lh[:]}
+	for _, h := range proof {
+		p.Hashes = append(p.Hashes, h[:])
+	}
+	return entry(leaf, s, keys), p, nil
+}
+
+func (b *backend) Consistency(ctx context.Context, from, to int64) ([][]byte, error) {
+	proof, err := b.ledger.FSM().ConsistencyProof(from, to)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	out := make([][]byte, len(proof))
+	for i, h := range proof {
+		out[i] = h[:]
+	}
+	return out, nil
+}
+
+func (b *backend) Checkpoint(ctx context.Context) (api.Checkpoint, error) {
+	fsm := b.ledger.FSM()
+	msg, _, regional, err := fsm.Checkpoint()
+	if err != nil {
+		return api.Checkpoint{}, ledgerErr(err)
+	}
+	c, err := fsm.Consortium()
+	if err != nil {
+		return api.Checkpoint{}, ledgerErr(err)
+	}
+	var vs []note.Verifier
+	for _, p := range c.Partners {
+		v, err := cluster.NewNoteVerifier(cluster.PartnerNoteName(p.ID), p.PublicKey)
+		if err != nil {
+			return api.Checkpoint{}, err
+		}
+		vs = append(vs, v)
+	}
+	origin, tree, signedBy, err := cluster.OpenCheckpoint(msg, note.VerifierList(vs...))
+	if err != nil {
+		return api.Checkpoint{}, fmt.Errorf("checkpoint does not verify: %w", err)
+	}
+	return api.Checkpoint{Note: string(msg), Origin: origin, Size: tree.N, Root: tree.Hash[:],
+		Signers: signedBy, Regional: regional}, nil
+}
+
+func (b *backend) Budget(ctx context.Context, partner string) (privacy.Policy, []privacy.QuarterSpend, error) {
+	fsm := b.ledger.FSM()
+	pol, err := fsm.Policy()
+	if err != nil {
+		return privacy.Policy{}, nil, ledgerErr(err)
+	}
+	c, err := fsm.Consortium()
+	if err != nil {
+		return privacy.Policy{}, nil, ledgerErr(err)
+	}
+	known := false
+	for _, p := range c.Partners {
+		known = known || p.ID == partner
+	}
+	if !known {
+		return privacy.Policy{}, nil, fmt.Errorf("partner %q: %w", partner, api.ErrNotFound)
+	}
+	spend, err := fsm.Spend(partner)
+	return pol, spend, ledgerErr(err)
+}
+
+func (b *backend) Partners(ctx context.Context) ([]string, error) {
+	c, err := b.ledger.FSM().Consortium()
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	return c.Voters(), nil
+}
+
+func (b *backend) Cluster(ctx context.Context) (api.ClusterInfo, error) {
+	c, err := b.ledger.FSM().Consortium()
+	if err != nil {
+		return api.ClusterInfo{}, ledgerErr(err)
+	}
+	leader, _ := b.ledger.Leader()
+	info := api.ClusterInfo{Consortium: c.Name, Partners: c.Voters(), Replicas: c.Replicas}
+	for _, s := range b.ledger.Servers() {
+		info.Servers = append(info.Servers, api.ServerInfo{ID: s.ID, Address: s.Address, Voter: s.Voter, Leader: s.ID == leader})
+	}
+	return info, nil
+}
+
+func (b *backend) Import(ctx context.Context, r io.Reader, filename, format string) (api.ImportReport, error) {
+	if b.st == nil {
+		return api.ImportReport{}, api.ErrNotPartner
+	}
+	rep, err := ingest.RunReader(ctx, b.st, ingest.Options{Format: format}, filename, r)
+	out := api.ImportReport{Files: []string{filename}, Rows: rep.Rows, Invalid: rep.Invalid,
+		Imported: rep.Imported, Stored: rep.Stats.Added + rep.Stats.Updated}
+	for _, e := range rep.Errors {
+		out.Errors = append(out.Errors, lineError(e))
+	}
+	if err != nil && rep.Invalid == 0 {
+		return out, err
+	}
+	return out, nil
+}
+
+func (b *backend) Plan(ctx context.Context, period aggregate.Period, indicators []string, budget float64) ([]privacy.PlanRow, error) {
+	cat, _, err := b.ledger.FSM().CurrentCatalog()
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	pol, err := b.ledger.FSM().Policy()
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	rows, err := privacy.Plan(cat, indicators, planParams(pol, budget))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	return rows, nil
+}
+
+// planParams reads a budget as ε under pure DP and as ρ under zCDP.
+func planParams(pol privacy.Policy, budget float64) privacy.PlanParams {
+	p := privacy.PlanParams{Accounting: pol.Accounting}
+	if pol.Accounting == privacy.ZCDP {
+		p.Rho = budget
+	} else {
+		p.Epsilon = budget
+	}
+	return p
+}
+
+func (b *backend) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget float64) (api.PublishResult, error) {
+	return b.node().Publish(ctx, period, indicators, budget)
+}
+
+func (b *backend) AddPartner(ctx context.Context, p api.PartnerSpec) error {
+	return actionErr(b.ledger.AddPartner(ctx, p.Code, p.Code, p.PublicKey))
+}
+
+func (b *backend) RemoveNode(ctx context.Context, id string) error {
+	return actionErr(b.ledger.RemoveNode(ctx, id))
+}
+
+func (b *backend) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
+	return actionErr(b.ledger.AddReplica(ctx, r.ID))
+}
+
+// ledgerErr maps the ledger's not-found to the API's.
+func ledgerErr(err error) error {
+	if errors.Is(err, cluster.ErrNotFound) {
+		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	}
+	return err
+}
+
+// actionErr maps a refused coordinator action to a conflict.
+func actionErr(err error) error {
+	if errors.Is(err, cluster.ErrRefused) {
+		return fmt.Errorf("%w: %v", api.ErrConflict, err)
+	}
+	return err
+}
+
+// Version is the binary's version, shown in /v1/health.
+var Version = "dev"
+
+// lineError splits an importer message "FILE:LINE: field "f": …" into the
+// API's structured form; a message of another shape is kept whole.
+func lineError(msg string) api.LineError {
+	e := api.LineError{Message: msg}
+	file, rest, ok := strings.Cut(msg, ":")
+	if !ok {
+		return e
+	}
+	line, rest, ok := strings.Cut(rest, ": ")
+	n, err := strconv.Atoi(line)
+	if !ok || err != nil {
+		return e
+	}
+	e.File, e.Line, e.Message = file, n, rest
+	if f, _, ok := strings.Cut(strings.TrimPrefix(rest, "field "), ":"); ok && strings.HasPrefix(rest, "field ") {
+		e.Field = strings.Trim(f, `"`)
+	}
+	return e
+}

@@ -1,0 +1,162 @@
+// Package client is a small Go client of a node's HTTP API, for the CLI
+// (publish, plan, query, coordinator actions) and the demo's self-check.
+// It speaks the same JSON as node/api and turns its error model back into
+// Go errors that carry the server's message.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"roundtable/node/api"
+	"roundtable/privacy"
+)
+
+// Client talks to one node.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client of the node at base (http://host:port) that sends
+// token (may be empty) as a bearer token.
+func New(base, token string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 5 * time.Minute}}
+}
+
+// NewLocal returns a client that reaches a node through its operator
+// socket (the node's data dir holds it), acting as the node's operator.
+func NewLocal(socket string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}
+	return &Client{base: "http://local", http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status int
+	Body   api.ErrorBody
+}
+
+func (e *Error) Error() string {
+	if e.Body.Detail != "" {
+		return fmt.Sprintf("%s: %s (HTTP %d)", e.Body.Error, e.Body.Detail, e.Status)
+	}
+	return fmt.Sprintf("%s (HTTP %d)", e.Body.Error, e.Status)
+}
+
+// Do sends a request and decodes a JSON answer into out (if non-nil).
+func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e.Body) != nil || e.Body.Error == "" {
+			e.Body.Error = strings.TrimSpace(string(b))
+		}
+		return e
+	}
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err = io.Copy(w, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json", out)
+}
+
+// Publish asks the node to release indicators for period at budget (ε, or
+// ρ under zCDP). Empty indicators means the whole catalog.
+func (c *Client) Publish(ctx context.Context, period string, indicators []string, budget float64) (api.PublishResult, error) {
+	var res api.PublishResult
+	err := c.postJSON(ctx, "/v1/releases", api.PublishRequest{Period: period, Indicators: indicators, Epsilon: budget}, &res)
+	return res, err
+}
+
+// PlanAnswer is POST /v1/plan's answer.
+type PlanAnswer struct {
+	Period  string            `json:"period"`
+	Epsilon float64           `json:"epsilon"`
+	Rows    []privacy.PlanRow `json:"rows"`
+}
+
+// Plan asks the node for the expected accuracy of a release.
+func (c *Client) Plan(ctx context.Context, period string, indicators []string, budget float64) (PlanAnswer, error) {
+	var res PlanAnswer
+	err := c.postJSON(ctx, "/v1/plan", api.PlanRequest{Period: period, Indicators: indicators, Epsilon: budget}, &res)
+	return res, err
+}
+
+// Import uploads a file of case records (format csv, ctdc or jsonl).
+func (c *Client) Import(ctx context.Context, name, format string, r io.Reader) (api.ImportReport, error) {
+	var rep api.ImportReport
+	q := url.Values{"filename": {name}, "format": {format}}
+	err := c.Do(ctx, http.MethodPost, "/v1/cases/import?"+q.Encode(), r, "text/csv", &rep)
+	return rep, err
+}
+
+// Series fetches GET /v1/series with the given query.
+func (c *Client) Series(ctx context.Context, q url.Values) (api.SeriesResponse, error) {
+	var res api.SeriesResponse
+	err := c.Do(ctx, http.MethodGet, "/v1/series?"+q.Encode(), nil, "", &res)
+	return res, err
+}
+
+// Health fetches GET /v1/health.
+func (c *Client) Health(ctx context.Context) (api.Health, error) {
+	var h api.Health
+	err := c.Do(ctx, http.MethodGet, "/v1/health", nil, "", &h)
+	return h, err
+}
+
+// AddPartner registers a partner (coordinator).
+func (c *Client) AddPartner(ctx context.Context, p api.PartnerSpec) error {
+	return c.postJSON(ctx, "/v1/partners", p, nil)
+}
+
+// AddReplica registers a read replica (coordinator).
+func (c *Client) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
+	return c.postJSON(ctx, "/v1/replicas", r, nil)
+}
+
+// RemoveNode removes a partner node or replica (coordinator).
+func (c *Client) RemoveNode(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(id), nil, "", nil)
+}

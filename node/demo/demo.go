@@ -1,0 +1,405 @@
+// Package demo runs a whole region on one machine: a regional CA, partner
+// nodes for AL, BA, XK and RS and a researcher read replica on loopback,
+// synthetic records, quarterly releases through the ledger, and the
+// dashboard. Everything is the real thing (stores, mutual TLS, raft, the
+// DP engine); only the data is synthetic and the network is loopback.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"roundtable/aggregate"
+	"roundtable/cluster"
+	"roundtable/node"
+	"roundtable/node/api"
+	"roundtable/node/client"
+	"roundtable/node/store"
+	"roundtable/node/synth"
+	"roundtable/node/verify"
+	"roundtable/privacy"
+)
+
+// Options configures a demo region.
+type Options struct {
+	HTTPAddr string // the first partner's dashboard, e.g. 127.0.0.1:8080
+	Check    bool   // headless: verify, query, summarise, exit
+	Dir      string // where the region's files go; "" = a temporary directory
+	From, To int    // years of synthetic data
+	Out      io.Writer
+}
+
+// The demo's region and its budget. Each quarter gets one release of the
+// whole catalog at ReleaseEpsilon, leaving budget for an operator to try
+// publishing from the dashboard.
+var demoPartners = []string{"RS", "AL", "BA", "XK"}
+
+const (
+	ReleaseEpsilon = 1.0
+	CapEpsilon     = 2.0
+	replicaID      = "replica-research"
+	passphrase     = "demo passphrase — never use this for real data"
+)
+
+// Run brings the region up, publishes, and either waits for ctx (serving
+// the dashboard) or, with Check, verifies and returns.
+func Run(ctx context.Context, o Options) (err error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.From == 0 {
+		o.From, o.To = 2019, 2024
+	}
+	r := &region{o: o, out: o.Out}
+	if r.dir = o.Dir; r.dir == "" {
+		if r.dir, err = os.MkdirTemp("", "roundtable-demo-*"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(r.dir)
+	} else if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, r.close()) }()
+	if err := r.up(ctx); err != nil {
+		return err
+	}
+	if err := r.publish(ctx); err != nil {
+		return err
+	}
+	if err := r.awaitCheckpoint(ctx); err != nil {
+		return err
+	}
+	if o.Check {
+		return r.check(ctx)
+	}
+	return r.serve(ctx)
+}
+
+type region struct {
+	o     Options
+	out   io.Writer
+	dir   string
+	log   *slog.Logger
+	logF  *os.File
+	nodes []*node.Node // partners in demoPartners order, then the replica
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+}
+
+func (r *region) step(format string, args ...any) {
+	fmt.Fprintf(r.out, "• "+format+"\n", args...)
+}
+
+// up makes the CA, certificates, stores and synthetic data, then starts
+// the nodes: the first partner founds the ledger, the others join it.
+func (r *region) up(ctx context.Context) error {
+	var err error
+	if r.logF, err = os.Create(filepath.Join(r.dir, "region.log")); err != nil {
+		return err
+	}
+	r.log = slog.New(slog.NewTextHandler(r.logF, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	r.step("region files in %s (node logs: region.log)", r.dir)
+	ca, err := cluster.InitCA(filepath.Join(r.dir, "ca"), "western-balkans-demo")
+	if err != nil {
+		return err
+	}
+	kdf := store.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1} // fast for a demo; production uses DefaultKDFParams
+	var partners []cluster.Partner
+	for _, p := range demoPartners {
+		dir := filepath.Join(r.dir, p)
+		if err := ca.Issue(p, []string{"127.0.0.1", "localhost"}, filepath.Join(dir, node.TLSDir)); err != nil {
+			return err
+		}
+		if err := store.Init(dir, p, []byte(passphrase), kdf); err != nil {
+			return err
+		}
+		pub, n, err := r.fill(ctx, dir, p)
+		if err != nil {
+			return err
+		}
+		r.step("%s: store created, %d synthetic case records %d–%d imported (encrypted)", p, n, r.o.From, r.o.To)
+		partners = append(partners, cluster.Partner{ID: p, Name: partnerName(p), PublicKey: pub})
+	}
+	if err := ca.Issue(replicaID, []string{"127.0.0.1", "localhost"}, filepath.Join(r.dir, "replica", node.TLSDir)); err != nil {
+		return err
+	}
+	cat, err := aggregate.CatalogV1().Canonical()
+	if err != nil {
+		return err
+	}
+	genesis, err := encodeGenesis(cluster.NewGenesis("western-balkans-demo", partners,
+		privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(CapEpsilon)}, cat))
+	if err != nil {
+		return err
+	}
+	for i, p := range demoPartners {
+		cfg := r.nodeConfig(p, i)
+		if i == 0 {
+			cfg.Genesis = genesis
+		} else {
+			cfg.Join = r.nodes[0].RaftAddr()
+		}
+		n, err := node.Open(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", p, err)
+		}
+		r.start(n)
+		if i == 0 {
+			if err := n.Ledger().WaitForLeader(ctx); err != nil {
+				return err
+			}
+			if err := waitGenesis(ctx, n); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.nodes[0].Ledger().AddReplica(ctx, replicaID); err != nil {
+		return err
+	}
+	cfg := r.nodeConfig("replica", len(demoPartners))
+	cfg.Join = r.nodes[0].RaftAddr()
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("start replica: %w", err)
+	}
+	r.start(n)
+	r.step("ledger up: %d partner nodes and a researcher replica over mutual TLS (leader %s)", len(demoPartners), leaderOf(r.nodes[0]))
+	return nil
+}
+
+// fill imports one partner's synthetic records and returns its signing key.
+func (r *region) fill(ctx context.Context, dir, partner string) ([]byte, int, error) {
+	st, err := store.Open(dir, []byte(passphrase))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer st.Close()
+	imp, err := st.BeginImport(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer imp.Abort()
+	n, err := synth.Cases(ctx, synth.Options{Partner: aggregate.Country(partner), From: r.o.From, To: r.o.To, Seed: 2026},
+		func(c *aggregate.Case) error { return imp.Add(c) })
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := imp.Commit(); err != nil {
+		return nil, 0, err
+	}
+	return st.PublicKey(), n, nil
+}
+
+func (r *region) nodeConfig(name string, i int) node.Config {
+	httpAddr := "127.0.0.1:0"
+	if i == 0 && r.o.HTTPAddr != "" {
+		httpAddr = r.o.HTTPAddr
+	}
+	cfg := node.Config{
+		DataDir: filepath.Join(r.dir, name), HTTPAddr: httpAddr, RaftAddr: "127.0.0.1:0", PublicReads: true,
+		// Loopback: short timeouts keep the demo snappy. Real regions keep the
+		// defaults, sized for 50–400 ms round trips.
+		Timing: node.Timing{Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond,
+			LeaderLease: 200 * time.Millisecond, CosignInterval: 200 * time.Millisecond},
+		Logger: r.log.With("node", name),
+	}
+	if name != "replica" {
+		cfg.Passphrase = []byte(passphrase)
+	}
+	return cfg
+}
+
+func (r *region) start(n *node.Node) {
+	r.nodes = append(r.nodes, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	prev := r.stop
+	r.stop = func() {
+		cancel()
+		if prev != nil {
+			prev()
+		}
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := n.Serve(ctx); err != nil {
+			r.log.Error("serve", "node", n.ID(), "err", err)
+		}
+	}()
+}
+
+// publish releases the whole catalog for every quarter of every partner,
+// partners in parallel, each through its own node.
+func (r *region) publish(ctx context.Context) error {
+	var quarters []aggregate.Period
+	for y := r.o.From; y <= r.o.To; y++ {
+		quarters = append(quarters, aggregate.Period{Year: y}.Quarters()...)
+	}
+	start := time.Now()
+	errs := make([]error, len(demoPartners))
+	var wg sync.WaitGroup
+	for i := range demoPartners {
+		wg.Go(func() {
+			n := r.nodes[i]
+			for _, q := range quarters {
+				if _, err := n.Publish(ctx, q, nil, ReleaseEpsilon); err != nil {
+					errs[i] = fmt.Errorf("%s %s: %w", demoPartners[i], q, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.step("published %d signed releases (whole catalog, ε = %g per quarter, cap %g) in %s",
+		len(quarters)*len(demoPartners), ReleaseEpsilon, CapEpsilon, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// awaitCheckpoint waits until the partners have co-signed a regional
+// checkpoint covering every release, so a researcher can verify them all.
+func (r *region) awaitCheckpoint(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	want, err := r.nodes[0].Ledger().FSM().TreeHead()
+	if err != nil {
+		return err
+	}
+	for {
+		done := true
+		for _, n := range r.nodes { // the replica included: researchers read it
+			_, size, regional, err := n.Ledger().FSM().Checkpoint()
+			done = done && err == nil && regional && size == want.N
+		}
+		if done {
+			r.step("regional checkpoint over %d releases co-signed by a majority of partners, on every node", want.N)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no regional checkpoint covering every release: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// check does what a researcher would: verify the ledger through the
+// replica, then query a regional series.
+func (r *region) check(ctx context.Context) error {
+	replica := "http://" + r.nodes[len(r.nodes)-1].HTTPAddr()
+	rep, err := verify.Run(ctx, verify.Options{Server: replica, StateFile: filepath.Join(r.dir, "verify-state.json")})
+	if err != nil {
+		return fmt.Errorf("verify the ledger: %w", err)
+	}
+	r.step("verified %d releases from %d partners: signatures, inclusion proofs, checkpoint signed by %v", rep.Verified, len(rep.Partners), rep.Signers)
+	if rep.Verified == 0 || rep.Failed > 0 {
+		return fmt.Errorf("verification: %d verified, %d failed", rep.Verified, rep.Failed)
+	}
+	q := url.Values{"indicator": {"victims"}, "rollup": {"region,year"}}
+	res, err := client.New(replica, "").Series(ctx, q)
+	if err != nil {
+		return fmt.Errorf("query the regional series: %w", err)
+	}
+	if len(res.Series) == 0 || len(res.Series[0].Points) == 0 {
+		return errors.New("the regional series of victims is empty")
+	}
+	fmt.Fprintln(r.out, "\nVictims in the region per year (consistent estimate, 95% interval):")
+	for _, p := range res.Series[0].Points {
+		fmt.Fprintf(r.out, "  %s  %5.0f  [%.0f, %.0f]\n", p.Period, p.Estimate.Value, p.Estimate.CILow, p.Estimate.CIHigh)
+	}
+	fmt.Fprintln(r.out, "\ndemo check passed")
+	return nil
+}
+
+// serve prints how to use the region and waits for Ctrl-C.
+func (r *region) serve(ctx context.Context) error {
+	ts := r.nodes[0].Tokens()
+	toks := map[api.Role]string{}
+	for _, role := range api.Roles() {
+		t, err := ts.Create(role, "demo "+string(role))
+		if err != nil {
+			return err
+		}
+		toks[role] = t
+	}
+	fmt.Fprintf(r.out, "\nThe region is running. Dashboard: http://%s/\n\n", r.nodes[0].HTTPAddr())
+	for i, n := range r.nodes {
+		name := "researcher replica"
+		if i < len(demoPartners) {
+			name = partnerName(demoPartners[i]) + " (" + demoPartners[i] + ")"
+		}
+		fmt.Fprintf(r.out, "  %-34s http://%s/   ledger %s\n", name, n.HTTPAddr(), n.RaftAddr())
+	}
+	fmt.Fprintf(r.out, "\nTokens for http://%s (paste into the dashboard, or send as 'Authorization: Bearer …'):\n", r.nodes[0].HTTPAddr())
+	for _, role := range api.Roles() {
+		fmt.Fprintf(r.out, "  %-12s %s\n", role, toks[role])
+	}
+	fmt.Fprintf(r.out, "\nTry: roundtable verify --server http://%s --state %s\n", r.nodes[len(r.nodes)-1].HTTPAddr(), filepath.Join(r.dir, "verify-state.json"))
+	fmt.Fprintln(r.out, "Press Ctrl-C to stop.")
+	<-ctx.Done()
+	fmt.Fprintln(r.out, "\nstopping the region…")
+	return nil
+}
+
+func (r *region) close() error {
+	if r.stop != nil {
+		r.stop()
+	}
+	r.wg.Wait()
+	var errs []error
+	for i := len(r.nodes) - 1; i >= 0; i-- {
+		errs = append(errs, r.nodes[i].Close())
+	}
+	if r.logF != nil {
+		errs = append(errs, r.logF.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func waitGenesis(ctx context.Context, n *node.Node) error {
+	for {
+		if _, err := n.Ledger().FSM().Consortium(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func leaderOf(n *node.Node) string {
+	id, _ := n.Ledger().Leader()
+	return id
+}
+
+func partnerName(code string) string {
+	switch code {
+	case "AL":
+		return "Albania partner NGO"
+	case "BA":
+		return "Bosnia and Herzegovina partner NGO"
+	case "XK":
+		return "Kosovo partner NGO"
+	case "RS":
+		return "Serbia partner NGO"
+	}
+	return code + " partner NGO"
+}
+
+// encodeGenesis writes the genesis file serve --bootstrap reads.
+func encodeGenesis(c cluster.Command) ([]byte, error) {
+	return json.Marshal(c.Genesis)
+}

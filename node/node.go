@@ -1,0 +1,223 @@
+// Package node is a partner's node: the encrypted case store, the release
+// workflow (tabulate, reserve, noise, sign, publish), the ledger member and
+// the HTTP API with its dashboard, put together. Subpackages hold each
+// part; this package is the one place that knows all of them, so the parts
+// stay ignorant of one another (cluster never sees a case record).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"roundtable/cluster"
+	"roundtable/node/api"
+	"roundtable/node/store"
+)
+
+// Files and directories inside a node's data dir.
+const (
+	TLSDir    = "tls"        // node.crt, node.key, ca.crt
+	ServeFile = "serve.json" // where a running serve listens
+	AdminSock = "admin.sock" // the operator's local socket (see api.Server.ServeLocal)
+)
+
+// Config configures a node.
+type Config struct {
+	DataDir string
+	// Passphrase opens the partner's store; nil for a read replica, which
+	// holds no records and no signing key.
+	Passphrase []byte
+	// HTTPAddr is the API and dashboard address, e.g. 127.0.0.1:8080.
+	HTTPAddr string
+	// RaftAddr is the mutual-TLS ledger port; Advertise the address peers dial.
+	RaftAddr, Advertise string
+	// Genesis founds a new consortium (serve --bootstrap); Join is any
+	// member's raft address (serve --join). A restart needs neither.
+	Genesis []byte
+	Join    string
+	// PublicReads lets anyone read published aggregates without a token.
+	PublicReads bool
+	// Timing sizes raft for the network; zero values take cluster defaults
+	// (sized for 50–400 ms round trips).
+	Timing Timing
+	Logger *slog.Logger
+}
+
+// Timing holds the ledger's timeouts.
+type Timing struct {
+	Heartbeat, Election, LeaderLease, Commit, Transport time.Duration
+	SnapshotThreshold                                   uint64
+	CosignInterval                                      time.Duration
+}
+
+// Node is a running node.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	st     *store.Store // nil on a replica
+	ledger *cluster.Node
+	tokens *api.TokenStore
+	api    *api.Server
+	httpLn net.Listener
+	sockLn net.Listener // admin socket; nil on a replica
+
+	publishMu sync.Mutex // one release workflow at a time: pending state is per node
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+}
+
+// Open starts a node: opens the store (checking the passphrase before
+// anything else), joins or founds the ledger, and binds the HTTP API. Call
+// Serve to answer requests and Close to stop.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger}
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+	tlsCfg, err := cluster.LoadNodeTLS(filepath.Join(cfg.DataDir, TLSDir))
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w (issue one with 'roundtable ca issue --out %s')", err, filepath.Join(cfg.DataDir, TLSDir))
+	}
+	cc := cluster.Config{
+		DataDir: filepath.Join(cfg.DataDir, "ledger"), ID: tlsCfg.ID(), TLS: tlsCfg,
+		RaftAddr: cfg.RaftAddr, Advertise: cfg.Advertise, Bootstrap: cfg.Genesis, Join: cfg.Join,
+		HeartbeatTimeout: cfg.Timing.Heartbeat, ElectionTimeout: cfg.Timing.Election,
+		LeaderLeaseTimeout: cfg.Timing.LeaderLease, CommitTimeout: cfg.Timing.Commit,
+		TransportTimeout: cfg.Timing.Transport, SnapshotThreshold: cfg.Timing.SnapshotThreshold,
+		CosignInterval: cfg.Timing.CosignInterval, Logger: cfg.Logger.With("component", "ledger"),
+	}
+	if cfg.Passphrase != nil {
+		if n.st, err = store.Open(cfg.DataDir, cfg.Passphrase); err != nil {
+			return nil, err
+		}
+		if n.st.Partner() != tlsCfg.ID() {
+			return nil, fmt.Errorf("the store belongs to partner %s but the node certificate is for %s", n.st.Partner(), tlsCfg.ID())
+		}
+		cc.Voter = true
+		if cc.Signer, err = cluster.NewNoteSigner(cluster.PartnerNoteName(n.st.Partner()), n.st.SigningKey()); err != nil {
+			return nil, err
+		}
+	}
+	if n.tokens, err = api.OpenTokenStore(filepath.Join(cfg.DataDir, api.TokenFile)); err != nil {
+		return nil, err
+	}
+	if n.ledger, err = cluster.Open(ctx, cc); err != nil {
+		return nil, err
+	}
+	if n.api, err = api.New(api.Config{Backend: (*backend)(n), Tokens: n.tokens, PublicReads: cfg.PublicReads,
+		Logger: cfg.Logger.With("component", "api")}); err != nil {
+		return nil, err
+	}
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	}
+	if n.st != nil {
+		if n.sockLn, err = listenAdmin(filepath.Join(cfg.DataDir, AdminSock)); err != nil {
+			return nil, err
+		}
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if n.st != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.resumePending(bg) }()
+	}
+	ok = true
+	return n, nil
+}
+
+// HTTPAddr is the address the API listens on.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// RaftAddr is the ledger address peers dial.
+func (n *Node) RaftAddr() string { return n.ledger.Addr() }
+
+// ID is the node's raft server id.
+func (n *Node) ID() string { return n.ledger.ID() }
+
+// Ledger is the node's ledger member.
+func (n *Node) Ledger() *cluster.Node { return n.ledger }
+
+// Tokens is the node's API token store.
+func (n *Node) Tokens() *api.TokenStore { return n.tokens }
+
+// Serve answers HTTP requests until ctx is done, then shuts the server
+// down gracefully.
+func (n *Node) Serve(ctx context.Context) error {
+	if n.sockLn == nil {
+		return n.api.Serve(ctx, n.httpLn)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- n.api.ServeLocal(ctx, n.sockLn) }()
+	err := n.api.Serve(ctx, n.httpLn)
+	return errors.Join(err, <-errc)
+}
+
+// listenAdmin opens the operator's socket, readable by this OS user only.
+// A socket left by a crashed process is replaced; one still answered by a
+// running node is not.
+func listenAdmin(path string) (net.Listener, error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another roundtable node is serving this data directory (%s answers)", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	// Connecting needs write permission on the socket; the default umask
+	// already withholds it from others, and this makes it explicit.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Close stops the node: background work, the ledger (handing leadership
+// over if it leads) and the store.
+func (n *Node) Close() error {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	var errs []error
+	if n.sockLn != nil {
+		if err := n.sockLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if n.httpLn != nil {
+		if err := n.httpLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if n.ledger != nil {
+		errs = append(errs, n.ledger.Close())
+	}
+	if n.st != nil {
+		errs = append(errs, n.st.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// WriteServeFile records where this node listens so that local commands
+// (roundtable publish) can find it.
+func (n *Node) WriteServeFile() error {
+	b := fmt.Appendf(nil, "{\"http\":%q,\"raft\":%q,\"pid\":%d}\n", n.HTTPAddr(), n.RaftAddr(), os.Getpid())
+	return os.WriteFile(filepath.Join(n.cfg.DataDir, ServeFile), b, 0o600)
+}

@@ -1,0 +1,209 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"roundtable/aggregate"
+	"roundtable/node/api"
+	"roundtable/node/store"
+	"roundtable/privacy"
+)
+
+// pendingKey names the store entry that holds a release in flight. The
+// workflow writes it before each step that leaves the node, so a crash is
+// resumed with the same reservation and the same signed bytes: noise is
+// never drawn twice for a published release, and a retry never spends twice.
+const pendingKey = "pending-release"
+
+// pending is the release workflow's durable state.
+type pending struct {
+	Reservation privacy.SignedReservation `json:"reservation"`
+	Release     *privacy.Signed           `json:"release,omitempty"` // set once noise is drawn and signed
+}
+
+// Publish runs the release workflow for this node's partner: reserve the
+// budget in the ledger (before any noise exists), tabulate the records,
+// draw noise and sign, and append the release. A refusal by the ledger is
+// returned as a *privacy.Refusal.
+func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget float64) (api.PublishResult, error) {
+	if n.st == nil {
+		return api.PublishResult{}, api.ErrNotPartner
+	}
+	n.publishMu.Lock()
+	defer n.publishMu.Unlock()
+	if err := n.finishPending(ctx); err != nil {
+		return api.PublishResult{}, fmt.Errorf("an earlier release is still in flight: %w", err)
+	}
+	// Read the catalog and policy the leader has, not a stale local copy
+	// (a node that just joined may not have applied the genesis yet).
+	if _, err := n.ledger.ConsistentRead(ctx); err != nil {
+		return api.PublishResult{}, fmt.Errorf("%w: %v", api.ErrNotInCluster, err)
+	}
+	fsm := n.ledger.FSM()
+	cat, _, err := fsm.CurrentCatalog()
+	if err != nil {
+		return api.PublishResult{}, ledgerErr(err)
+	}
+	pol, err := fsm.Policy()
+	if err != nil {
+		return api.PublishResult{}, ledgerErr(err)
+	}
+	if len(indicators) == 0 {
+		for _, ind := range cat.Indicators {
+			indicators = append(indicators, ind.Name)
+		}
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return api.PublishResult{}, err
+	}
+	res := privacy.Reservation{
+		ID: hex.EncodeToString(id), Partner: n.st.Partner(), CatalogHash: cat.Hash(), Period: period,
+		Accounting: pol.Accounting, SpendMicro: privacy.ToMicro(budget), Indicators: indicators,
+	}
+	// Check everything that can be checked locally before spending budget.
+	params := releaseParams(pol, budget, period, n.st.Partner())
+	if err := params.Validate(); err != nil {
+		return api.PublishResult{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	for _, name := range indicators {
+		if _, ok := cat.Indicator(name); !ok {
+			return api.PublishResult{}, fmt.Errorf("%w: unknown indicator %q", api.ErrInvalid, name)
+		}
+	}
+	sres, err := privacy.SignReservation(res, n.st.SigningKey())
+	if err != nil {
+		return api.PublishResult{}, err
+	}
+	p := pending{Reservation: sres}
+	if err := n.savePending(&p); err != nil {
+		return api.PublishResult{}, err
+	}
+	return n.runPending(ctx, &p)
+}
+
+func releaseParams(pol privacy.Policy, budget float64, period aggregate.Period, partner string) privacy.ReleaseParams {
+	p := privacy.ReleaseParams{Accounting: pol.Accounting, Period: period, Partner: partner}
+	if pol.Accounting == privacy.ZCDP {
+		p.Rho = budget
+	} else {
+		p.Epsilon = budget
+	}
+	return p
+}
+
+// runPending drives p to the end: reserve, noise and sign, publish.
+func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, error) {
+	res := p.Reservation.Reservation
+	if p.Release == nil {
+		ar, err := n.ledger.Reserve(ctx, p.Reservation)
+		if err != nil {
+			return api.PublishResult{}, fmt.Errorf("reserve budget: %w", err)
+		}
+		if !ar.OK {
+			n.dropPending()
+			return api.PublishResult{}, &privacy.Refusal{Reason: ar.Refusal}
+		}
+		signed, err := n.draw(ctx, res)
+		if err != nil {
+			// The budget stays reserved: that is the safe direction.
+			n.dropPending()
+			return api.PublishResult{}, err
+		}
+		p.Release = &signed
+		if err := n.savePending(p); err != nil {
+			return api.PublishResult{}, err
+		}
+	}
+	ar, err := n.ledger.Publish(ctx, *p.Release)
+	if err != nil {
+		return api.PublishResult{}, fmt.Errorf("publish release %s (it will be retried with the same id): %w", p.Release.ID, err)
+	}
+	n.dropPending()
+	if !ar.OK {
+		return api.PublishResult{}, &privacy.Refusal{Reason: ar.Refusal}
+	}
+	return api.PublishResult{
+		ID: ar.ReleaseID, Leaf: ar.Leaf, Partner: res.Partner, Period: res.Period.String(),
+		Indicators: res.Indicators, SpentMicro: res.SpendMicro, AppliedIndex: ar.Index,
+	}, nil
+}
+
+// draw tabulates this node's records and builds the signed release. It is
+// the only place where exact tables exist, and they do not outlive it.
+func (n *Node) draw(ctx context.Context, res privacy.Reservation) (privacy.Signed, error) {
+	cat, _, err := n.ledger.FSM().Catalog(res.CatalogHash)
+	if err != nil {
+		return privacy.Signed{}, ledgerErr(err)
+	}
+	each := func(fn func(*aggregate.Case) error) error { return n.st.Cases(ctx, fn) }
+	tables, err := aggregate.Tabulate(ctx, cat, res.Period, res.Indicators, each)
+	if err != nil {
+		return privacy.Signed{}, fmt.Errorf("tabulate: %w", err)
+	}
+	pol := privacy.Policy{Accounting: res.Accounting}
+	budget := float64(res.SpendMicro) / privacy.Micro
+	return privacy.BuildRelease(ctx, cat, tables, releaseParams(pol, budget, res.Period, res.Partner), res, n.st.SigningKey())
+}
+
+func (n *Node) savePending(p *pending) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return n.st.Put(pendingKey, b)
+}
+
+func (n *Node) dropPending() {
+	if err := n.st.Delete(pendingKey); err != nil {
+		n.log.Error("clear pending release", "err", err)
+	}
+}
+
+// finishPending completes a release left in flight by a crash or a lost
+// connection, if any.
+func (n *Node) finishPending(ctx context.Context) error {
+	b, err := n.st.Get(pendingKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var p pending
+	if err := json.Unmarshal(b, &p); err != nil {
+		return fmt.Errorf("pending release is unreadable: %w", err)
+	}
+	_, err = n.runPending(ctx, &p)
+	var refusal *privacy.Refusal
+	if errors.As(err, &refusal) {
+		n.log.Warn("pending release refused", "reservation", p.Reservation.Reservation.ID, "reason", refusal.Reason)
+		return nil
+	}
+	return err
+}
+
+// resumePending retries a pending release in the background after a
+// restart, until it lands or the node stops.
+func (n *Node) resumePending(ctx context.Context) {
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		n.publishMu.Lock()
+		err := n.finishPending(ctx)
+		n.publishMu.Unlock()
+		if err == nil {
+			return
+		}
+		n.log.Warn("pending release not yet published; will retry", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
