@@ -34,12 +34,16 @@ func CatalogV1() *Catalog {
 			{
 				Name: "victims", Title: "Victims by status, sex and age group", Kind: KindCount,
 				Dimensions: []Dimension{dim("status"), dim("sex"), dim("age_group")},
-				K:          1, Weight: 1,
+				// The headline indicator (TIP reports, GLOTIP) gets four times an
+				// ordinary indicator's share of a release.
+				K: 1, Weight: 4,
 				// total = Σ sex = Σ age group = Σ status: the hierarchy
-				// coordinators compare. The cross table keeps most of the
-				// budget because every margin is recovered from it too.
+				// coordinators compare. The total is what is quoted most and
+				// sums no noisy cells, so it gets the largest share; the 48
+				// cells of the cross table are each small, and summing them
+				// adds noise, so they matter mostly through consistency.
 				Margins: [][]string{{}, {"sex"}, {"age_group"}, {"status"}},
-				Shares:  []float64{0.6, 0.1, 0.1, 0.1, 0.1},
+				Shares:  []float64{0.2, 0.4, 0.15, 0.15, 0.1},
 			},
 			{
 				Name: "exploitation", Title: "Forms of exploitation by child or adult", Kind: KindCount,

@@ -43,8 +43,10 @@ func TestBuildReleasePureDP(t *testing.T) {
 			t.Errorf("%s: mechanism %s", ir.Name, ir.Mechanism)
 		}
 		sumEps += ir.Epsilon
-		if math.Abs(ir.Epsilon-0.1) > 1e-12 {
-			t.Errorf("%s: ε = %v, want 0.1 (equal weights)", ir.Name, ir.Epsilon)
+		// Catalog weights: victims 4, the other nine 1.
+		wantEps := ind.Weight / 13
+		if math.Abs(ir.Epsilon-wantEps) > 1e-12 {
+			t.Errorf("%s: ε = %v, want %v (weight %v of 13)", ir.Name, ir.Epsilon, wantEps, ind.Weight)
 		}
 		if ind.Kind == aggregate.KindQuantiles {
 			checkQuantiles(t, ir, ind)
@@ -73,12 +75,12 @@ func TestBuildReleasePureDP(t *testing.T) {
 	if same > 10 {
 		t.Errorf("%d of %d victims cells equal their exact count", same, tables[0].NumCells())
 	}
-	// The victims cross table has share 0.6 of 0.1 and l0 = 1.
-	if got, want := r.Indicators[0].Cells[0].Scale, 1/(0.1*0.6); math.Abs(got-want) > 1e-9 {
+	// The victims cross table has share 0.2 of 4/13 and l0 = 1.
+	if got, want := r.Indicators[0].Cells[0].Scale, 1/(4.0/13*0.2); math.Abs(got-want) > 1e-9 {
 		t.Errorf("victims cell scale %v, want %v", got, want)
 	}
-	// exploitation: k = 3, one table: b = 3/0.1.
-	if got, want := r.Indicators[1].Cells[0].Scale, 3/0.1; math.Abs(got-want) > 1e-9 {
+	// exploitation: k = 3, one table: b = 3/(1/13).
+	if got, want := r.Indicators[1].Cells[0].Scale, 3*13.0; math.Abs(got-want) > 1e-9 {
 		t.Errorf("exploitation cell scale %v, want %v", got, want)
 	}
 }
@@ -118,9 +120,9 @@ func TestBuildReleaseZCDP(t *testing.T) {
 	if math.Abs(sumRho-0.5) > 1e-9 {
 		t.Errorf("ρ sums to %v, want 0.5", sumRho)
 	}
-	// victims cross table: ρ = 0.05·0.6, Δ2 = 1, σ = 1/√(2ρ), within the
-	// library's 0.1% calibration accuracy and never below.
-	want := 1 / math.Sqrt(2*0.05*0.6)
+	// victims cross table: ρ = 0.5·4/13·0.2, Δ2 = 1, σ = 1/√(2ρ), within
+	// the library's 0.1% calibration accuracy and never below.
+	want := 1 / math.Sqrt(2*0.5*4/13*0.2)
 	if got := s.Release.Indicators[0].Cells[0].Scale; got < want || got > want*1.002 {
 		t.Errorf("victims σ = %v, want [%v, %v]", got, want, want*1.002)
 	}
@@ -144,8 +146,9 @@ func TestBuildReleaseWeightsAndSubset(t *testing.T) {
 	if strings.Join(got, ",") != "victims,services" {
 		t.Fatalf("order %v, want catalog order victims,services", got)
 	}
-	if e := s.Release.Indicators[1].Epsilon; math.Abs(e-1.5) > 1e-12 {
-		t.Errorf("services ε = %v, want 1.5 (weight 3 of 4)", e)
+	// services weighted 3 by the caller, victims 4 by the catalog: 3/7 of ε = 2.
+	if e := s.Release.Indicators[1].Epsilon; math.Abs(e-6.0/7) > 1e-12 {
+		t.Errorf("services ε = %v, want 6/7 (weight 3 of 7)", e)
 	}
 }
 

@@ -18,16 +18,18 @@ func TestPlanLaplaceKnownValues(t *testing.T) {
 	if len(rows) != len(cat.Indicators) {
 		t.Fatalf("%d rows", len(rows))
 	}
-	// ε = 1 over 10 equal indicators: 0.1 each.
+	// ε = 1 over 10 indicators weighted 4 (victims) and 1 (the other
+	// nine): 4/13 and 1/13. The victims row describes a cell of its cross
+	// table, which has 0.2 of the indicator's budget.
 	want := map[string]struct {
 		b    float64
 		half int64
 	}{
-		"victims":          {1 / (0.1 * 0.6), 50}, // b = 16.67: 16.67·2.9957 − .5 = 49.43 → 50
-		"exploitation":     {3 / 0.1, 90},         // b = 30: 89.37 → 90
-		"citizenship":      {1 / 0.1, 30},         // b = 10: 29.46 → 30
-		"services":         {8 / 0.1, 240},        // b = 80: 239.16 → 240
-		"means_of_control": {3 / 0.1, 90},
+		"victims":          {1 / (4.0 / 13 * 0.2), 49}, // b = 16.25: 16.25·2.9957 − .5 = 48.18 → 49
+		"exploitation":     {3 * 13, 117},              // b = 39: 116.33 → 117
+		"citizenship":      {13, 39},                   // b = 13: 38.44 → 39
+		"services":         {8 * 13, 312},              // b = 104: 311.05 → 312
+		"means_of_control": {3 * 13, 117},
 	}
 	for _, r := range rows {
 		w, ok := want[r.Indicator]
@@ -40,7 +42,11 @@ func TestPlanLaplaceKnownValues(t *testing.T) {
 		if r.Coverage < 0.95 || r.Coverage > 0.96 {
 			t.Errorf("%s: coverage %v", r.Indicator, r.Coverage)
 		}
-		if math.Abs(r.Budget-0.1) > 1e-12 {
+		wantBudget := 1.0 / 13
+		if r.Indicator == "victims" {
+			wantBudget = 4.0 / 13
+		}
+		if math.Abs(r.Budget-wantBudget) > 1e-12 {
 			t.Errorf("%s: budget %v", r.Indicator, r.Budget)
 		}
 	}
