@@ -44,8 +44,8 @@ type Options struct {
 var demoPartners = []string{"RS", "AL", "BA", "XK"}
 
 const (
-	ReleaseEpsilon = 1.0
-	CapEpsilon     = 2.0
+	ReleaseEpsilon = 2.0
+	CapEpsilon     = 3.0
 	replicaID      = "replica-research"
 	passphrase     = "demo passphrase — never use this for real data"
 )
