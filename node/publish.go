@@ -102,7 +102,9 @@ func releaseParams(pol privacy.Policy, budget float64, period aggregate.Period, 
 func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, error) {
 	res := p.Reservation.Reservation
 	if p.Release == nil {
+		t0 := time.Now()
 		ar, err := n.ledger.Reserve(ctx, p.Reservation)
+		n.api.ObserveCommit(time.Since(t0))
 		if err != nil {
 			return api.PublishResult{}, fmt.Errorf("reserve budget: %w", err)
 		}
@@ -121,7 +123,9 @@ func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, e
 			return api.PublishResult{}, err
 		}
 	}
+	t0 := time.Now()
 	ar, err := n.ledger.Publish(ctx, *p.Release)
+	n.api.ObserveCommit(time.Since(t0))
 	if err != nil {
 		return api.PublishResult{}, fmt.Errorf("publish release %s (it will be retried with the same id): %w", p.Release.ID, err)
 	}
