@@ -57,11 +57,26 @@ func (b *backend) Health(ctx context.Context) api.Health {
 }
 
 func (b *backend) Catalog(ctx context.Context) (*aggregate.Catalog, string, error) {
-	cat, _, err := b.ledger.FSM().CurrentCatalog()
+	cat, err := b.currentCatalog(ctx)
 	if err != nil {
-		return nil, "", ledgerErr(err)
+		return nil, "", err
 	}
 	return cat, cat.Hash(), nil
+}
+
+// currentCatalog reads the ledger's catalog; a node that has joined but not
+// yet applied the genesis catches up with the leader first.
+func (b *backend) currentCatalog(ctx context.Context) (*aggregate.Catalog, error) {
+	cat, _, err := b.ledger.FSM().CurrentCatalog()
+	if errors.Is(err, cluster.ErrNotFound) {
+		if _, rerr := b.ledger.ConsistentRead(ctx); rerr == nil {
+			cat, _, err = b.ledger.FSM().CurrentCatalog()
+		}
+	}
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	return cat, nil
 }
 
 func (b *backend) Releases(ctx context.Context, consistent bool) ([]api.ReleaseEntry, uint64, error) {
@@ -228,9 +243,9 @@ func (b *backend) Import(ctx context.Context, r io.Reader, filename, format stri
 }
 
 func (b *backend) Plan(ctx context.Context, period aggregate.Period, indicators []string, budget float64) ([]privacy.PlanRow, error) {
-	cat, _, err := b.ledger.FSM().CurrentCatalog()
+	cat, err := b.currentCatalog(ctx)
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, err
 	}
 	pol, err := b.ledger.FSM().Policy()
 	if err != nil {

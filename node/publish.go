@@ -133,6 +133,11 @@ func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, e
 	if !ar.OK {
 		return api.PublishResult{}, &privacy.Refusal{Reason: ar.Refusal}
 	}
+	// Read-your-writes: on a follower, wait until the local copy has the
+	// release, so the caller can fetch it from this node straight away.
+	if _, err := n.ledger.ConsistentRead(ctx); err != nil {
+		n.log.Warn("published, but this node has not caught up yet", "release", ar.ReleaseID, "err", err)
+	}
 	return api.PublishResult{
 		ID: ar.ReleaseID, Leaf: ar.Leaf, Partner: res.Partner, Period: res.Period.String(),
 		Indicators: res.Indicators, SpentMicro: res.SpendMicro, AppliedIndex: ar.Index,
