@@ -285,6 +285,14 @@ func (b *backend) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
 	return actionErr(b.ledger.AddReplica(ctx, r.ID))
 }
 
+func (b *backend) SetCatalog(ctx context.Context, catalogJSON []byte) error {
+	return actionErr(b.ledger.SetCatalog(ctx, catalogJSON))
+}
+
+func (b *backend) SetPolicy(ctx context.Context, p privacy.Policy) error {
+	return actionErr(b.ledger.SetPolicy(ctx, p))
+}
+
 // ledgerErr maps the ledger's not-found to the API's.
 func ledgerErr(err error) error {
 	if errors.Is(err, cluster.ErrNotFound) {

@@ -26,7 +26,7 @@ or non-zero with the reason.`,
 			return demo.Run(cmd.Context(), o)
 		},
 	}
-	c.Flags().StringVar(&o.HTTPAddr, "http", "127.0.0.1:8080", "dashboard address (the researcher replica's API)")
+	c.Flags().StringVar(&o.HTTPAddr, "http", "127.0.0.1:8080", "dashboard address (the Serbian partner node, with operator functions)")
 	c.Flags().BoolVar(&o.Check, "check", false, "run headless, verify and exit")
 	c.Flags().StringVar(&o.Dir, "dir", "", "keep the region's files here (default: a temporary directory, removed on exit)")
 	c.Flags().IntVar(&o.From, "from", 2019, "first year of synthetic data")

@@ -154,6 +154,7 @@ everything needed to check again offline; --offline checks such a bundle, and
 	}
 	f := c.Flags()
 	f.StringVar(&o.Server, "server", "", "a node's base URL")
+	f.StringVar(&o.Token, "token", os.Getenv("ROUNDTABLE_TOKEN"), "API token if the node requires one to read (default $ROUNDTABLE_TOKEN)")
 	f.StringVar(&o.ReleaseID, "release", "", "verify only this release")
 	f.StringVar(&o.Keys, "keys", "", `trusted partner keys, JSON {"RS": "<base64>", ...}`)
 	f.StringVar(&o.StateFile, "state", "", "where the last verified checkpoint is kept (default ~/.config/roundtable/verify-HOST.json)")
@@ -240,5 +241,53 @@ func newCoordinatorCmds() []*cobra.Command {
 	remove.Flags().StringVar(&id, "id", "", "server id (partner code or replica-NAME)")
 	mustRequire(remove, "id")
 	nodes.AddCommand(remove)
-	return []*cobra.Command{partner, replica, nodes}
+	catalog := &cobra.Command{Use: "catalog", Short: "Coordinator: manage the indicator catalog"}
+	var catFile string
+	setCat := &cobra.Command{
+		Use:   "set --file CATALOG.json",
+		Short: "Add a new catalog version (validated in full) and make it current",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := os.ReadFile(catFile)
+			if err != nil {
+				return err
+			}
+			hash, err := client.New(server, token).SetCatalog(cmd.Context(), raw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "catalog %s is now current\n", hash)
+			return nil
+		},
+	}
+	flags(setCat)
+	setCat.Flags().StringVar(&catFile, "file", "", "catalog JSON (GET /v1/catalog shows the current one)")
+	mustRequire(setCat, "file")
+	catalog.AddCommand(setCat)
+
+	policy := &cobra.Command{Use: "policy", Short: "Coordinator: manage the budget policy"}
+	var epsCap, rhoCap float64
+	setPol := &cobra.Command{
+		Use:   "set (--epsilon-cap E | --rho-cap R)",
+		Short: "Set the budget cap per partner per quarter",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acc, budget := "pure", epsCap
+			if rhoCap > 0 {
+				acc, budget = "zcdp", rhoCap
+			}
+			if err := client.New(server, token).SetPolicy(cmd.Context(), acc, budget); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "policy: %s, cap %g per partner per quarter\n", acc, budget)
+			return nil
+		},
+	}
+	flags(setPol)
+	setPol.Flags().Float64Var(&epsCap, "epsilon-cap", 0, "pure ε-DP cap per partner per quarter")
+	setPol.Flags().Float64Var(&rhoCap, "rho-cap", 0, "ρ-zCDP cap per partner per quarter")
+	setPol.MarkFlagsMutuallyExclusive("epsilon-cap", "rho-cap")
+	setPol.MarkFlagsOneRequired("epsilon-cap", "rho-cap")
+	policy.AddCommand(setPol)
+	return []*cobra.Command{partner, replica, nodes, catalog, policy}
 }

@@ -400,7 +400,11 @@ func TestCoordinator(t *testing.T) {
 		{"POST", "/v1/partners", `{"code":"RS","id":"node-RS","address":"127.0.0.1:7010","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`, 409},
 		{"POST", "/v1/partners", `{"code":"SI","id":"node-SI","address":"127.0.0.1:7010","public_key":"AAAA"}`, 400},
 		{"POST", "/v1/replicas", `{"id":"r2","address":"127.0.0.1:7200"}`, 201},
-		{"POST", "/v1/replicas", `{"id":"r2"}`, 400},
+		{"POST", "/v1/replicas", `{"address":"127.0.0.1:7200"}`, 400},
+		{"PUT", "/v1/policy", `{"accounting":"pure","cap":1.5}`, 200},
+		{"PUT", "/v1/policy", `{"accounting":"lots","cap":1.5}`, 400},
+		{"POST", "/v1/catalog", `{"version":2,"indicators":[]}`, 422},
+		{"POST", "/v1/catalog", catalogV1JSON, 200},
 		{"DELETE", "/v1/nodes/node-MK", "", 200},
 		{"DELETE", "/v1/nodes/nobody", "", 404},
 	}
@@ -410,7 +414,7 @@ func TestCoordinator(t *testing.T) {
 		}
 	}
 	_, _, members := e.fake.Snapshot()
-	if got := strings.Join(members, ";"); got != "add-partner SI;add-replica r2;remove node-MK" {
+	if got := strings.Join(members, ";"); got != "add-partner SI;add-replica r2;set-policy pure;set-catalog;remove node-MK" {
 		t.Errorf("backend saw %q", got)
 	}
 }

@@ -63,6 +63,11 @@ type Backend interface {
 	RemoveNode(ctx context.Context, id string) error
 	// AddReplica admits a read-only non-voter (coordinator).
 	AddReplica(ctx context.Context, r ReplicaSpec) error
+	// SetCatalog adds a catalog version (canonical JSON, already validated)
+	// and makes it current (coordinator).
+	SetCatalog(ctx context.Context, catalogJSON []byte) error
+	// SetPolicy replaces the consortium's budget policy (coordinator).
+	SetPolicy(ctx context.Context, p privacy.Policy) error
 }
 
 // Errors a Backend returns (wrapped) so that the server can choose a status.

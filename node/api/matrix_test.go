@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"roundtable/aggregate"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +66,12 @@ func probes(e *env) map[string]func(i int) probe {
 		},
 		"DELETE /v1/nodes/{id}": func(int) probe {
 			return probe{access: api.AccessCoordinator, path: "/v1/nodes/node-ME", status: http.StatusOK}
+		},
+		"POST /v1/catalog": func(int) probe {
+			return probe{access: api.AccessCoordinator, path: "/v1/catalog", ctype: "application/json", status: http.StatusOK, body: catalogV1JSON}
+		},
+		"PUT /v1/policy": func(int) probe {
+			return probe{access: api.AccessCoordinator, path: "/v1/policy", ctype: "application/json", status: http.StatusOK, body: `{"accounting":"pure","cap":2}`}
 		},
 		"POST /v1/replicas": func(i int) probe {
 			return probe{access: api.AccessCoordinator, path: "/v1/replicas", ctype: "application/json", status: http.StatusCreated,
@@ -233,3 +240,12 @@ func specPaths(t *testing.T, file string) []string {
 	}
 	return out
 }
+
+// catalogV1JSON is the v1 catalog as a coordinator would send it.
+var catalogV1JSON = func() string {
+	b, err := aggregate.CatalogV1().Canonical()
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()

@@ -128,6 +128,8 @@ func (s *Server) routeTable() []Route {
 		{"POST", "/v1/partners", AccessCoordinator, s.handleAddPartner},
 		{"DELETE", "/v1/nodes/{id}", AccessCoordinator, s.handleRemoveNode},
 		{"POST", "/v1/replicas", AccessCoordinator, s.handleAddReplica},
+		{"POST", "/v1/catalog", AccessCoordinator, s.handleSetCatalog},
+		{"PUT", "/v1/policy", AccessCoordinator, s.handleSetPolicy},
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"path"
+	"roundtable/privacy"
 	"strings"
 
 	"roundtable/aggregate"
@@ -184,11 +185,12 @@ func (s *Server) handleAddPartner(w http.ResponseWriter, r *http.Request) error 
 	if err := s.decodeJSON(w, r, &p); err != nil {
 		return err
 	}
+	if p.ID == "" {
+		p.ID = p.Code // a partner's node is named by its partner code
+	}
 	switch {
 	case p.Code == "":
 		return errParam("code", "the partner code (e.g. RS) is required")
-	case p.ID == "" || p.Address == "":
-		return errParam("id", "id and address of the partner's raft server are required")
 	case len(p.PublicKey) != 32:
 		return errParam("public_key", fmt.Sprintf("an ed25519 public key is 32 bytes (base64), got %d", len(p.PublicKey)))
 	}
@@ -213,8 +215,8 @@ func (s *Server) handleAddReplica(w http.ResponseWriter, r *http.Request) error 
 	if err := s.decodeJSON(w, r, &rs); err != nil {
 		return err
 	}
-	if rs.ID == "" || rs.Address == "" {
-		return errParam("id", "id and address of the replica's raft server are required")
+	if rs.ID == "" {
+		return errParam("id", "the replica's id (replica-NAME) is required")
 	}
 	if err := s.cfg.Backend.AddReplica(r.Context(), rs); err != nil {
 		return err
@@ -248,4 +250,47 @@ func indicatorNames(cat *aggregate.Catalog) []string {
 		out[i] = ind.Name
 	}
 	return out
+}
+
+// PolicyRequest is PUT /v1/policy: the budget cap per partner per quarter,
+// as ε (pure) or ρ (zcdp).
+type PolicyRequest struct {
+	Accounting string  `json:"accounting"`
+	Cap        float64 `json:"cap"`
+}
+
+func (s *Server) handleSetPolicy(w http.ResponseWriter, r *http.Request) error {
+	var req PolicyRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	p := privacy.Policy{Accounting: req.Accounting, CapMicro: privacy.ToMicro(req.Cap)}
+	if err := p.Validate(); err != nil {
+		return errParam("cap", err.Error())
+	}
+	if err := s.cfg.Backend.SetPolicy(r.Context(), p); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (s *Server) handleSetCatalog(w http.ResponseWriter, r *http.Request) error {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes*16))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	cat, err := aggregate.ParseCatalog(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	canon, err := cat.Canonical()
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Backend.SetCatalog(r.Context(), canon); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"hash": cat.Hash(), "version": cat.Version})
+	return nil
 }

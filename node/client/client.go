@@ -160,3 +160,21 @@ func (c *Client) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
 func (c *Client) RemoveNode(ctx context.Context, id string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(id), nil, "", nil)
 }
+
+// SetCatalog sends a new catalog version (coordinator).
+func (c *Client) SetCatalog(ctx context.Context, catalogJSON []byte) (string, error) {
+	var res struct {
+		Hash string `json:"hash"`
+	}
+	err := c.Do(ctx, http.MethodPost, "/v1/catalog", bytes.NewReader(catalogJSON), "application/json", &res)
+	return res.Hash, err
+}
+
+// SetPolicy replaces the budget policy (coordinator).
+func (c *Client) SetPolicy(ctx context.Context, accounting string, budgetCap float64) error {
+	b, err := json.Marshal(api.PolicyRequest{Accounting: accounting, Cap: budgetCap})
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, http.MethodPut, "/v1/policy", bytes.NewReader(b), "application/json", nil)
+}

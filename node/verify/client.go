@@ -30,6 +30,7 @@ type consistencyResponse struct {
 // made by check on the complete material, so nothing is trusted half-read.
 type client struct {
 	base     string
+	token    string // bearer token for nodes that do not allow public reads
 	http     *http.Client
 	progress io.Writer
 }
@@ -49,6 +50,9 @@ func (c *client) getJSON(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", u, err)

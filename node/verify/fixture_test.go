@@ -143,10 +143,11 @@ func signTree(t testing.TB, keys map[string]ed25519.PrivateKey, tree tlog.Tree, 
 // fakeNode serves a ledger over the routes the verifier reads. Tests
 // change what it serves through its fields (under mu).
 type fakeNode struct {
-	mu  sync.Mutex
-	l   *ledger
-	cp  api.Checkpoint
-	rel []api.ReleaseEntry // the release list served; defaults to l.entries
+	token string // if set, every request must carry it (a node without public reads)
+	mu    sync.Mutex
+	l     *ledger
+	cp    api.Checkpoint
+	rel   []api.ReleaseEntry // the release list served; defaults to l.entries
 	// proof, if set, rewrites a release answer (to tamper with it).
 	proof func(*api.ReleaseResponse)
 	// partners is the consortium as /v1/cluster reports it.
@@ -174,7 +175,16 @@ func startNode(t testing.TB, l *ledger, cp api.Checkpoint) (*fakeNode, string) {
 	mux.HandleFunc("GET /v1/releases/{id}", n.release)
 	mux.HandleFunc("GET /v1/consistency", n.consistency)
 	mux.HandleFunc("GET /v1/export.csv", n.export)
-	srv := httptest.NewServer(mux) // listens on 127.0.0.1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		want := n.token
+		n.mu.Unlock()
+		if want != "" && r.Header.Get("Authorization") != "Bearer "+want {
+			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})) // listens on 127.0.0.1
 	t.Cleanup(srv.Close)
 	return n, srv.URL
 }

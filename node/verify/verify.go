@@ -63,6 +63,8 @@ type Options struct {
 	Keys string
 	// ReleaseID, if set, verifies that one release instead of all.
 	ReleaseID string
+	// Token is sent as a bearer token, for nodes that require one to read.
+	Token string
 	// HTTPClient defaults to a client with a 30 s timeout.
 	HTTPClient *http.Client
 	// Progress, if set, receives one line per step.
@@ -112,7 +114,7 @@ func run(ctx context.Context, opts Options) (Report, *material, error) {
 	if err != nil {
 		return Report{}, nil, err
 	}
-	c := &client{base: opts.Server, http: opts.HTTPClient, progress: opts.Progress}
+	c := &client{base: opts.Server, token: opts.Token, http: opts.HTTPClient, progress: opts.Progress}
 	st, err := loadState(opts.StateFile)
 	if err != nil {
 		return Report{}, nil, err

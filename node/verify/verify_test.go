@@ -111,6 +111,22 @@ func TestRunOneRelease(t *testing.T) {
 	}
 }
 
+// A node that does not allow public reads is verified with a token.
+func TestRunWithToken(t *testing.T) {
+	n, url, _ := goodNode(t)
+	n.mu.Lock()
+	n.token = "rt_test"
+	n.mu.Unlock()
+	o := opts(t, url)
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("without a token: %v, want a 401 error", err)
+	}
+	o.Token = "rt_test"
+	if rep, err := Run(context.Background(), o); err != nil || rep.Verified == 0 {
+		t.Fatalf("with the token: %+v, %v", rep, err)
+	}
+}
+
 // TestRunFailures covers what a dishonest or broken node can serve; each
 // case must fail with the right kind of error naming what failed, and
 // leave the state file as it was.

@@ -505,6 +505,23 @@ func (f *Fake) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
 	return nil
 }
 
+// SetCatalog records the call.
+func (f *Fake) SetCatalog(ctx context.Context, catalogJSON []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Members = append(f.Members, "set-catalog")
+	return nil
+}
+
+// SetPolicy records the call and applies the new cap.
+func (f *Fake) SetPolicy(ctx context.Context, p privacy.Policy) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.policy = p
+	f.Members = append(f.Members, "set-policy "+p.Accounting)
+	return nil
+}
+
 // Snapshot returns copies of the recorded calls.
 func (f *Fake) Snapshot() (imports []ImportCall, publishes []PublishCall, members []string) {
 	f.mu.Lock()
