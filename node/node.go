@@ -122,7 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("http listen %s: %w (another program may be using it; choose another address with --http)", cfg.HTTPAddr, err)
 	}
 	if n.st != nil {
 		if n.sockLn, err = listenAdmin(filepath.Join(cfg.DataDir, AdminSock)); err != nil {
