@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -38,7 +40,7 @@ func Tabulate(ctx context.Context, cat *Catalog, period Period, indicators []str
 		return nil, fmt.Errorf("tabulate: %w", err)
 	}
 	start := time.Now()
-	people, records, err := collectPeople(ctx, period.Year, each)
+	people, records, err := collectPeople(ctx, period.Year, each, newPersonIndex())
 	if err != nil {
 		return nil, fmt.Errorf("tabulate %v: %w", period, err)
 	}
@@ -57,23 +59,23 @@ func Tabulate(ctx context.Context, cat *Catalog, period Period, indicators []str
 	}
 	lo, hi := periodBounds(period)
 	var codes [numDims]uint32
+	var ages ageHistogram
+	codeOf := newCodeTables()
 	for i := range people.n {
 		py := people.at(i)
 		if py.first < lo || py.first >= hi {
 			continue // counted in another quarter of the year
 		}
-		py.codes(&codes)
+		py.codes(codeOf, &codes)
 		for j := range plans {
 			plans[j].add(&codes)
 		}
-		for _, t := range quantiles {
-			if py.age != AgeUnknown {
-				t.values = append(t.values, min(max(float64(py.age), t.ind.Lower), t.ind.Upper))
-			}
+		if py.age != AgeUnknown {
+			ages.add(int(py.age))
 		}
 	}
-	for _, t := range tables {
-		slices.Sort(t.values) // so the order says nothing about the store's order of cases
+	for _, t := range quantiles { // age is the only quantile value (quantileValues)
+		t.values = ages.values(t.ind.Lower, t.ind.Upper)
 	}
 	slog.Debug("tabulated", "period", period.String(), "cases", records, "person_years", people.n, "tables", len(tables), "elapsed", time.Since(start))
 	return tables, nil
@@ -110,6 +112,36 @@ func selectIndicators(cat *Catalog, names []string) ([]*Indicator, error) {
 	return out, nil
 }
 
+// ageHistogram counts people by age, ages below 0 sharing the first bucket
+// and ages above MaxAge the last. It replaces sorting a million floats:
+// a quantile table's bounds lie within 0–MaxAge (Catalog.Validate), so
+// clamping to them maps every age of a bucket to one value, and clamping is
+// monotone, so reading the buckets in order yields the values sorted. Sorted
+// values say nothing about the store's order of cases.
+type ageHistogram [MaxAge + 3]int
+
+func (h *ageHistogram) add(age int) { h[min(max(age, -1), MaxAge+1)+1]++ }
+
+// values lists every counted age clamped to [lower, upper], in ascending
+// order; nil when there are none.
+func (h *ageHistogram) values(lower, upper float64) []float64 {
+	n := 0
+	for _, c := range h {
+		n += c
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]float64, 0, n)
+	for b, c := range h {
+		v := min(max(float64(b-1), lower), upper) // b-1: an age of the bucket
+		for range c {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // periodBounds is the half-open range of dates a person's first case of
 // the year must fall in for the person to count in period.
 func periodBounds(p Period) (Date, Date) {
@@ -127,6 +159,7 @@ func periodBounds(p Period) (Date, Date) {
 type personYear struct {
 	first         Date   // earliest registration that year: fixes the quarter
 	firstID       string // its case_id, to break ties deterministically
+	personID      string // the key when not empty; else firstID is (sameKey)
 	age           int16
 	citizenship   uint8 // citizenship_group code
 	exploitedIn   uint8 // exploitation_country_group code
@@ -218,13 +251,110 @@ func (c *chunkedPeople) at(i int) *personYear {
 	return &c.chunks[i>>chunkBits][i&(1<<chunkBits-1)]
 }
 
-func (c *chunkedPeople) add(p personYear) {
+// grow appends a zero person-year and returns it, so the caller fills it in
+// place rather than copying a filled one in.
+func (c *chunkedPeople) grow() *personYear {
 	if c.n&(1<<chunkBits-1) == 0 {
-		c.chunks = append(c.chunks, make([]personYear, 0, 1<<chunkBits))
+		c.chunks = append(c.chunks, make([]personYear, 1<<chunkBits))
 	}
-	last := len(c.chunks) - 1
-	c.chunks[last] = append(c.chunks[last], p)
+	p := c.at(c.n)
 	c.n++
+	return p
+}
+
+// personIndex finds the person-year a case belongs to. It is an
+// open-addressing hash table (linear probing) over positions in a
+// chunkedPeople, built for the one question the tabulator asks per case,
+// "this person's record, or a new one": a single probe sequence answers it
+// and, for a new person, the empty slot it ends on is where the person goes.
+// A Go map needs a lookup and then an assignment, hashing the key string
+// twice, and its string keys make the garbage collector scan it.
+//
+// A slot holds a 32-bit tag of the key's hash beside the person's position,
+// so a probe touches a person-year only when the tags agree; the key itself
+// is compared there (personYear.sameKey), so a hash collision costs a
+// probe, never a wrong merge. The tag also fixes the home slot, so growing
+// re-places slots without rehashing keys.
+type personIndex struct {
+	// slots hold tag<<32 | (position+1); 0 is an empty slot. 32 bits of
+	// position index 4 billion person-years, far beyond any node's memory.
+	slots []uint64
+	used  int
+	// seeds hash person_id and case_id keys apart ([0] and [1]), so an id
+	// that is both someone's pseudonym and someone's case_id does not collide
+	// every time. Random per index: the output never depends on the hash.
+	seeds [2]maphash.Seed
+	// tagMask is all ones; tests narrow it to force tag collisions.
+	tagMask uint32
+}
+
+// minIndexSlots is the starting size: small, because growth is cheap (no
+// rehashing) and a node may hold only a few cases for the year.
+const minIndexSlots = 1 << 10
+
+func newPersonIndex() *personIndex {
+	return &personIndex{
+		slots:   make([]uint64, minIndexSlots),
+		seeds:   [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		tagMask: ^uint32(0),
+	}
+}
+
+// find returns c's person-year in people and true, or a new zero
+// person-year appended to people (already indexed) and false.
+func (x *personIndex) find(people *chunkedPeople, c *Case) (*personYear, bool) {
+	if 2*(x.used+1) > len(x.slots) { // load ≤ 1/2 keeps probe sequences short
+		x.grow()
+	}
+	var h uint64
+	if c.PersonID != "" {
+		h = maphash.String(x.seeds[0], c.PersonID)
+	} else {
+		h = maphash.String(x.seeds[1], c.CaseID)
+	}
+	tag := uint32(h>>32) & x.tagMask
+	mask := len(x.slots) - 1
+	for i := int(tag) & mask; ; i = (i + 1) & mask {
+		s := x.slots[i]
+		if s == 0 {
+			x.slots[i] = uint64(tag)<<32 | uint64(people.n+1)
+			x.used++
+			return people.grow(), false
+		}
+		if uint32(s>>32) == tag {
+			if p := people.at(int(uint32(s)) - 1); p.sameKey(c) {
+				return p, true
+			}
+		}
+	}
+}
+
+// grow doubles the table. Entries are distinct, so re-placing them needs
+// only their tags.
+func (x *personIndex) grow() {
+	old := x.slots
+	x.slots = make([]uint64, 2*len(old))
+	mask := len(x.slots) - 1
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		i := int(uint32(s>>32)) & mask
+		for x.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		x.slots[i] = s
+	}
+}
+
+// sameKey reports whether c belongs to person-year p (Case.Person's rule).
+// A person-year without a person_id was made of cases that all share its
+// case_id, so firstID is that key.
+func (p *personYear) sameKey(c *Case) bool {
+	if c.PersonID != "" {
+		return p.personID == c.PersonID
+	}
+	return p.personID == "" && p.firstID == c.CaseID
 }
 
 // checkEvery is how many records pass between context checks.
@@ -233,10 +363,8 @@ const checkEvery = 4096
 // collectPeople merges the cases registered in year into person-years.
 // Cases of other years are skipped without merging: the horizon is the
 // calendar year, so they never affect this year's tables.
-func collectPeople(ctx context.Context, year int, each func(fn func(*Case) error) error) (chunkedPeople, int, error) {
+func collectPeople(ctx context.Context, year int, each func(fn func(*Case) error) error, index *personIndex) (chunkedPeople, int, error) {
 	lo, hi := DateOf(year, time.January, 1), DateOf(year+1, time.January, 1)
-	byPerson := make(map[string]int32)
-	byCase := make(map[string]int32)
 	var people chunkedPeople
 	groups := newCountryGroups()
 	n := 0
@@ -253,19 +381,12 @@ func collectPeople(ctx context.Context, year int, each func(fn func(*Case) error
 		if err := c.CheckCodes(); err != nil {
 			return err
 		}
-		index, key := byPerson, c.PersonID
-		if key == "" {
-			index, key = byCase, c.CaseID // no pseudonym: the case is its own person
+		p, found := index.find(&people, c)
+		if !found {
+			p.personID = c.PersonID
+			p.takeSingle(c, groups)
 		}
-		if i, ok := index[key]; ok {
-			people.at(int(i)).merge(c, groups)
-			return nil
-		}
-		var p personYear
-		p.takeSingle(c, groups)
 		p.merge(c, groups)
-		index[key] = int32(people.n)
-		people.add(p)
 		return nil
 	})
 	if err != nil {
@@ -327,70 +448,110 @@ func dimID(name string) int {
 	return -1
 }
 
+// codeTables memoises catalog_v1.go's native-code functions over their
+// small domains, built once per call like countryGroups: a person's codes
+// then cost array reads instead of switches whose branches the data makes
+// unpredictable.
+type codeTables struct {
+	ageGroup, ageClass                         [MaxAge + 3]uint8 // by age clamped to -1…MaxAge+1, plus 1
+	referral, migration, recruitment, relation [256]uint8
+	// control_group of the low 9 and the next 8 HTCDS control bits: the
+	// group mask of a set is the union of its bits' groups.
+	controlLo [1 << 9]uint32
+	controlHi [1 << 8]uint32
+}
+
+func newCodeTables() *codeTables {
+	t := &codeTables{}
+	for i := range t.ageGroup {
+		t.ageGroup[i], t.ageClass[i] = uint8(ageGroup(i-1)), uint8(ageClass(i-1))
+	}
+	for i := range 256 {
+		t.referral[i] = uint8(referralCode(Referral(i)))
+		t.migration[i] = uint8(migrationCode(Migration(i)))
+		t.recruitment[i] = uint8(recruitmentCode(Recruitment(i)))
+		t.relation[i] = uint8(relationCode(Relation(i)))
+		t.controlHi[i] = controlMask(Set[Control](i << 9))
+	}
+	for i := range t.controlLo {
+		t.controlLo[i] = controlMask(Set[Control](i))
+	}
+	return t
+}
+
 // codes fills the person's native key code for every dimension (a bit set
 // over the native keys for multi-valued ones). Computing all of them once
-// per person is cheaper than asking per table.
-func (p *personYear) codes(out *[numDims]uint32) {
+// per person is cheaper than asking per table. The person's control set
+// holds only the vocabulary's 17 codes (Case.CheckCodes).
+func (p *personYear) codes(t *codeTables, out *[numDims]uint32) {
+	age := min(max(int(p.age), -1), MaxAge+1) + 1 // ages outside 0–MaxAge share their end's groups
 	out[dimStatus] = uint32(p.status)
 	out[dimSex] = uint32(min(p.sex, SexUnknown))
-	out[dimAgeGroup] = ageGroup(int(p.age))
-	out[dimAgeClass] = ageClass(int(p.age))
+	out[dimAgeGroup] = uint32(t.ageGroup[age])
+	out[dimAgeClass] = uint32(t.ageClass[age])
 	out[dimCitizenship] = uint32(p.citizenship)
 	out[dimExploitedIn] = uint32(p.exploitedIn)
 	out[dimForm] = formMask(p.forms, p.labour, p.sexual)
-	out[dimReferral] = referralCode(p.referral)
-	out[dimMigration] = migrationCode(p.migration)
+	out[dimReferral] = uint32(t.referral[p.referral])
+	out[dimMigration] = uint32(t.migration[p.migration])
 	out[dimUnaccompanied] = 1
 	if p.unaccompanied {
 		out[dimUnaccompanied] = 0
 	}
 	out[dimService] = uint32(p.services) & (1<<len(serviceKeys) - 1)
-	out[dimControl] = controlMask(p.control)
-	out[dimRecruitment] = recruitmentCode(p.recruitment)
-	out[dimRelation] = relationCode(p.relation)
+	out[dimControl] = t.controlLo[p.control&(1<<9-1)] | t.controlHi[(p.control>>9)&(1<<8-1)]
+	out[dimRecruitment] = uint32(t.recruitment[p.recruitment])
+	out[dimRelation] = uint32(t.relation[p.relation])
 }
 
-// axis is one kept dimension of a measurement, with its key positions
-// precomputed so the per-person loop does array lookups only.
+// axis is one kept single-valued dimension of a measurement. offset maps
+// the dimension's native code straight to its catalog key position times
+// the dimension's stride, so a person's cell index is a sum of lookups.
 type axis struct {
-	dim         int
-	stride      int
-	multi       bool
-	nativeToPos []int   // single-valued: native code → catalog key position
-	posToNative []uint8 // multi-valued: catalog key position → native code
+	dim    int
+	offset []int
+}
+
+// multiAxis is a measurement's kept multi-valued dimension, in the
+// catalog's key order: natives[pos] is key pos's native code and
+// offsets[pos] its position times the stride. A multi-valued dimension's
+// native codes are a uint32 bit set, so it has at most 32 keys.
+type multiAxis struct {
+	dim     int
+	natives []uint8
+	offsets []int
 }
 
 // plan fills one count table.
 type plan struct {
 	counts []int64
-	axes   []axis
+	single []axis
+	multi  *multiAxis // nil when the measurement keeps none
 	k      int
 }
 
 func (p *plan) add(codes *[numDims]uint32) {
-	base, multi := 0, -1
-	for i := range p.axes {
-		a := &p.axes[i]
-		if a.multi {
-			multi = i
-			continue
-		}
-		base += a.nativeToPos[codes[a.dim]] * a.stride
+	base := 0
+	for i := range p.single {
+		a := &p.single[i]
+		base += a.offset[codes[a.dim]]
 	}
-	if multi < 0 {
+	m := p.multi
+	if m == nil {
 		p.counts[base]++
 		return
 	}
-	a := &p.axes[multi]
-	mask, taken := codes[a.dim], 0
+	// The person's keys as a bit set over catalog positions, built without
+	// branches (the data makes them unpredictable); then a visit of its set
+	// bits, lowest first.
+	mask, have := codes[m.dim], uint32(0)
+	for pos, nat := range m.natives {
+		have |= (mask >> nat & 1) << pos
+	}
 	// Bounding: the first k keys the person has, in the catalog's key order.
-	for pos, nat := range a.posToNative {
-		if mask&(1<<nat) != 0 {
-			p.counts[base+pos*a.stride]++
-			if taken++; taken == p.k {
-				break
-			}
-		}
+	for taken := 0; have != 0 && taken < p.k; taken++ {
+		p.counts[base+m.offsets[bits.TrailingZeros32(have)]]++
+		have &= have - 1
 	}
 }
 
@@ -417,20 +578,21 @@ func newTable(ind *Indicator, period Period, m int) (*Table, *plan) {
 		t.keys[i] = d.Keys
 		t.strides[i] = cells
 		spec, _ := lookupDim(d.Name)
-		a := axis{dim: dimID(d.Name), stride: cells, multi: d.Multi}
 		if d.Multi {
-			a.posToNative = make([]uint8, len(d.Keys))
+			m := &multiAxis{dim: dimID(d.Name), natives: make([]uint8, len(d.Keys)), offsets: make([]int, len(d.Keys))}
 			for pos, k := range d.Keys {
-				a.posToNative[pos] = uint8(slices.Index(spec.keys, k))
+				m.natives[pos] = uint8(slices.Index(spec.keys, k))
+				m.offsets[pos] = pos * cells
 			}
+			p.multi = m
 			t.l0 = min(ind.K, len(d.Keys))
 		} else {
-			a.nativeToPos = make([]int, len(spec.keys))
+			a := axis{dim: dimID(d.Name), offset: make([]int, len(spec.keys))}
 			for nat, k := range spec.keys {
-				a.nativeToPos[nat] = slices.Index(d.Keys, k)
+				a.offset[nat] = slices.Index(d.Keys, k) * cells
 			}
+			p.single = append(p.single, a)
 		}
-		p.axes = append(p.axes, a)
 		cells *= len(d.Keys)
 	}
 	t.counts = make([]int64, cells)

@@ -480,3 +480,137 @@ func TestTabulateFollowsCatalogKeyOrder(t *testing.T) {
 		}
 	}
 }
+
+// collisionCases mixes pseudonymous people with repeat cases, cases without
+// a pseudonym (some sharing a case_id), and ids used both as a pseudonym
+// and as a case_id, in an order that interleaves them.
+func collisionCases(n int) []Case {
+	r := rand.New(rand.NewPCG(5, 11))
+	cases := make([]Case, 0, n)
+	for i := range n {
+		var id, person string
+		switch i % 4 {
+		case 0:
+			id, person = "c"+itoa(i), "p"+itoa(r.IntN(n/8+1)) // repeat persons
+		case 1:
+			id = "c" + itoa(r.IntN(n/2)) // may repeat: duplicate case_ids merge
+		case 2:
+			id = "p" + itoa(r.IntN(n/8+1)) // a case_id equal to someone's pseudonym
+		default:
+			id = "c" + itoa(i)
+		}
+		c := mk(id, person, 2024, time.Month(1+r.IntN(12)), 1+r.IntN(28), withAge(r.IntN(70)))
+		c.Services = Set[Service](r.Uint32() & 0xff)
+		c.Sex = Sex(r.IntN(4))
+		cases = append(cases, c)
+	}
+	return cases
+}
+
+// referencePeople merges cases by Case.Person with a plain map: what
+// collectPeople must reproduce, person-year for person-year, in order of
+// first appearance.
+func referencePeople(cases []Case) []personYear {
+	groups := newCountryGroups()
+	at := map[string]int{}
+	var out []personYear
+	for i := range cases {
+		c := &cases[i]
+		if j, ok := at[c.Person()]; ok {
+			out[j].merge(c, groups)
+			continue
+		}
+		p := personYear{personID: c.PersonID}
+		p.takeSingle(c, groups)
+		p.merge(c, groups)
+		at[c.Person()] = len(out)
+		out = append(out, p)
+	}
+	return out
+}
+
+// The person index compares keys on every tag match, so a hash collision
+// costs probes, never a wrong merge: with the tag narrowed to a few bits (or
+// to none, so every key collides) the person-years are the same as a plain
+// map's, across table growth.
+func TestPersonIndexCollisions(t *testing.T) {
+	cases := collisionCases(3000)
+	want := referencePeople(cases)
+	for _, mask := range []uint32{^uint32(0), 0xff, 0x3, 0} {
+		t.Run(fmt.Sprintf("tag mask %#x", mask), func(t *testing.T) {
+			index := newPersonIndex()
+			index.tagMask = mask
+			people, n, err := collectPeople(context.Background(), 2024, over(cases), index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != len(cases) || people.n != len(want) {
+				t.Fatalf("read %d cases into %d person-years, want %d into %d", n, people.n, len(cases), len(want))
+			}
+			if len(index.slots) <= minIndexSlots {
+				t.Fatalf("index has %d slots: the test should make it grow", len(index.slots))
+			}
+			for i := range want {
+				if got := *people.at(i); got != want[i] {
+					t.Fatalf("person-year %d: got %+v, want %+v", i, got, want[i])
+				}
+			}
+		})
+	}
+}
+
+// The age histogram yields exactly the sorted clamped values, including
+// ages outside 0–MaxAge that only a corrupted record could carry.
+func TestAgeHistogramMatchesSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	ages := []int{-7, -2, 0, 1, MaxAge, MaxAge + 1, 500}
+	for range 5000 {
+		ages = append(ages, r.IntN(MaxAge+1))
+	}
+	for _, bounds := range [][2]float64{{0, 90}, {2.5, 60.5}, {0, MaxAge}, {17, 18}} {
+		var h ageHistogram
+		var want []float64
+		for _, a := range ages {
+			h.add(a)
+			want = append(want, min(max(float64(a), bounds[0]), bounds[1]))
+		}
+		slices.Sort(want)
+		if got := h.values(bounds[0], bounds[1]); !slices.Equal(got, want) {
+			t.Errorf("bounds %v: histogram values differ from sorted values", bounds)
+		}
+	}
+	var empty ageHistogram
+	if v := empty.values(0, 90); v != nil {
+		t.Errorf("no ages: got %v, want nil", v)
+	}
+}
+
+// The memoised code tables give what catalog_v1.go's functions give, over
+// every value a checked case can hold (and ages no import would accept).
+func TestCodeTablesMatchFunctions(t *testing.T) {
+	tables := newCodeTables()
+	var codes [numDims]uint32
+	for age := -5; age <= 300; age++ {
+		p := personYear{age: int16(age)}
+		p.codes(tables, &codes)
+		if codes[dimAgeGroup] != ageGroup(age) || codes[dimAgeClass] != ageClass(age) {
+			t.Fatalf("age %d: group %d class %d, want %d %d", age, codes[dimAgeGroup], codes[dimAgeClass], ageGroup(age), ageClass(age))
+		}
+	}
+	for v := range 256 {
+		p := personYear{referral: Referral(v), migration: Migration(v), recruitment: Recruitment(v), relation: Relation(v)}
+		p.codes(tables, &codes)
+		got := [4]uint32{codes[dimReferral], codes[dimMigration], codes[dimRecruitment], codes[dimRelation]}
+		want := [4]uint32{referralCode(Referral(v)), migrationCode(Migration(v)), recruitmentCode(Recruitment(v)), relationCode(Relation(v))}
+		if got != want {
+			t.Fatalf("code %d: referral, migration, recruitment, relation %v, want %v", v, got, want)
+		}
+	}
+	for s := range 1 << len(controlVocab.names) {
+		p := personYear{control: Set[Control](s)}
+		p.codes(tables, &codes)
+		if want := controlMask(Set[Control](s)); codes[dimControl] != want {
+			t.Fatalf("control set %#x: group mask %#x, want %#x", s, codes[dimControl], want)
+		}
+	}
+}
