@@ -420,7 +420,7 @@ func applyPublish(tx *bbolt.Tx, s *privacy.Signed, p *prepared) (ApplyResult, er
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	if !p.verified(pub, s.Verify) {
+	if !p.verified(pub, func(pub ed25519.PublicKey) error { return s.VerifyCanonical(pub, p.body) }) {
 		return ApplyResult{}, refuse("signature does not verify: release %s is not signed by partner %s's registered key", s.ID, rel.Partner)
 	}
 	if rel.Version != privacy.FormatVersion {
@@ -445,7 +445,9 @@ func applyPublish(tx *bbolt.Tx, s *privacy.Signed, p *prepared) (ApplyResult, er
 		return ApplyResult{}, err
 	}
 	leafKey := binary.BigEndian.AppendUint64(nil, uint64(leaf))
-	if err := bucket(tx, bucketLeaves).Put(leafKey, data); err != nil {
+	leaves := bucket(tx, bucketLeaves)
+	leaves.FillPercent = appendFillPercent // leaf indexes are only ever appended
+	if err := leaves.Put(leafKey, data); err != nil {
 		return ApplyResult{}, fmt.Errorf("put leaf %d: %w", leaf, err)
 	}
 	if err := bucket(tx, bucketReleases).Put([]byte(s.ID), leafKey); err != nil {

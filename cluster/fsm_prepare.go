@@ -111,7 +111,7 @@ func prepareEntry(data []byte, keys map[string]ed25519.PublicKey) *prepared {
 		}
 		p.leaf = leafDataFrom(s.ID, body, s.Signature)
 		if key, ok := keys[s.Release.Partner]; ok {
-			p.key, p.sigOK = key, s.Verify(key) == nil
+			p.key, p.sigOK = key, s.VerifyCanonical(key, body) == nil
 		}
 	case CmdReserve:
 		sr := p.cmd.Reservation

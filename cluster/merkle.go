@@ -57,6 +57,7 @@ func AppendLeaf(tx *bbolt.Tx, leafData []byte) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("merkle append: create hashes bucket: %w", err)
 	}
+	hb.FillPercent = appendFillPercent // hashes are only ever appended
 	n, err := readSize(root)
 	if err != nil {
 		return 0, fmt.Errorf("merkle append: %w", err)

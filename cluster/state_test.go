@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -181,6 +183,64 @@ func TestLeafDataFromMatchesLeafData(t *testing.T) {
 		if got := leafDataFrom(s.ID, body, s.Signature); string(got) != string(want) {
 			t.Errorf("leafDataFrom:\n%s\nLeafData:\n%s", got, want)
 		}
+	}
+}
+
+// TestVerifyCanonicalMatchesVerify: the FSM checks releases with
+// VerifyCanonical on the canonical bytes it already holds; it must accept
+// and refuse exactly what Verify does.
+func TestVerifyCanonicalMatchesVerify(t *testing.T) {
+	r := fsmReservation(t, "cat", "r", "RS", "RS", "2024-Q1", 1)
+	good := fsmRelease(t, r.Reservation, "RS", 3)
+	key := func(id string) ed25519.PublicKey { return fsmKey(id).Public().(ed25519.PublicKey) }
+	altered := good
+	altered.Release.Indicators = slices.Clone(good.Release.Indicators)
+	altered.Release.Indicators[0].Cells = slices.Clone(good.Release.Indicators[0].Cells)
+	altered.Release.Indicators[0].Cells[0].Value++
+	rehashed := altered // id fixed up to the altered content, signature not
+	if body, err := altered.Release.Canonical(); err != nil {
+		t.Fatal(err)
+	} else {
+		sum := sha256.Sum256(body)
+		rehashed.ID = hex.EncodeToString(sum[:])
+	}
+	badSig := good
+	badSig.Signature = slices.Clone(good.Signature)
+	badSig.Signature[0] ^= 1
+	short := good
+	short.Signature = good.Signature[:10]
+	noSig := good
+	noSig.Signature = nil
+	tests := []struct {
+		name string
+		s    privacy.Signed
+		pub  ed25519.PublicKey
+		ok   bool
+	}{
+		{"valid", good, key("RS"), true},
+		{"other partner's key", good, key("BA"), false},
+		{"short key", good, key("RS")[:16], false},
+		{"content altered", altered, key("RS"), false},
+		{"content altered, id recomputed", rehashed, key("RS"), false},
+		{"signature flipped", badSig, key("RS"), false},
+		{"signature truncated", short, key("RS"), false},
+		{"no signature", noSig, key("RS"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := tt.s.Release.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			errV := tt.s.Verify(tt.pub)
+			errC := tt.s.VerifyCanonical(tt.pub, body)
+			if (errV == nil) != tt.ok || (errC == nil) != tt.ok {
+				t.Fatalf("Verify = %v, VerifyCanonical = %v, want ok=%v", errV, errC, tt.ok)
+			}
+			if errV != nil && errC.Error() != errV.Error() {
+				t.Errorf("refusals differ: Verify %q, VerifyCanonical %q", errV, errC)
+			}
+		})
 	}
 }
 

@@ -137,6 +137,16 @@ func (s *Signed) Verify(pub ed25519.PublicKey) error {
 	if err != nil {
 		return err
 	}
+	return s.VerifyCanonical(pub, body)
+}
+
+// VerifyCanonical is Verify for a caller that already holds body, the
+// release's canonical encoding (s.Release.Canonical()): the ledger encodes
+// each release once and uses the same bytes for the id, the signature check
+// and its Merkle leaf. The checks are Verify's, on those bytes; passing
+// anything other than the canonical encoding of s.Release makes the result
+// meaningless for s.
+func (s *Signed) VerifyCanonical(pub ed25519.PublicKey, body []byte) error {
 	sum := sha256.Sum256(body)
 	if hex.EncodeToString(sum[:]) != s.ID {
 		return fmt.Errorf("%w: id %s is not the hash of the release", ErrBadSignature, s.ID)
