@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,7 @@ func (b *backend) Health(ctx context.Context) api.Health {
 		Leader:       leader,
 		AppliedIndex: b.ledger.FSM().AppliedIndex(),
 		LastContact:  stats["last_contact"],
-		Version:      Version,
+		Version:      version(),
 	}
 	fmt.Sscan(stats["commit_index"], &h.CommitIndex)
 	if t, err := b.ledger.FSM().TreeHead(); err == nil {
@@ -309,8 +310,20 @@ func actionErr(err error) error {
 	return err
 }
 
-// Version is the binary's version, shown in /v1/health.
-var Version = "dev"
+// version is the binary's module version (or VCS revision), shown in
+// /v1/health, read from the build information instead of a mutable variable.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return bi.Main.Version + " " + s.Value[:12]
+		}
+	}
+	return bi.Main.Version
+}
 
 // lineError splits an importer message "FILE:LINE: field "f": …" into the
 // API's structured form; a message of another shape is kept whole.
