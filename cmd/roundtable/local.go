@@ -98,13 +98,9 @@ not re-encrypted, so it is instant whatever the store's size.`,
 			return err
 		}
 		defer st.Close()
-		np, err := os.ReadFile(newFile)
+		np, err := readPassphrase(newFile)
 		if err != nil {
 			return fmt.Errorf("new passphrase: %w", err)
-		}
-		np = trimNewline(np)
-		if len(np) == 0 {
-			return fmt.Errorf("new passphrase file %s is empty", newFile)
 		}
 		if err := st.Rekey(np, kdf); err != nil {
 			return err
@@ -113,13 +109,6 @@ not re-encrypted, so it is instant whatever the store's size.`,
 		return nil
 	}
 	return c
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 func newSynthCmd() *cobra.Command {
