@@ -109,9 +109,10 @@ func num(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 
 func newVerifyCmd() *cobra.Command {
 	var o verify.Options
+	var servers []string
 	var bundle, offline, export string
 	c := &cobra.Command{
-		Use:   "verify --server URL [--release ID] [--keys FILE] [--state FILE] [--bundle OUT] | --offline BUNDLE [--export CSV]",
+		Use:   "verify --server URL [--server URL...] [--release ID] [--keys FILE | --tofu] [--state FILE] [--bundle OUT] | --offline BUNDLE [--export CSV]",
 		Short: "Check every release's signature, inclusion and the ledger's consistency",
 		Long: `verify proves that the published numbers were signed by their partners and
 never altered: it checks the regional checkpoint (signed by a majority of
@@ -119,10 +120,18 @@ partners), every release's ed25519 signature, its inclusion in the Merkle log,
 and that the log extends the checkpoint saved on the last run. A fork (two
 different histories) is a fatal error: keep both checkpoints as evidence.
 
-Partner keys are pinned on first use (or given with --keys). --bundle writes
-everything needed to check again offline; --offline checks such a bundle, and
---export a CSV pulled from /v1/export.csv against it, with no network.`,
-		Example: `  roundtable verify --server http://127.0.0.1:8090
+Give --server more than once to compare what several nodes show: their
+checkpoints must lie on one history (same root at the same size, and a
+consistency proof between different sizes). A split view is fatal.
+
+Partner keys come from --keys FILE or from an earlier run's state file.
+--tofu trusts the server's keys on first use, with a warning: a fake server
+could then show you anything. --bundle writes everything needed to check
+again offline; --offline checks such a bundle, and --export a CSV pulled from
+/v1/export.csv against it, with no network. The last line is "result: OK" or
+"result: FAILED"; the exit status is non-zero on FAILED.`,
+		Example: `  roundtable verify --server http://127.0.0.1:8090 --keys partner-keys.json
+  roundtable verify --server http://127.0.0.1:8080 --server http://127.0.0.1:8081
   roundtable verify --server http://127.0.0.1:8090 --bundle ledger-2024.json
   roundtable verify --offline ledger-2024.json --export export.csv`,
 		Args: cobra.NoArgs,
@@ -138,22 +147,35 @@ everything needed to check again offline; --offline checks such a bundle, and
 					}
 				}
 				rep, err = verify.Offline(offline, export, keys)
-			case o.Server == "":
+			case len(servers) == 0:
 				return fmt.Errorf("give --server URL, or --offline BUNDLE")
+			case len(servers) > 1:
+				if bundle != "" {
+					return fmt.Errorf("--bundle takes one --server")
+				}
+				o.Progress = cmd.ErrOrStderr()
+				reps, err := verify.RunAll(cmd.Context(), o, servers)
+				if werr := verify.WriteComparison(cmd.OutOrStdout(), reps, servers, err); werr != nil && err == nil {
+					err = werr
+				}
+				return err
 			case bundle != "":
+				o.Server = servers[0]
 				rep, err = verify.Bundle(cmd.Context(), o, bundle)
 			default:
+				o.Server = servers[0]
 				o.Progress = cmd.ErrOrStderr()
 				rep, err = verify.Run(cmd.Context(), o)
 			}
-			if werr := rep.Write(cmd.OutOrStdout()); werr != nil && err == nil {
+			if werr := rep.Write(cmd.OutOrStdout(), err); werr != nil && err == nil {
 				err = werr
 			}
 			return err
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Server, "server", "", "a node's base URL")
+	f.StringArrayVar(&servers, "server", nil, "a node's base URL; repeat to compare several nodes' checkpoints")
+	f.BoolVar(&o.TOFU, "tofu", false, "trust the server's partner keys on first use (prints a warning; prefer --keys)")
 	f.StringVar(&o.Token, "token", os.Getenv("ROUNDTABLE_TOKEN"), "API token if the node requires one to read (default $ROUNDTABLE_TOKEN)")
 	f.StringVar(&o.ReleaseID, "release", "", "verify only this release")
 	f.StringVar(&o.Keys, "keys", "", `trusted partner keys, JSON {"RS": "<base64>", ...}`)

@@ -298,7 +298,7 @@ func (r *region) awaitCheckpoint(ctx context.Context) error {
 // replica, then query a regional series.
 func (r *region) check(ctx context.Context) error {
 	replica := "http://" + r.nodes[len(r.nodes)-1].HTTPAddr()
-	rep, err := verify.Run(ctx, verify.Options{Server: replica, StateFile: filepath.Join(r.dir, "verify-state.json")})
+	rep, err := verify.Run(ctx, verify.Options{Server: replica, StateFile: filepath.Join(r.dir, "verify-state.json"), TOFU: true})
 	if err != nil {
 		return fmt.Errorf("verify the ledger: %w", err)
 	}

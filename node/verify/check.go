@@ -57,7 +57,7 @@ type trust struct {
 // given, else the keys pinned in the state file plus, trust on first use,
 // the server's keys for partners not yet pinned. A served key that differs
 // from a trusted one is refused.
-func buildTrust(m *material, fileKeys Keys, keysPath string, st state, statePath string) (trust, error) {
+func buildTrust(m *material, fileKeys Keys, keysPath string, st state, statePath string, tofu bool) (trust, error) {
 	tr := trust{keys: Keys{}}
 	if fileKeys != nil {
 		tr.source = "--keys " + keysPath
@@ -72,7 +72,10 @@ func buildTrust(m *material, fileKeys Keys, keysPath string, st state, statePath
 		tr.keys = pinned
 		tr.source = "pinned in " + statePath
 		if len(pinned) == 0 {
-			tr.source = "trust on first use (from this server, now pinned in " + statePath + ")"
+			if !tofu {
+				return tr, ErrNoTrustRoot
+			}
+			tr.source = "WARNING: trust on first use: the keys are this server's word (now pinned in " + statePath + ")"
 		}
 	}
 	for _, r := range append(slices.Clone(m.Releases), m.listed...) {

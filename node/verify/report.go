@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -36,8 +37,12 @@ type Report struct {
 	Failures   []string `json:"failures,omitempty"`
 }
 
-// Write prints the report for a human.
-func (r Report) Write(w io.Writer) error {
+// Write prints the report for a human. err is the verification's outcome:
+// a non-nil err is printed as FAILED and the result line says FAILED, even
+// when no individual release failed (a fork, a changed key or a split view
+// is fatal for the whole ledger). The result reads OK only when err is nil
+// and nothing failed.
+func (r Report) Write(w io.Writer, err error) error {
 	var b strings.Builder
 	if r.Server != "" {
 		fmt.Fprintf(&b, "server:      %s\n", r.Server)
@@ -66,9 +71,14 @@ func (r Report) Write(w io.Writer) error {
 	for _, f := range r.Failures {
 		fmt.Fprintf(&b, "FAILED:      %s\n", f)
 	}
-	if len(r.Failures) == 0 {
+	if err != nil && !slices.Contains(r.Failures, err.Error()) {
+		fmt.Fprintf(&b, "FAILED:      %s\n", err)
+	}
+	if err != nil || len(r.Failures) > 0 {
+		b.WriteString("result:      FAILED\n")
+	} else {
 		b.WriteString("result:      OK\n")
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	_, werr := io.WriteString(w, b.String())
+	return werr
 }

@@ -46,6 +46,14 @@ var (
 	// ErrIncomplete: the server's release list does not account for every
 	// leaf of the checkpointed tree (a release is withheld) or repeats one.
 	ErrIncomplete = errors.New("release list incomplete")
+	// ErrNoTrustRoot: nothing says which partner keys to trust: no genesis,
+	// no keys file, no keys pinned by an earlier run, and trust on first use
+	// was not asked for.
+	ErrNoTrustRoot = errors.New("no trust root: give --genesis FILE (the consortium's genesis, recommended), --keys FILE, or --tofu to trust this server's keys on first use")
+	// ErrSplitView: two servers show checkpoints that cannot both be true:
+	// the same size with different roots, or a larger tree that does not
+	// extend the smaller one.
+	ErrSplitView = errors.New("split view")
 	// ErrExport: a row of an export CSV differs from the signed release.
 	ErrExport = errors.New("export row does not match the signed release")
 )
@@ -61,6 +69,10 @@ type Options struct {
 	// JSON {"RS": "<base64 ed25519 public key>", ...}. Without it, keys are
 	// pinned on first use and kept in StateFile.
 	Keys string
+	// TOFU allows trusting the server's partner keys on first use when no
+	// keys file is given and the state file has none pinned. The report's
+	// key source then carries a warning.
+	TOFU bool
 	// ReleaseID, if set, verifies that one release instead of all.
 	ReleaseID string
 	// Token is sent as a bearer token, for nodes that require one to read.
@@ -129,7 +141,7 @@ func run(ctx context.Context, opts Options) (Report, *material, error) {
 	if err != nil {
 		return Report{}, nil, err
 	}
-	tr, err := buildTrust(m, fileKeys, opts.Keys, st, opts.StateFile)
+	tr, err := buildTrust(m, fileKeys, opts.Keys, st, opts.StateFile, opts.TOFU)
 	if err != nil {
 		return Report{}, m, err
 	}

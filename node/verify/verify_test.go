@@ -19,7 +19,7 @@ var majority = []string{"AL", "BA", "ME", "RS"}
 
 func opts(t *testing.T, url string) Options {
 	t.Helper()
-	return Options{Server: url, StateFile: filepath.Join(t.TempDir(), "state.json")}
+	return Options{Server: url, StateFile: filepath.Join(t.TempDir(), "state.json"), TOFU: true}
 }
 
 // goodNode is a ledger of 10 releases checkpointed by a majority at 8, so
@@ -56,7 +56,7 @@ func TestRunAllGood(t *testing.T) {
 		t.Errorf("by partner: %v", rep.ByPartner)
 	}
 	var out bytes.Buffer
-	if err := rep.Write(&out); err != nil {
+	if err := rep.Write(&out, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"8 verified, 2 pending", "result:      OK", "AL BA ME RS (4 of 6 partners"} {
