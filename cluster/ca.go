@@ -29,9 +29,17 @@ const (
 )
 
 // DefaultNodeValidity is how long a node certificate is valid unless
-// CA.NodeValidity says otherwise. Two years keeps renewal a rare, planned event
-// for small NGO teams while bounding the life of a leaked key.
-const DefaultNodeValidity = 2 * 365 * 24 * time.Hour
+// CA.NodeValidity says otherwise. Ninety days bounds the life of a leaked
+// node key (which can still take part in Raft and forward commands until it
+// expires or is revoked in the ledger), while leaving a quarter between
+// renewals: with RenewWithin's warning a month ahead, renewal is a planned
+// task of each quarter's release cycle, not an emergency. See docs/operator.md,
+// "Renew a node certificate".
+const DefaultNodeValidity = 90 * 24 * time.Hour
+
+// RenewWithin is how long before expiry a node starts warning that its
+// certificate needs renewal.
+const RenewWithin = 30 * 24 * time.Hour
 
 // caValidity is long because replacing the regional CA means re-issuing every
 // node certificate in the consortium.
@@ -264,6 +272,53 @@ func (ca *CA) Issue(id string, hosts []string, outDir string) error {
 		return fmt.Errorf("issue %s: %w", id, err)
 	}
 	return nil
+}
+
+// Renew issues a fresh key and certificate for id and replaces node.key and
+// node.crt in outDir atomically (each is written beside the old one, synced
+// and renamed over it; the key first, so a crash in between leaves a key
+// that does not match the certificate, which LoadNodeTLS reports, rather
+// than a valid old pair that looks renewed). outDir must already hold a
+// certificate for the same id: renewal never changes a node's identity.
+// The node picks up the new files when it restarts; the old certificate
+// stays valid until it expires unless the consortium revokes its serial.
+func (ca *CA) Renew(id string, hosts []string, outDir string) error {
+	old, err := os.ReadFile(filepath.Join(outDir, NodeCertFile))
+	if err != nil {
+		return fmt.Errorf("renew %s: %w (use issue for a node that has no certificate yet)", id, err)
+	}
+	oldCert, err := parseCertPEM(old)
+	if err != nil {
+		return fmt.Errorf("renew %s: existing %s: %w", id, NodeCertFile, err)
+	}
+	if oldID, err := IdentityOf(oldCert); err != nil || oldID != id {
+		return fmt.Errorf("renew %s: %s belongs to %q, not %s; renewal never changes a node's identity", id, filepath.Join(outDir, NodeCertFile), oldID, id)
+	}
+	certPEM, keyPEM, err := ca.IssuePEM(id, hosts)
+	if err != nil {
+		return err
+	}
+	if err := replaceFile(filepath.Join(outDir, NodeKeyFile), keyPEM, 0o600); err != nil {
+		return fmt.Errorf("renew %s: %w", id, err)
+	}
+	if err := replaceFile(filepath.Join(outDir, NodeCertFile), certPEM, 0o644); err != nil {
+		return fmt.Errorf("renew %s: %w", id, err)
+	}
+	return nil
+}
+
+// replaceFile writes data beside path, syncs it and renames it over path.
+func replaceFile(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".new"
+	_ = os.Remove(tmp) // a leftover from a crashed renewal
+	if err := writeNew(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // IdentityOf returns the node identity carried by cert: the id in its

@@ -216,6 +216,10 @@ func (n *Node) open() error {
 	if n.tls.ID() != n.cfg.ID {
 		return fmt.Errorf("certificate identity %q differs from node id %q; raft id and certificate must name the same node", n.tls.ID(), n.cfg.ID)
 	}
+	if left := time.Until(n.tls.NotAfter()); left < RenewWithin {
+		n.log.Warn("node certificate expires soon: renew it with 'roundtable ca issue --renew' at the CA, then restart this node",
+			"expires", n.tls.NotAfter().UTC().Format(time.RFC3339), "days_left", int(left.Hours()/24))
+	}
 	raftDir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)

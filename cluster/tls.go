@@ -28,9 +28,10 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // NodeTLS is a node's certificate, key and the regional CA that it trusts, with
 // the identity read from its own certificate.
 type NodeTLS struct {
-	id   string
-	cert tls.Certificate
-	pool *x509.CertPool
+	id       string
+	cert     tls.Certificate
+	pool     *x509.CertPool
+	notAfter time.Time
 }
 
 // LoadNodeTLS reads node.crt, node.key and ca.crt from dir and checks that the
@@ -91,11 +92,14 @@ func NewNodeTLS(certPEM, keyPEM, caPEM []byte) (*NodeTLS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w", err)
 	}
-	return &NodeTLS{id: id, cert: cert, pool: pool}, nil
+	return &NodeTLS{id: id, cert: cert, pool: pool, notAfter: leaf.NotAfter}, nil
 }
 
 // ID is the node identity from its certificate (a partner code or replica id).
 func (n *NodeTLS) ID() string { return n.id }
+
+// NotAfter is when the node's certificate expires.
+func (n *NodeTLS) NotAfter() time.Time { return n.notAfter }
 
 // ServerConfig is the TLS configuration for accepting peers: TLS 1.3 only, and
 // a client certificate from the regional CA is required.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,11 +44,19 @@ the node's Raft server id (the partner code, or replica-NAME).`,
 
 	var partner, replica, out string
 	var hosts []string
+	var renew bool
+	var days int
 	issue := &cobra.Command{
-		Use:   "issue --dir CADIR (--partner XX | --replica NAME) --out DIR [--host H]...",
-		Short: "Issue a node certificate for a partner or a read replica",
+		Use:   "issue --dir CADIR (--partner XX | --replica NAME) --out DIR [--host H]... [--days N] [--renew]",
+		Short: "Issue (or renew) a node certificate for a partner or a read replica",
+		Long: `issue writes node.crt, node.key and ca.crt for one node. Certificates are valid
+for 90 days by default; a node warns in its log 30 days before expiry. To renew,
+run issue again with --renew on the node's tls directory: a fresh key and
+certificate replace the old ones atomically, then restart the node (one node
+at a time; the others keep the ledger going).`,
 		Example: `  roundtable ca issue --dir ./ca --partner RS --out ./rs/tls --host rs.example.org
-  roundtable ca issue --dir ./ca --replica research1 --out ./replica/tls`,
+  roundtable ca issue --dir ./ca --replica research1 --out ./replica/tls
+  roundtable ca issue --dir ./ca --partner RS --out ./rs/tls --host rs.example.org --renew`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			id, err := nodeID(partner, replica)
@@ -61,10 +70,21 @@ the node's Raft server id (the partner code, or replica-NAME).`,
 			if err := os.MkdirAll(out, 0o700); err != nil {
 				return err
 			}
+			if days < 1 || days > 825 {
+				return fmt.Errorf("--days %d: give 1 to 825 (the default, 90, bounds the life of a leaked key)", days)
+			}
+			c.NodeValidity = time.Duration(days) * 24 * time.Hour
+			if renew {
+				if err := c.Renew(id, hosts, out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "renewed certificate for %s in %s (valid %d days); restart the node to use it\n", id, out, days)
+				return nil
+			}
 			if err := c.Issue(id, hosts, out); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "issued certificate for %s in %s\n", id, out)
+			fmt.Fprintf(cmd.OutOrStdout(), "issued certificate for %s in %s (valid %d days)\n", id, out, days)
 			return nil
 		},
 	}
@@ -73,6 +93,8 @@ the node's Raft server id (the partner code, or replica-NAME).`,
 	issue.Flags().StringVar(&replica, "replica", "", "read replica name (lower-case letters, digits, dashes)")
 	issue.Flags().StringVar(&out, "out", "", "directory to write node.crt, node.key and ca.crt (usually DATA-DIR/tls)")
 	issue.Flags().StringSliceVar(&hosts, "host", []string{"127.0.0.1", "localhost"}, "DNS names or IPs the node is reached at")
+	issue.Flags().IntVar(&days, "days", int(cluster.DefaultNodeValidity/(24*time.Hour)), "days the certificate is valid")
+	issue.Flags().BoolVar(&renew, "renew", false, "replace the node's existing key and certificate in --out")
 	mustRequire(issue, "dir", "out")
 	ca.AddCommand(initCmd, issue)
 	return ca
