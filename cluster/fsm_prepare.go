@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"roundtable/aggregate"
+	"roundtable/privacy"
 )
 
 // prepared is the part of applying an entry that does not depend on the
@@ -41,7 +42,8 @@ type prepared struct {
 // Catalogs are addressed by the hash of their content, so a parsed catalog
 // can never be stale.
 type batchCache struct {
-	catalogs map[string]*aggregate.Catalog // lookups only, never iterated
+	catalogs   map[string]*aggregate.Catalog // lookups only, never iterated
+	validators map[string]*privacy.Validator // by catalog hash; lookups only
 }
 
 func (c *batchCache) catalog(tx *bbolt.Tx, hash string) (*aggregate.Catalog, error) {
@@ -81,7 +83,7 @@ func prepareBatch(tx *bbolt.Tx, logs []*raft.Log, applied uint64) ([]*prepared, 
 		return nil, err
 	}
 	out := make([]*prepared, len(logs))
-	cache := &batchCache{catalogs: map[string]*aggregate.Catalog{}}
+	cache := &batchCache{catalogs: map[string]*aggregate.Catalog{}, validators: map[string]*privacy.Validator{}}
 	parallel(len(logs), func(i int) {
 		if logs[i].Index > applied && logs[i].Type == raft.LogCommand {
 			out[i] = prepareEntry(logs[i].Data, keys)
