@@ -202,7 +202,7 @@ func checkSpend(spendMicro int64, sum float64) error {
 	lo := float64(float64(spendMicro-1)/Micro) * (1 - budgetSlack)
 	hi := float64(float64(spendMicro)/Micro) * (1 + budgetSlack)
 	if !(sum > lo && sum <= hi) {
-		return fmt.Errorf("indicators spend %v in total, but the release charges %s", sum, formatMicro(spendMicro))
+		return fmt.Errorf("indicators spend %.6f in total, but the release charges %s", sum, formatMicro(spendMicro))
 	}
 	return nil
 }
