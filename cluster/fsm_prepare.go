@@ -8,12 +8,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
 
 	"roundtable/aggregate"
-	"roundtable/privacy"
 )
 
 // prepared is the part of applying an entry that does not depend on the
@@ -43,7 +43,7 @@ type prepared struct {
 // can never be stale.
 type batchCache struct {
 	catalogs   map[string]*aggregate.Catalog // lookups only, never iterated
-	validators map[string]*privacy.Validator // by catalog hash; lookups only
+	validators *sync.Map                     // the FSM's, by catalog hash (fsm_validate.go)
 }
 
 func (c *batchCache) catalog(tx *bbolt.Tx, hash string) (*aggregate.Catalog, error) {
@@ -69,7 +69,7 @@ func (p *prepared) verified(pub ed25519.PublicKey, verify func(ed25519.PublicKey
 
 // prepareBatch prepares the command entries of logs above applied, using
 // the partner keys registered when the batch starts.
-func prepareBatch(tx *bbolt.Tx, logs []*raft.Log, applied uint64) ([]*prepared, error) {
+func prepareBatch(tx *bbolt.Tx, logs []*raft.Log, applied uint64, validators *sync.Map) ([]*prepared, error) {
 	keys := map[string]ed25519.PublicKey{} // lookups only, never iterated
 	err := bucket(tx, bucketPartners).ForEach(func(k, v []byte) error {
 		var p Partner
@@ -83,7 +83,7 @@ func prepareBatch(tx *bbolt.Tx, logs []*raft.Log, applied uint64) ([]*prepared, 
 		return nil, err
 	}
 	out := make([]*prepared, len(logs))
-	cache := &batchCache{catalogs: map[string]*aggregate.Catalog{}, validators: map[string]*privacy.Validator{}}
+	cache := &batchCache{catalogs: map[string]*aggregate.Catalog{}, validators: validators}
 	parallel(len(logs), func(i int) {
 		if logs[i].Index > applied && logs[i].Type == raft.LogCommand {
 			out[i] = prepareEntry(logs[i].Data, keys)

@@ -20,12 +20,17 @@ import (
 // it is a pure function of the entry and the stored catalog and
 // reservation, so every node reaches the same verdict.
 
-// validator returns the release validator of a stored catalog version.
-// Catalogs are addressed by their content, so one built earlier in the
-// batch can never be stale.
+// validator returns the release validator of a stored catalog version,
+// built once per catalog for the life of the FSM (70 µs for catalog v1,
+// against 3 µs to validate one of its releases). Catalogs are addressed by
+// their content, so one built earlier can never be stale; the catalog must
+// still be stored in this ledger for a release to name it.
 func (c *batchCache) validator(tx *bbolt.Tx, hash string) (*privacy.Validator, error) {
-	if v, ok := c.validators[hash]; ok {
-		return v, nil
+	if bucket(tx, bucketCatalogs).Get([]byte(hash)) == nil {
+		return nil, refuse("unknown catalog %s", hash)
+	}
+	if v, ok := c.validators.Load(hash); ok {
+		return v.(*privacy.Validator), nil
 	}
 	cat, err := c.catalog(tx, hash)
 	if err != nil {
@@ -37,7 +42,7 @@ func (c *batchCache) validator(tx *bbolt.Tx, hash string) (*privacy.Validator, e
 		// is a corrupt file, not a property of the entry.
 		return nil, refuse("catalog %s cannot check releases: %v", hash, err)
 	}
-	c.validators[hash] = v
+	c.validators.Store(hash, v)
 	return v, nil
 }
 
