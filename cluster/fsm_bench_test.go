@@ -17,7 +17,7 @@ import (
 // benchLedger returns a ledger with n reservations admitted and the n
 // encoded publish commands that consume them, ready to apply. Releases
 // carry two indicators of the fixture catalog (69 cells), or with
-// wholeV1 every indicator of catalog v1 (a whole-catalog release, 331
+// wholeV1 every indicator of catalog v1 (a whole-catalog release, 321
 // cells and 3 quantiles).
 func benchLedger(b *testing.B, n int, wholeV1 bool) (*FSM, *fsmLog, [][]byte) {
 	b.Helper()

@@ -57,7 +57,7 @@ func BenchmarkRelease1M(b *testing.B) {
 }
 
 // BenchmarkValidateRelease is what the ledger adds to applying a
-// whole-catalog release (every indicator of v1, 331 cells and 3
+// whole-catalog release (every indicator of v1, 321 cells and 3
 // quantiles): Validate, and building the catalog's Validator, which the
 // state machine does once per catalog per batch.
 func BenchmarkValidateRelease(b *testing.B) {
