@@ -43,7 +43,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 //
 // A spreadsheet opening the file runs any cell that starts like a formula
 // (CSV injection). The ledger admits only catalog names and keys, but the
-// export does not rely on it: every text column goes through csvText.
+// export does not rely on it: every text column goes through CSVText.
 // Numeric columns (estimate, ci_low, ci_high, scale, epsilon, leaf_index)
 // are written by strconv from numbers, never from strings, so a noisy
 // negative count stays "-3", a number a spreadsheet sums; a value that is
@@ -57,7 +57,7 @@ func (v *ledgerView) exportCSV() ([]byte, error) {
 	var buf bytes.Buffer
 	cw := csv.NewWriter(&buf)
 	_ = cw.Write(ExportColumns())
-	f, t := csvFloat, csvText
+	f, t := csvFloat, CSVText
 	for _, e := range v.entries {
 		rel := &e.Signed.Release
 		for _, ir := range rel.Indicators {
@@ -82,10 +82,12 @@ func (v *ledgerView) exportCSV() ([]byte, error) {
 	return v.csv, nil
 }
 
-// csvText neutralises a text field a spreadsheet would read as a formula,
-// the OWASP way: a field starting with = + - @, a tab or a carriage return
-// gets a leading single quote, which spreadsheets show as text and hide.
-func csvText(s string) string {
+// CSVText is how the export writes a text column: a field a spreadsheet
+// would read as a formula, one starting with = + - @, a tab or a carriage
+// return, gets a leading single quote (OWASP's advice), which spreadsheets
+// show as text and hide. A checker of the export (node/verify) compares a
+// text column with CSVText of the signed value.
+func CSVText(s string) string {
 	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
 		return "'" + s
 	}
@@ -98,7 +100,7 @@ func csvText(s string) string {
 func csvFloat(x float64) string {
 	s := strconv.FormatFloat(x, 'g', -1, 64)
 	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return csvText(s)
+		return CSVText(s)
 	}
 	return s
 }

@@ -82,13 +82,13 @@ func TestExportCSVNeutralisesFormulas(t *testing.T) {
 	}
 }
 
-func TestCSVText(t *testing.T) {
+func TestCSVTextNeutralises(t *testing.T) {
 	for in, want := range map[string]string{
 		"": "", "RS": "RS", "0-11": "0-11", "=1+1": "'=1+1", "+1": "'+1", "-1": "'-1",
 		"@x": "'@x", "\tx": "'\tx", "\rx": "'\rx", "'=x": "'=x", " =x": " =x",
 	} {
-		if got := csvText(in); got != want {
-			t.Errorf("csvText(%q) = %q, want %q", in, got, want)
+		if got := CSVText(in); got != want {
+			t.Errorf("CSVText(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
