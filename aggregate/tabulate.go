@@ -555,6 +555,20 @@ func (p *plan) add(codes *[numDims]uint32) {
 	}
 }
 
+// EmptyTable returns measurement m of ind with every cell zero: the cell
+// keys (in Key order), sensitivities and budget share that any tabulation
+// of that measurement has, whatever the data. The ledger checks published
+// releases against it, so the tabulator and the check share one layout.
+// ind must belong to a catalog that passed Validate, and m must be in
+// [0, ind.NumMeasurements()); otherwise EmptyTable returns nil.
+func EmptyTable(ind *Indicator, m int) *Table {
+	if ind == nil || m < 0 || m >= ind.NumMeasurements() {
+		return nil
+	}
+	t, _ := newTable(ind, Period{}, m)
+	return t
+}
+
 // newTable allocates measurement m of ind with all cells zero, and the plan
 // that fills it (nil for a quantile table). The catalog was validated, so
 // every dimension and key is known.

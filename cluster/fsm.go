@@ -128,6 +128,11 @@ type FSM struct {
 
 	applied atomic.Uint64         // mirror of meta/applied, updated after each commit
 	failed  atomic.Pointer[error] // first storage failure; sticky until restart
+
+	// validators holds a privacy.Validator per catalog hash, built on the
+	// first release of that catalog. A catalog's hash names its content,
+	// so an entry never goes stale, not even across Restore.
+	validators sync.Map // string → *privacy.Validator; lookups only
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -266,7 +271,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	last := applied
 	err := f.db.Update(func(tx *bbolt.Tx) error {
-		preps, err := prepareBatch(tx, logs, applied)
+		preps, err := prepareBatch(tx, logs, applied, &f.validators)
 		if err != nil {
 			return err
 		}

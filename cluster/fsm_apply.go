@@ -316,7 +316,7 @@ func applyReserve(tx *bbolt.Tx, sr *privacy.SignedReservation, p *prepared) (App
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	if err := checkIndicators(cat, r.CatalogHash, r.Indicators); err != nil {
+	if err := checkReservationContent(cat, r.CatalogHash, &r); err != nil {
 		return ApplyResult{}, err
 	}
 	if r.Period.Year < 1900 || r.Period.Year > 9999 || r.Period.Quarter < 0 || r.Period.Quarter > 4 {
@@ -350,21 +350,6 @@ func applyReserve(tx *bbolt.Tx, sr *privacy.SignedReservation, p *prepared) (App
 		return ApplyResult{}, err
 	}
 	return ApplyResult{Spend: next}, nil
-}
-
-func checkIndicators(cat *aggregate.Catalog, hash string, names []string) error {
-	if len(names) == 0 {
-		return refuse("no indicators: a release must publish at least one")
-	}
-	for i, n := range names {
-		if _, ok := cat.Indicator(n); !ok {
-			return refuse("indicator %q is not in catalog %s", n, hash)
-		}
-		if slices.Contains(names[:i], n) {
-			return refuse("indicator %q is listed twice", n)
-		}
-	}
-	return nil
 }
 
 func spendKey(partner string, q aggregate.Period) string { return partner + "/" + q.String() }
@@ -426,8 +411,9 @@ func applyPublish(tx *bbolt.Tx, s *privacy.Signed, p *prepared) (ApplyResult, er
 	if rel.Version != privacy.FormatVersion {
 		return ApplyResult{}, refuse("release format version %d is not supported (this ledger accepts version %d)", rel.Version, privacy.FormatVersion)
 	}
-	if bucket(tx, bucketCatalogs).Get([]byte(rel.CatalogHash)) == nil {
-		return ApplyResult{}, refuse("unknown catalog %s", rel.CatalogHash)
+	v, err := p.batch.validator(tx, rel.CatalogHash)
+	if err != nil {
+		return ApplyResult{}, err
 	}
 	rec, found, err := getReservation(tx, rel.Reservation)
 	if err != nil {
@@ -437,6 +423,9 @@ func applyPublish(tx *bbolt.Tx, s *privacy.Signed, p *prepared) (ApplyResult, er
 		return ApplyResult{}, refuse("reservation %q does not exist: reserve budget before drawing noise", rel.Reservation)
 	}
 	if err := matchReservation(s, rec); err != nil {
+		return ApplyResult{}, err
+	}
+	if err := checkReleaseContent(v, s); err != nil {
 		return ApplyResult{}, err
 	}
 	data := p.leaf
@@ -458,37 +447,6 @@ func applyPublish(tx *bbolt.Tx, s *privacy.Signed, p *prepared) (ApplyResult, er
 		return ApplyResult{}, err
 	}
 	return ApplyResult{ReleaseID: s.ID, Leaf: leaf}, nil
-}
-
-// matchReservation checks that a release is what its reservation paid for.
-func matchReservation(s *privacy.Signed, rec reservationRecord) error {
-	rel, res := &s.Release, &rec.Reservation.Reservation
-	if res.Partner != rel.Partner {
-		return refuse("reservation %s belongs to partner %s, not %s", res.ID, res.Partner, rel.Partner)
-	}
-	if rec.Release != "" {
-		return refuse("reservation %s was already used by release %s", res.ID, rec.Release)
-	}
-	names := make([]string, len(rel.Indicators))
-	for i, ind := range rel.Indicators {
-		names[i] = ind.Name
-	}
-	reserved := slices.Clone(res.Indicators)
-	slices.Sort(names)
-	slices.Sort(reserved)
-	switch {
-	case rel.Period != res.Period:
-		return refuse("release does not match reservation %s: period %s, reserved %s", res.ID, rel.Period, res.Period)
-	case rel.Accounting != res.Accounting:
-		return refuse("release does not match reservation %s: accounting %s, reserved %s", res.ID, rel.Accounting, res.Accounting)
-	case rel.SpendMicro != res.SpendMicro:
-		return refuse("release does not match reservation %s: spends %d micro, reserved %d", res.ID, rel.SpendMicro, res.SpendMicro)
-	case rel.CatalogHash != res.CatalogHash:
-		return refuse("release does not match reservation %s: catalog %s, reserved %s", res.ID, rel.CatalogHash, res.CatalogHash)
-	case !slices.Equal(names, reserved):
-		return refuse("release does not match reservation %s: indicators [%s], reserved [%s]", res.ID, strings.Join(names, " "), strings.Join(reserved, " "))
-	}
-	return nil
 }
 
 // --- checkpoints --------------------------------------------------------

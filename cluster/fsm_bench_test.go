@@ -10,18 +10,34 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"roundtable/aggregate"
 	"roundtable/privacy"
 )
 
 // benchLedger returns a ledger with n reservations admitted and the n
-// encoded publish commands that consume them, ready to apply.
-func benchLedger(b *testing.B, n int) (*FSM, *fsmLog, [][]byte) {
+// encoded publish commands that consume them, ready to apply. Releases
+// carry two indicators of the fixture catalog (69 cells), or with
+// wholeV1 every indicator of catalog v1 (a whole-catalog release, 321
+// cells and 3 quantiles).
+func benchLedger(b *testing.B, n int, wholeV1 bool) (*FSM, *fsmLog, [][]byte) {
 	b.Helper()
 	f := newTestFSM(b)
 	l := &fsmLog{}
 	cat := fsmCatalogHash(b)
 	g := fsmGenesis(b, "AL", "BA", "RS", "ME", "MK", "XK")
 	g.Genesis.Policy.CapMicro = 1 << 50 // the benchmark measures throughput, not the cap
+	var all []string
+	if wholeV1 {
+		v1 := aggregate.CatalogV1()
+		raw, err := v1.Canonical()
+		if err != nil {
+			b.Fatal(err)
+		}
+		g.Genesis.Catalog, cat = raw, v1.Hash()
+		for _, ind := range v1.Indicators {
+			all = append(all, ind.Name)
+		}
+	}
 	mustApply(b, f, l, g)
 	partners := []string{"AL", "BA", "RS", "ME", "MK", "XK"}
 	var reserves []Command
@@ -29,6 +45,14 @@ func benchLedger(b *testing.B, n int) (*FSM, *fsmLog, [][]byte) {
 	for i := 0; i < n; i++ {
 		p := partners[i%len(partners)]
 		r := fsmReservation(b, cat, fmt.Sprintf("bench-%d", i), p, p, fmt.Sprintf("%d-Q%d", 2000+i%25, 1+i%4), 1)
+		if wholeV1 {
+			r.Reservation.Indicators = all
+			sr, err := privacy.SignReservation(r.Reservation, fsmKey(p))
+			if err != nil {
+				b.Fatal(err)
+			}
+			r = sr
+		}
 		reserves = append(reserves, NewReserve(r))
 		data, err := NewPublish(fsmRelease(b, r.Reservation, p, int64(i))).Encode()
 		if err != nil {
@@ -45,11 +69,18 @@ func benchLedger(b *testing.B, n int) (*FSM, *fsmLog, [][]byte) {
 
 // BenchmarkFSMApplyBatch applies publish commands in batches of 64 (what
 // raft hands a busy FSM) and, as the baseline in the same run, one per
-// batch (one bbolt commit, one fsync, per release).
+// batch (one bbolt commit, one fsync, per release); then whole-catalog
+// releases (every indicator of catalog v1) in batches of 64, the figure
+// for what validating a release's content costs.
 func BenchmarkFSMApplyBatch(b *testing.B) {
-	for _, size := range []int{64, 1} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			f, l, pubs := benchLedger(b, b.N*size)
+	for _, c := range []struct {
+		name    string
+		size    int
+		wholeV1 bool
+	}{{"batch=64", 64, false}, {"batch=1", 1, false}, {"catalog=v1/batch=64", 64, true}} {
+		size := c.size
+		b.Run(c.name, func(b *testing.B) {
+			f, l, pubs := benchLedger(b, b.N*size, c.wholeV1)
 			logs := make([]*raft.Log, len(pubs))
 			for i, p := range pubs {
 				logs[i] = l.raw(p)

@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -146,12 +148,13 @@ func period(t testing.TB, s string) aggregate.Period {
 }
 
 // fsmReservation builds a reservation of spend micro on period, signed by
-// signer's key (normally the partner itself).
+// signer's key (normally the partner itself). Its indicators are in the
+// catalog's order, as a publisher's are.
 func fsmReservation(t testing.TB, catHash, id, partner, signer, per string, spend int64) privacy.SignedReservation {
 	t.Helper()
 	sr, err := privacy.SignReservation(privacy.Reservation{
 		ID: id, Partner: partner, CatalogHash: catHash, Period: period(t, per),
-		Accounting: privacy.PureDP, SpendMicro: spend, Indicators: []string{"referral_source", "victims"},
+		Accounting: privacy.PureDP, SpendMicro: spend, Indicators: []string{"victims", "referral_source"},
 	}, fsmKey(signer))
 	if err != nil {
 		t.Fatal(err)
@@ -160,35 +163,112 @@ func fsmReservation(t testing.TB, catHash, id, partner, signer, per string, spen
 }
 
 // fsmRelease builds the release that consumes reservation r, with value
-// seed varying the noisy numbers, signed by signer's key.
+// seed varying the noisy numbers, signed by signer's key. It is what the
+// real builder makes (fixtureRelease), so the ledger's validation admits it
+// when the reservation names the fixture catalog (or the v1 catalog).
 func fsmRelease(t testing.TB, r privacy.Reservation, signer string, seed int64) privacy.Signed {
 	t.Helper()
-	rel := privacy.Release{
-		Version: privacy.FormatVersion, Partner: r.Partner, CatalogHash: r.CatalogHash, Period: r.Period,
-		Reservation: r.ID, Accounting: r.Accounting, SpendMicro: r.SpendMicro,
-		Indicators: []privacy.IndicatorRelease{
-			fsmIndicator("victims", []string{"status", "sex", "age_group"}, 24, seed),
-			fsmIndicator("referral_source", []string{"source"}, 7, seed+1),
-		},
+	return fixtureRelease(t, fixtureCatalog(t, r.CatalogHash), r, fsmKey(signer), seed)
+}
+
+// fixtureCatalog returns the catalog whose hash is given: the fixture
+// catalog, or the v1 catalog; for any other hash (tests of unknown
+// catalogs) the fixture catalog's content.
+func fixtureCatalog(t testing.TB, hash string) *aggregate.Catalog {
+	t.Helper()
+	if v1 := aggregate.CatalogV1(); v1.Hash() == hash {
+		return v1
 	}
-	s, err := privacy.Sign(rel, fsmKey(signer))
+	c, _, err := parseCatalog(fsmCatalogJSON(t))
+	if err != nil {
+		t.Fatalf("fixture catalog: %v", err)
+	}
+	return c
+}
+
+// fixtureRelease builds the release for reservation r the way a node
+// does: privacy.BuildRelease over cat's tables (of no cases), at the
+// reservation's budget. The builder's draws are random, so the values are
+// then set from seed, each interval moved with its value (same half-width)
+// and each quantile set inside its bounds, and the release signed again:
+// the same arguments give the same release, and every field the ledger
+// checks is the builder's. The release keeps r's catalog hash and period
+// even when cat or Tabulate would not have them (tests of refusals).
+func fixtureRelease(t testing.TB, cat *aggregate.Catalog, r privacy.Reservation, key ed25519.PrivateKey, seed int64) privacy.Signed {
+	t.Helper()
+	rel := fixtureTemplate(t, cat, r)
+	rel.Partner, rel.CatalogHash, rel.Period, rel.Reservation = r.Partner, r.CatalogHash, r.Period, r.ID
+	i := int64(0)
+	for k := range rel.Indicators {
+		ir := &rel.Indicators[k]
+		for c := range ir.Cells {
+			cell := &ir.Cells[c]
+			m := int64(cell.CIHigh-cell.CILow) / 2
+			v := (seed*31+i*17)%97 - 3
+			cell.Value, cell.CILow, cell.CIHigh = v, float64(v-m), float64(v+m)
+			i++
+		}
+		ind, _ := cat.Indicator(ir.Name)
+		for q := range ir.Quantiles {
+			mid := ind.Lower + (ind.Upper-ind.Lower)*ir.Quantiles[q].Rank
+			ir.Quantiles[q].Value, ir.Quantiles[q].CILow, ir.Quantiles[q].CIHigh = mid, ind.Lower, ind.Upper
+		}
+	}
+	s, err := privacy.Sign(rel, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func fsmIndicator(name string, dims []string, cells int, seed int64) privacy.IndicatorRelease {
-	ind := privacy.IndicatorRelease{Name: name, Mechanism: privacy.Laplace, Epsilon: 0.5, Dimensions: dims}
-	for i := 0; i < cells; i++ {
-		key := make([]string, len(dims))
-		for j := range key {
-			key[j] = fmt.Sprintf("k%d", (i+j)%7)
-		}
-		v := (seed*31 + int64(i)*17) % 97
-		ind.Cells = append(ind.Cells, privacy.Cell{Key: key, Value: v, Scale: 2, CILow: float64(v) - 5.99, CIHigh: float64(v) + 5.99})
+// fixtureTemplates caches built releases by what shapes them, so a
+// benchmark can make thousands of fixtures quickly. Tests only.
+var fixtureTemplates sync.Map // string → privacy.Release
+
+// fixtureTemplate builds (or reuses) the builder's release for r's shape:
+// catalog, accounting, spend, indicators and whether it covers a year.
+// The copy returned shares nothing with the cache.
+func fixtureTemplate(t testing.TB, cat *aggregate.Catalog, r privacy.Reservation) privacy.Release {
+	t.Helper()
+	shape := fmt.Sprint(cat.Hash(), r.Accounting, r.SpendMicro, r.Indicators, r.Period.IsYear())
+	if v, ok := fixtureTemplates.Load(shape); ok {
+		return cloneRelease(v.(privacy.Release))
 	}
-	return ind
+	per := aggregate.Period{Year: 2024, Quarter: 1}
+	if r.Period.IsYear() {
+		per.Quarter = 0
+	}
+	tables, err := aggregate.Tabulate(context.Background(), cat, per, r.Indicators, func(func(*aggregate.Case) error) error { return nil })
+	if err != nil {
+		t.Fatalf("fixture tables: %v", err)
+	}
+	params := privacy.ReleaseParams{Accounting: r.Accounting, Period: per, Partner: "RS"}
+	if budget := float64(r.SpendMicro) / privacy.Micro; r.Accounting == privacy.ZCDP {
+		params.Rho = budget
+	} else {
+		params.Epsilon = budget
+	}
+	res := privacy.Reservation{ID: "template", Partner: "RS", CatalogHash: cat.Hash(), Period: per,
+		Accounting: r.Accounting, SpendMicro: r.SpendMicro, Indicators: r.Indicators}
+	s, err := privacy.BuildRelease(context.Background(), cat, tables, params, res, fsmKey("template"))
+	if err != nil {
+		t.Fatalf("fixture release: %v", err)
+	}
+	fixtureTemplates.Store(shape, s.Release)
+	return cloneRelease(s.Release)
+}
+
+// cloneRelease deep-copies a release through its JSON encoding.
+func cloneRelease(r privacy.Release) privacy.Release {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err)
+	}
+	var out privacy.Release
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(err)
+	}
+	return out
 }
 
 // memSink is an in-memory raft.SnapshotSink.

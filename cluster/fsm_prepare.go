@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
@@ -41,7 +42,8 @@ type prepared struct {
 // Catalogs are addressed by the hash of their content, so a parsed catalog
 // can never be stale.
 type batchCache struct {
-	catalogs map[string]*aggregate.Catalog // lookups only, never iterated
+	catalogs   map[string]*aggregate.Catalog // lookups only, never iterated
+	validators *sync.Map                     // the FSM's, by catalog hash (fsm_validate.go)
 }
 
 func (c *batchCache) catalog(tx *bbolt.Tx, hash string) (*aggregate.Catalog, error) {
@@ -67,7 +69,7 @@ func (p *prepared) verified(pub ed25519.PublicKey, verify func(ed25519.PublicKey
 
 // prepareBatch prepares the command entries of logs above applied, using
 // the partner keys registered when the batch starts.
-func prepareBatch(tx *bbolt.Tx, logs []*raft.Log, applied uint64) ([]*prepared, error) {
+func prepareBatch(tx *bbolt.Tx, logs []*raft.Log, applied uint64, validators *sync.Map) ([]*prepared, error) {
 	keys := map[string]ed25519.PublicKey{} // lookups only, never iterated
 	err := bucket(tx, bucketPartners).ForEach(func(k, v []byte) error {
 		var p Partner
@@ -81,7 +83,7 @@ func prepareBatch(tx *bbolt.Tx, logs []*raft.Log, applied uint64) ([]*prepared, 
 		return nil, err
 	}
 	out := make([]*prepared, len(logs))
-	cache := &batchCache{catalogs: map[string]*aggregate.Catalog{}}
+	cache := &batchCache{catalogs: map[string]*aggregate.Catalog{}, validators: validators}
 	parallel(len(logs), func(i int) {
 		if logs[i].Index > applied && logs[i].Type == raft.LogCommand {
 			out[i] = prepareEntry(logs[i].Data, keys)

@@ -181,22 +181,8 @@ func makeRelease(tb testing.TB, key ed25519.PrivateKey, catalogHash, partner str
 	if err != nil {
 		tb.Fatal(err)
 	}
-	eps := float64(spend) / privacy.Micro
-	rel := privacy.Release{
-		Version: privacy.FormatVersion, Partner: partner, CatalogHash: catalogHash, Period: period,
-		Reservation: res.ID, Accounting: privacy.PureDP, SpendMicro: spend,
-		Indicators: []privacy.IndicatorRelease{{
-			Name: "referral_source", Mechanism: privacy.Laplace, Epsilon: eps, Dimensions: []string{"referral_source"},
-			Cells: []privacy.Cell{
-				{Key: []string{"police"}, Value: 12, Scale: 1 / eps, CILow: 8, CIHigh: 16},
-				{Key: []string{"ngo"}, Value: 5, Scale: 1 / eps, CILow: 1, CIHigh: 9},
-			},
-		}},
-	}
-	s, err := privacy.Sign(rel, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	// The region's catalog is v1; a test of an unknown catalog keeps its hash.
+	s := fixtureRelease(tb, aggregate.CatalogV1(), res, key, int64(period.Year*4+period.Quarter))
 	return sr, s
 }
 

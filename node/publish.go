@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"roundtable/aggregate"
@@ -54,8 +55,17 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 	if err != nil {
 		return api.PublishResult{}, ledgerErr(err)
 	}
-	if len(indicators) == 0 {
-		for _, ind := range cat.Indicators {
+	for _, name := range indicators {
+		if _, ok := cat.Indicator(name); !ok {
+			return api.PublishResult{}, fmt.Errorf("%w: unknown indicator %q", api.ErrInvalid, name)
+		}
+	}
+	// A release lists its indicators once each in catalog order, and the
+	// ledger admits only a reservation that does too.
+	asked := indicators
+	indicators = nil
+	for _, ind := range cat.Indicators {
+		if len(asked) == 0 || slices.Contains(asked, ind.Name) {
 			indicators = append(indicators, ind.Name)
 		}
 	}
@@ -71,11 +81,6 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 	params := releaseParams(pol, budget, period, n.st.Partner())
 	if err := params.Validate(); err != nil {
 		return api.PublishResult{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
-	}
-	for _, name := range indicators {
-		if _, ok := cat.Indicator(name); !ok {
-			return api.PublishResult{}, fmt.Errorf("%w: unknown indicator %q", api.ErrInvalid, name)
-		}
 	}
 	sres, err := privacy.SignReservation(res, n.st.SigningKey())
 	if err != nil {

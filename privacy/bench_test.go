@@ -55,3 +55,41 @@ func BenchmarkRelease1M(b *testing.B) {
 	b.ReportMetric(float64(tab+build)/float64(tab), "release/tabulate")
 	b.ReportMetric(n*float64(b.N)/(tab+build).Seconds(), "records/s")
 }
+
+// BenchmarkValidateRelease is what the ledger adds to applying a
+// whole-catalog release (every indicator of v1, 321 cells and 3
+// quantiles): Validate, and building the catalog's Validator, which the
+// state machine does once per catalog per batch.
+func BenchmarkValidateRelease(b *testing.B) {
+	cat, tables := testTables(b, 2000)
+	for _, accounting := range []string{PureDP, ZCDP} {
+		p := ReleaseParams{Accounting: accounting, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+		if accounting == ZCDP {
+			p.Epsilon, p.Rho = 0, 0.1
+		}
+		s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, err := NewValidator(cat)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("validate/"+accounting, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := v.Validate(&s.Release); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("new-validator", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := NewValidator(cat); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -102,7 +102,8 @@ type measurement interface {
 // reservation must already be admitted by the ledger for exactly these
 // parameters: budget is claimed before any noise is drawn, and a
 // mismatch is refused before a single draw. The output holds only noisy
-// values, in catalog order and then table and cell order.
+// values, in catalog order and then table and cell order, and passes
+// ValidateRelease, the check the ledger applies.
 func BuildRelease(ctx context.Context, cat *aggregate.Catalog, tables []*aggregate.Table, p ReleaseParams, res Reservation, key ed25519.PrivateKey) (Signed, error) {
 	ms := make([]measurement, len(tables))
 	for i, t := range tables {
@@ -114,7 +115,16 @@ func BuildRelease(ctx context.Context, cat *aggregate.Catalog, tables []*aggrega
 		}
 		ms[i] = t
 	}
-	return buildRelease(ctx, cat, ms, p, res, key)
+	s, err := buildRelease(ctx, cat, ms, p, res, key)
+	if err != nil {
+		return Signed{}, err
+	}
+	// The ledger validates every release on apply; a release it would
+	// refuse is a bug here, better reported before it leaves the node.
+	if err := ValidateRelease(cat, &s.Release); err != nil {
+		return Signed{}, fmt.Errorf("build release: the ledger would refuse the result: %w", err)
+	}
+	return s, nil
 }
 
 // plannedIndicator is one indicator's share of the release and its tables.
@@ -275,6 +285,10 @@ func checkShares(name string, ts []measurement) error {
 	return nil
 }
 
+// tableBudget is a measurement's part of its indicator's budget (ε or ρ).
+// The builder and the Validator both compute it here.
+func tableBudget(indicatorBudget, share float64) float64 { return indicatorBudget * share }
+
 // calibrate prepares one indicator's noise and returns the function that
 // draws it. Under PureDP the indicator's ε is split by share (sequential
 // composition); under ZCDP its ρ is.
@@ -286,7 +300,7 @@ func calibrate(accounting string, pi plannedIndicator) (func() (IndicatorRelease
 	ns := make([]cellNoise, len(pi.tables))
 	for i, t := range pi.tables {
 		var err error
-		budget := pi.budget * t.Share()
+		budget := tableBudget(pi.budget, t.Share())
 		if accounting == ZCDP {
 			ns[i], err = newGaussianNoise(int64(t.L0()), t.LInf(), budget)
 		} else {
@@ -317,7 +331,7 @@ func calibrateQuantiles(accounting string, pi plannedIndicator, ir IndicatorRele
 		return nil, fmt.Errorf("quantile indicator has %d tables, want 1", len(pi.tables))
 	}
 	t := pi.tables[0]
-	q, err := newQuantileNoise(accounting, pi.budget*t.Share(), pi.ind.Lower, pi.ind.Upper, pi.ind.Ranks)
+	q, err := newQuantileNoise(accounting, tableBudget(pi.budget, t.Share()), pi.ind.Lower, pi.ind.Upper, pi.ind.Ranks)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +351,7 @@ func calibrateQuantiles(accounting string, pi plannedIndicator, ir IndicatorRele
 // (ε, δ)-DP guarantee its ρ implies at δ = GaussianDelta.
 func setBudget(ir *IndicatorRelease, accounting string, budget float64) {
 	if accounting == ZCDP {
-		ir.Rho, ir.Delta, ir.Epsilon = budget, GaussianDelta, zcdpToEpsilon(budget, GaussianDelta)
+		ir.Rho, ir.Delta, ir.Epsilon = budget, GaussianDelta, gaussianEpsilon(budget)
 		return
 	}
 	ir.Epsilon = budget

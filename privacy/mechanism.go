@@ -16,8 +16,20 @@ const Confidence = 0.95
 // its value changes no published number beyond the library's rounding of σ.
 const GaussianDelta = 1e-10
 
-// z975 is the standard normal 97.5% quantile.
-var z975 = math.Sqrt2 * math.Erfinv(Confidence)
+// The constants intervals are computed from are written out, not computed
+// at start-up: math.Log and math.Erfinv may round differently on different
+// architectures (assembly on some, fused multiply-adds on others), and
+// every node of the ledger must reach the same verdict on a release's
+// intervals (Validator). TestIntervalConstants checks them against the
+// formulas.
+const (
+	// z975 is the standard normal 97.5% quantile, √2·erfinv(Confidence).
+	z975 = 1.9599639845400534
+	// ln20 is ln(1/(1−Confidence)), the Laplace interval's factor.
+	ln20 = 2.995732273553991
+	// lnInvGaussianDelta is ln(1/GaussianDelta), for the zCDP conversion.
+	lnInvGaussianDelta = 23.025850929940457
+)
 
 // cellNoise is the calibrated noise for the cells of one table: the
 // sensitivities of the table and the privacy parameters the library needs
@@ -46,7 +58,20 @@ func newLaplaceNoise(l0, lInf int64, epsilon float64) (cellNoise, error) {
 		return cellNoise{}, fmt.Errorf("laplace noise: %w", err)
 	}
 	return cellNoise{mechanism: Laplace, l0: l0, lInf: lInf, epsilon: epsilon,
-		scale: float64(l0*lInf) / epsilon}, nil
+		scale: laplaceScale(l0, lInf, epsilon)}, nil
+}
+
+// laplaceScale is b = l0·lInf/ε: one IEEE division of exact operands, so
+// every architecture computes the same bits (the Validator compares them).
+func laplaceScale(l0, lInf int64, epsilon float64) float64 {
+	return float64(l0*lInf) / epsilon
+}
+
+// gaussianTarget is the σ = √l0·lInf/√(2ρ) that gives exactly ρ-zCDP.
+// Square roots are correctly rounded everywhere and there is no addition a
+// compiler could fuse, so every architecture computes the same bits.
+func gaussianTarget(l0, lInf int64, rho float64) float64 {
+	return math.Sqrt(float64(l0)) * float64(lInf) / math.Sqrt(2*rho)
 }
 
 // newGaussianNoise calibrates ρ-zCDP Gaussian noise. The L2 sensitivity is
@@ -61,7 +86,7 @@ func newGaussianNoise(l0, lInf int64, rho float64) (cellNoise, error) {
 	if !(rho > 0) || math.IsInf(rho, 0) {
 		return cellNoise{}, fmt.Errorf("gaussian noise: ρ must be positive and finite, got %v", rho)
 	}
-	target := math.Sqrt(float64(l0)) * float64(lInf) / math.Sqrt(2*rho)
+	target := gaussianTarget(l0, lInf, rho)
 	eps, err := epsilonForSigma(l0, float64(lInf), target, GaussianDelta)
 	if err != nil {
 		return cellNoise{}, err
@@ -143,10 +168,13 @@ func (n cellNoise) halfWidth() int64 {
 	return intHalfWidth(n.mechanism, n.scale)
 }
 
+// intHalfWidth is m for a scale. The explicit conversions keep a compiler
+// from fusing the product and the subtraction into one rounding (the Go
+// spec allows it), so every architecture finds the same m.
 func intHalfWidth(mechanism string, scale float64) int64 {
-	t := scale * math.Log(1/(1-Confidence))
+	t := float64(scale * ln20)
 	if mechanism == Gaussian {
-		t = scale * z975
+		t = float64(scale * z975)
 	}
 	m := math.Ceil(t - 0.5)
 	if m < 0 {
@@ -171,12 +199,25 @@ func (n cellNoise) cell(key []string, x int64) (Cell, error) {
 	if err != nil {
 		return Cell{}, err
 	}
-	m := n.halfWidth()
-	return Cell{Key: key, Value: v, Scale: n.scale, CILow: float64(v - m), CIHigh: float64(v + m)}, nil
+	lo, hi := interval(v, n.halfWidth())
+	return Cell{Key: key, Value: v, Scale: n.scale, CILow: lo, CIHigh: hi}, nil
+}
+
+// interval is the published interval of a noisy value v with half-width m.
+func interval(v, m int64) (lo, hi float64) {
+	return float64(v - m), float64(v + m)
 }
 
 // zcdpToEpsilon is the standard conversion of ρ-zCDP to (ε, δ)-DP
 // (Bun & Steinke 2016, Prop. 1.3): ε = ρ + 2√(ρ·ln(1/δ)).
 func zcdpToEpsilon(rho, delta float64) float64 {
 	return rho + 2*math.Sqrt(rho*math.Log(1/delta))
+}
+
+// gaussianEpsilon is zcdpToEpsilon at δ = GaussianDelta, the ε a zCDP
+// release states for each indicator. The logarithm is a constant and the
+// conversion keeps the product from being fused with the sum, so every
+// architecture computes the same bits (the Validator compares them).
+func gaussianEpsilon(rho float64) float64 {
+	return rho + float64(2*math.Sqrt(float64(rho*lnInvGaussianDelta)))
 }

@@ -48,14 +48,14 @@ func newQuantileNoise(accounting string, budget, lower, upper float64, ranks []f
 	var err error
 	switch accounting {
 	case PureDP:
-		if q.count, err = newLaplaceNoise(1, 1, budget*countShare); err != nil {
+		if q.count, err = newLaplaceNoise(1, 1, quantileCountBudget(budget)); err != nil {
 			return quantileNoise{}, err
 		}
 		q.mechanism, q.treeEpsilon = Laplace, budget*(1-countShare)
 		// One person adds 1 to one node per level: L1 = tree height.
 		q.nodeSD = math.Sqrt2 * float64(h) / q.treeEpsilon
 	case ZCDP:
-		if q.count, err = newGaussianNoise(1, 1, budget*countShare); err != nil {
+		if q.count, err = newGaussianNoise(1, 1, quantileCountBudget(budget)); err != nil {
 			return quantileNoise{}, err
 		}
 		rho := budget * (1 - countShare)
@@ -71,6 +71,10 @@ func newQuantileNoise(accounting string, budget, lower, upper float64, ranks []f
 	}
 	return q, nil
 }
+
+// quantileCountBudget is the part of a quantile table's budget its count
+// is calibrated with.
+func quantileCountBudget(budget float64) float64 { return budget * countShare }
 
 // rankError is a conservative 95% bound, in people, on how far the rank of
 // a returned quantile is from the rank asked for. At each of the tree's H

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/csv"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,6 +40,14 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 // exportCSV renders the export once per applied index. Keys of a
 // multi-dimension cell are joined with "|" in the order "dimensions" lists;
 // "*" marks a dimension summed out (a margin).
+//
+// A spreadsheet opening the file runs any cell that starts like a formula
+// (CSV injection). The ledger admits only catalog names and keys, but the
+// export does not rely on it: every text column goes through CSVText.
+// Numeric columns (estimate, ci_low, ci_high, scale, epsilon, leaf_index)
+// are written by strconv from numbers, never from strings, so a noisy
+// negative count stays "-3", a number a spreadsheet sums; a value that is
+// not a finite number cannot reach them as one (csvFloat).
 func (v *ledgerView) exportCSV() ([]byte, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -48,20 +57,20 @@ func (v *ledgerView) exportCSV() ([]byte, error) {
 	var buf bytes.Buffer
 	cw := csv.NewWriter(&buf)
 	_ = cw.Write(ExportColumns())
-	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	f, t := csvFloat, CSVText
 	for _, e := range v.entries {
 		rel := &e.Signed.Release
 		for _, ir := range rel.Indicators {
 			common := func(dims, key, est, lo, hi, scale string) []string {
-				return []string{rel.Partner, rel.Period.String(), ir.Name, dims, key, est, lo, hi,
-					ir.Mechanism, scale, f(ir.Epsilon), e.Signed.ID, strconv.FormatInt(e.Leaf, 10)}
+				return []string{t(rel.Partner), t(rel.Period.String()), t(ir.Name), t(dims), t(key), est, lo, hi,
+					t(ir.Mechanism), scale, f(ir.Epsilon), t(e.Signed.ID), strconv.FormatInt(e.Leaf, 10)}
 			}
 			dims := strings.Join(ir.Dimensions, "|")
 			for _, c := range ir.Cells {
 				_ = cw.Write(common(dims, strings.Join(c.Key, "|"), strconv.FormatInt(c.Value, 10), f(c.CILow), f(c.CIHigh), f(c.Scale)))
 			}
 			for _, q := range ir.Quantiles {
-				_ = cw.Write(common("rank", f(q.Rank), f(q.Value), f(q.CILow), f(q.CIHigh), ""))
+				_ = cw.Write(common("rank", strconv.FormatFloat(q.Rank, 'g', -1, 64), f(q.Value), f(q.CILow), f(q.CIHigh), ""))
 			}
 		}
 	}
@@ -71,4 +80,27 @@ func (v *ledgerView) exportCSV() ([]byte, error) {
 	}
 	v.csv = buf.Bytes()
 	return v.csv, nil
+}
+
+// CSVText is how the export writes a text column: a field a spreadsheet
+// would read as a formula, one starting with = + - @, a tab or a carriage
+// return, gets a leading single quote (OWASP's advice), which spreadsheets
+// show as text and hide. A checker of the export (node/verify) compares a
+// text column with CSVText of the signed value.
+func CSVText(s string) string {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
+}
+
+// csvFloat writes a numeric column: a finite number as strconv writes it
+// (digits, a leading "-" only for a negative number, an exponent), and
+// anything else ("NaN", "+Inf") as neutralised text.
+func csvFloat(x float64) string {
+	s := strconv.FormatFloat(x, 'g', -1, 64)
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return CSVText(s)
+	}
+	return s
 }

@@ -164,8 +164,10 @@ func checkRow(row []string, byID map[string]*bundleRelease) error {
 		}
 		return nil
 	}
-	if err := errors.Join(want(colPartner, row[colPartner], rel.Partner),
-		want(colPeriod, row[colPeriod], rel.Period.String()),
+	// Text columns are written through api.CSVText (formula neutralisation).
+	text := api.CSVText
+	if err := errors.Join(want(colPartner, row[colPartner], text(rel.Partner)),
+		want(colPeriod, row[colPeriod], text(rel.Period.String())),
 		want(colLeaf, row[colLeaf], strconv.FormatInt(br.Leaf, 10))); err != nil {
 		return err
 	}
@@ -173,18 +175,18 @@ func checkRow(row []string, byID map[string]*bundleRelease) error {
 	if ind == nil {
 		return fmt.Errorf("release %s (partner %s %s) has no indicator %q", id, rel.Partner, rel.Period, row[colIndicator])
 	}
-	if err := errors.Join(want(colMechanism, row[colMechanism], ind.Mechanism),
+	if err := errors.Join(want(colMechanism, row[colMechanism], text(ind.Mechanism)),
 		numEq(row, colEpsilon, ind.Epsilon, id)); err != nil {
 		return err
 	}
 	if row[colDimensions] == "rank" {
 		return checkQuantile(row, ind, id)
 	}
-	if err := want(colDimensions, row[colDimensions], strings.Join(ind.Dimensions, "|")); err != nil {
+	if err := want(colDimensions, row[colDimensions], text(strings.Join(ind.Dimensions, "|"))); err != nil {
 		return err
 	}
 	for _, c := range ind.Cells {
-		if strings.Join(c.Key, "|") != row[colKey] {
+		if text(strings.Join(c.Key, "|")) != row[colKey] {
 			continue
 		}
 		return errors.Join(want(colEstimate, row[colEstimate], strconv.FormatInt(c.Value, 10)),
@@ -213,7 +215,7 @@ func checkQuantile(row []string, ind *privacy.IndicatorRelease, id string) error
 
 func findIndicator(rel *privacy.Release, name string) *privacy.IndicatorRelease {
 	for i := range rel.Indicators {
-		if rel.Indicators[i].Name == name {
+		if api.CSVText(rel.Indicators[i].Name) == name {
 			return &rel.Indicators[i]
 		}
 	}
