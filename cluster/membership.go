@@ -194,10 +194,8 @@ func (n *Node) Govern(ctx context.Context, s governance.Signed) (ApplyResult, er
 	for {
 		res, err := n.governOnce(ctx, cmd)
 		if err == nil {
-			if !res.OK {
-				if old, serr := n.fsm.Statement(s.Statement.Seq); serr == nil && sameStatement(old, s) {
-					return ApplyResult{OK: true, Existing: true, Seq: s.Statement.Seq}, nil
-				}
+			if !res.OK && n.alreadyApplied(ctx, s) {
+				return ApplyResult{OK: true, Existing: true, Seq: s.Statement.Seq}, nil
 			}
 			return res, nil
 		}
@@ -213,6 +211,18 @@ func (n *Node) Govern(ctx context.Context, s governance.Signed) (ApplyResult, er
 		}
 		wait = min(2*wait, retryMax)
 	}
+}
+
+// alreadyApplied reports whether the ledger holds s at its number (a
+// resent statement), catching up with the leader first if needed.
+func (n *Node) alreadyApplied(ctx context.Context, s governance.Signed) bool {
+	old, err := n.fsm.Statement(s.Statement.Seq)
+	if errors.Is(err, ErrNotFound) {
+		if _, rerr := n.ConsistentRead(ctx); rerr == nil {
+			old, err = n.fsm.Statement(s.Statement.Seq)
+		}
+	}
+	return err == nil && sameStatement(old, s)
 }
 
 func (n *Node) governOnce(ctx context.Context, cmd []byte) (ApplyResult, error) {

@@ -17,7 +17,7 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	tls := &NodeTLS{}
-	genesis := []byte(`{"name":"R",`+testCoordJSON+`"partners":[{"id":"RS","name":"x","public_key":"AAAA"}],"policy":{"accounting":"pure","cap_micro":1},"catalog":{}}`)
+	genesis := []byte(`{"name":"R",` + testCoordJSON + `"partners":[{"id":"RS","name":"x","public_key":"AAAA"}],"policy":{"accounting":"pure","cap_micro":1},"catalog":{}}`)
 	tests := []struct {
 		name string
 		cfg  Config
