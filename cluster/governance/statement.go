@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Action types. The set is closed: Action.Check refuses any other.
@@ -244,4 +245,40 @@ func Verify(s Signed, consortium string, next uint64, set Set) ([]string, error)
 		return signers, refuse("statement %d has %d valid coordinator signature(s), the threshold is %d of %d", st.Seq, len(signers), set.Threshold, len(set.Coordinators))
 	}
 	return signers, nil
+}
+
+// Describe says in one line what the action does, for a coordinator about
+// to sign it.
+func (a Action) Describe() (string, error) {
+	if err := a.Check(); err != nil {
+		return "", err
+	}
+	switch a.Type {
+	case AddPartner:
+		s := fmt.Sprintf("add partner %s (%s) with key %x", a.Partner.ID, a.Partner.Name, []byte(a.Partner.PublicKey))
+		if a.Address != "" {
+			s += " at " + a.Address
+		}
+		return s, nil
+	case AddReplica:
+		if a.Address != "" {
+			return fmt.Sprintf("add replica %s at %s", a.ID, a.Address), nil
+		}
+		return "add replica " + a.ID, nil
+	case RemovePartner, RemoveReplica, RemoveNode:
+		return fmt.Sprintf("%s %s", a.Type, a.ID), nil
+	case SetCatalog:
+		return fmt.Sprintf("set the catalog (%d bytes of JSON)", len(a.Catalog)), nil
+	case SetPolicy:
+		return fmt.Sprintf("set the budget policy: %s, cap %d micro per partner per quarter", a.Policy.Accounting, a.Policy.CapMicro), nil
+	case Rotate:
+		var names []string
+		for _, c := range a.Rotate.Coordinators {
+			names = append(names, fmt.Sprintf("%s (%x)", c.Name, []byte(c.PublicKey)))
+		}
+		return fmt.Sprintf("replace the coordinators by %d of [%s]", a.Rotate.Threshold, strings.Join(names, ", ")), nil
+	case Revoke:
+		return fmt.Sprintf("revoke certificate serial %q / node %q (%s)", a.Revoke.Serial, a.Revoke.NodeID, a.Revoke.Reason), nil
+	}
+	return a.Type, nil
 }
