@@ -142,6 +142,7 @@ $` + coordinatorPassphraseEnv + ` or --passphrase-file.`
 
 func newKeygenCmd() *cobra.Command {
 	var out, passFile string
+	kdf := governance.DefaultKDFParams()
 	c := &cobra.Command{
 		Use:   "keygen --out FILE",
 		Short: "Create a coordinator key (ed25519) in an encrypted key file",
@@ -158,7 +159,7 @@ never needs it. The passphrase comes from $` + coordinatorPassphraseEnv + ` or
 			if err != nil {
 				return err
 			}
-			pub, err := governance.GenerateKeyFile(out, pass, governance.DefaultKDFParams())
+			pub, err := governance.GenerateKeyFile(out, pass, kdf)
 			if err != nil {
 				return err
 			}
@@ -168,6 +169,9 @@ never needs it. The passphrase comes from $` + coordinatorPassphraseEnv + ` or
 	}
 	c.Flags().StringVar(&out, "out", "", "key file to create (never overwritten)")
 	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from this file (default: $"+coordinatorPassphraseEnv+")")
+	c.Flags().Uint32Var(&kdf.Time, "argon2-time", kdf.Time, "Argon2id passes")
+	c.Flags().Uint32Var(&kdf.MemoryKiB, "argon2-memory", kdf.MemoryKiB, "Argon2id memory in KiB")
+	c.Flags().Uint8Var(&kdf.Threads, "argon2-threads", kdf.Threads, "Argon2id lanes")
 	mustRequire(c, "out")
 	return c
 }
