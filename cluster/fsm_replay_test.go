@@ -63,16 +63,19 @@ func randomLedger(t *testing.T, seed uint64, n int) (*FSM, []*raft.Log, []ApplyR
 			p := partners[rng.IntN(len(partners))]
 			step(enc(t, NewCosign(p, (&fsmBase{}).cosignNote(t, p, CheckpointOrigin("western-balkans"), head))))
 		case k < 92:
-			step(enc(t, govAddReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
+			step(signedAt(t, ref, govAddReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
 		case k < 94:
-			step(enc(t, govRemoveReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
+			step(signedAt(t, ref, govRemoveReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
 		case k < 96:
-			step(enc(t, govAddPartner(fsmPartner("XK"))))
+			step(signedAt(t, ref, govAddPartner(fsmPartner("XK"))))
 		case k < 98:
-			step(enc(t, govSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: int64(800_000 + rng.IntN(400_000))})))
+			step(signedAt(t, ref, govSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: int64(800_000 + rng.IntN(400_000))})))
 		default:
 			step([]byte(fmt.Sprintf(`{"v":1,"type":"bogus-%d"}`, i)))
 		}
+	}
+	if c, err := ref.Consortium(); err != nil || c.GovernanceSeq == 0 {
+		t.Fatalf("the random ledger admitted no governance statement (%v): the sequence would not test it", err)
 	}
 	return ref, l.logs, results
 }

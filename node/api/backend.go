@@ -154,9 +154,9 @@ type Checkpoint struct {
 type ClusterInfo struct {
 	Consortium   string       `json:"consortium"`
 	ConsortiumID string       `json:"consortium_id"` // the genesis hash
-	Servers    []ServerInfo `json:"servers"`
-	Partners   []string     `json:"partners"`
-	Replicas   []string     `json:"replicas"`
+	Servers      []ServerInfo `json:"servers"`
+	Partners     []string     `json:"partners"`
+	Replicas     []string     `json:"replicas"`
 }
 
 // ServerInfo is one raft server.
