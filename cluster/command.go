@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -15,46 +16,39 @@ import (
 const CommandVersion = 1
 
 // Command types. The set is closed: DecodeCommand refuses any other.
+// Governance (partners, replicas, nodes, catalog, policy, coordinator keys,
+// revocations) has one command type, govern, whose payload is a statement
+// signed by the coordinators (package governance); genesis is unsigned
+// because it is anchored by its hash, the consortium id.
 const (
-	CmdGenesis       = "genesis"
-	CmdAddPartner    = "add_partner"
-	CmdRemovePartner = "remove_partner"
-	CmdAddReplica    = "add_replica"
-	CmdRemoveReplica = "remove_replica"
-	CmdSetCatalog    = "set_catalog"
-	CmdSetPolicy     = "set_policy"
-	CmdReserve       = "reserve"
-	CmdPublish       = "publish"
-	CmdCosign        = "cosign"
+	CmdGenesis = "genesis"
+	CmdGovern  = "govern"
+	CmdReserve = "reserve"
+	CmdPublish = "publish"
+	CmdCosign  = "cosign"
 )
 
 // Command is one entry of the replicated log: a type and the one payload
 // field that type uses. It is JSON so that an operator can read the raft
 // log with ordinary tools; Encode and DecodeCommand are the only ways in and
-// out. Authorisation (who may send which command) is the API layer's job;
-// the FSM only checks content, the same way on every node.
+// out. Reservations, releases and checkpoints carry their partner's
+// signature and governance its coordinators'; the FSM checks them all, the
+// same way on every node, so no node's say-so authorises anything.
 type Command struct {
 	Version int    `json:"v"`
 	Type    string `json:"type"`
 
 	Genesis     *Genesis                   `json:"genesis,omitempty"`     // genesis
-	Partner     *Partner                   `json:"partner,omitempty"`     // add_partner
-	ID          string                     `json:"id,omitempty"`          // remove_partner, add_replica, remove_replica
-	Catalog     json.RawMessage            `json:"catalog,omitempty"`     // set_catalog
-	Policy      *privacy.Policy            `json:"policy,omitempty"`      // set_policy
+	Statement   *governance.Signed         `json:"statement,omitempty"`   // govern
 	Reservation *privacy.SignedReservation `json:"reservation,omitempty"` // reserve
 	Release     *privacy.Signed            `json:"release,omitempty"`     // publish
 	Cosign      *Cosign                    `json:"cosign,omitempty"`      // cosign
 }
 
 // Genesis founds the consortium: it is the first command of every ledger
-// and is refused on a ledger that already has one.
-type Genesis struct {
-	Name     string          `json:"name"`
-	Partners []Partner       `json:"partners"` // Role is ignored: founders are voters
-	Policy   privacy.Policy  `json:"policy"`
-	Catalog  json.RawMessage `json:"catalog"`
-}
+// and is refused on a ledger that already has one. Its hash (Genesis.ID) is
+// the consortium id; see package governance.
+type Genesis = governance.Genesis
 
 // Cosign carries a partner node's signature over a checkpoint of the
 // ledger: a golang.org/x/mod/sumdb/note whose text is the checkpoint body
@@ -64,45 +58,14 @@ type Cosign struct {
 	Note    []byte `json:"note"`
 }
 
-// NewGenesis returns the command that founds a consortium. catalogJSON is
-// the first indicator catalog, in any JSON layout; the ledger stores its
-// canonical form.
-func NewGenesis(name string, partners []Partner, policy privacy.Policy, catalogJSON []byte) Command {
-	return Command{Version: CommandVersion, Type: CmdGenesis, Genesis: &Genesis{
-		Name: name, Partners: partners, Policy: policy, Catalog: json.RawMessage(catalogJSON),
-	}}
+// NewGenesis returns the command that founds a consortium.
+func NewGenesis(g Genesis) Command {
+	return Command{Version: CommandVersion, Type: CmdGenesis, Genesis: &g}
 }
 
-// NewAddPartner returns the command that admits a partner as a voter.
-func NewAddPartner(p Partner) Command {
-	return Command{Version: CommandVersion, Type: CmdAddPartner, Partner: &p}
-}
-
-// NewRemovePartner returns the command that removes a partner. Its past
-// releases stay in the ledger and still verify with its registered key.
-func NewRemovePartner(id string) Command {
-	return Command{Version: CommandVersion, Type: CmdRemovePartner, ID: id}
-}
-
-// NewAddReplica returns the command that registers a read replica.
-func NewAddReplica(id string) Command {
-	return Command{Version: CommandVersion, Type: CmdAddReplica, ID: id}
-}
-
-// NewRemoveReplica returns the command that unregisters a read replica.
-func NewRemoveReplica(id string) Command {
-	return Command{Version: CommandVersion, Type: CmdRemoveReplica, ID: id}
-}
-
-// NewSetCatalog returns the command that adds a catalog version (if new)
-// and makes it current.
-func NewSetCatalog(catalogJSON []byte) Command {
-	return Command{Version: CommandVersion, Type: CmdSetCatalog, Catalog: json.RawMessage(catalogJSON)}
-}
-
-// NewSetPolicy returns the command that replaces the budget policy.
-func NewSetPolicy(p privacy.Policy) Command {
-	return Command{Version: CommandVersion, Type: CmdSetPolicy, Policy: &p}
+// NewGovern returns the command that carries a signed governance statement.
+func NewGovern(s governance.Signed) Command {
+	return Command{Version: CommandVersion, Type: CmdGovern, Statement: &s}
 }
 
 // NewReserve returns the command that reserves budget before noise is drawn.
@@ -144,6 +107,9 @@ func DecodeCommand(data []byte) (Command, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
+		if err := unsignedGovernance(data); err != nil {
+			return Command{}, err
+		}
 		return Command{}, fmt.Errorf("decode command: %w", err)
 	}
 	if dec.More() {
@@ -163,23 +129,23 @@ func (c Command) check() error {
 	}
 	present := map[string]bool{
 		"genesis":     c.Genesis != nil,
-		"partner":     c.Partner != nil,
-		"id":          c.ID != "",
-		"catalog":     len(c.Catalog) > 0,
-		"policy":      c.Policy != nil,
+		"statement":   c.Statement != nil,
 		"reservation": c.Reservation != nil,
 		"release":     c.Release != nil,
 		"cosign":      c.Cosign != nil,
 	}
 	want, ok := commandPayload(c.Type)
 	if !ok {
+		if isUnsignedGovernance(c.Type) {
+			return errUnsigned(c.Type)
+		}
 		return fmt.Errorf("unknown command type %q", c.Type)
 	}
 	if !present[want] {
 		return fmt.Errorf("%s command has no %s", c.Type, want)
 	}
 	// Fields checked in a fixed order so the error is the same everywhere.
-	for _, f := range []string{"genesis", "partner", "id", "catalog", "policy", "reservation", "release", "cosign"} {
+	for _, f := range []string{"genesis", "statement", "reservation", "release", "cosign"} {
 		if f != want && present[f] {
 			return fmt.Errorf("%s command carries an unexpected %s", c.Type, f)
 		}
@@ -193,14 +159,8 @@ func commandPayload(typ string) (string, bool) {
 	switch typ {
 	case CmdGenesis:
 		return "genesis", true
-	case CmdAddPartner:
-		return "partner", true
-	case CmdRemovePartner, CmdAddReplica, CmdRemoveReplica:
-		return "id", true
-	case CmdSetCatalog:
-		return "catalog", true
-	case CmdSetPolicy:
-		return "policy", true
+	case CmdGovern:
+		return "statement", true
 	case CmdReserve:
 		return "reservation", true
 	case CmdPublish:
@@ -209,4 +169,30 @@ func commandPayload(typ string) (string, bool) {
 		return "cosign", true
 	}
 	return "", false
+}
+
+// isUnsignedGovernance reports whether typ is one of the unsigned
+// governance commands earlier versions applied from whoever sent them.
+func isUnsignedGovernance(typ string) bool {
+	switch typ {
+	case "add_partner", "remove_partner", "add_replica", "remove_replica", "remove_node", "set_catalog", "set_policy":
+		return true
+	}
+	return false
+}
+
+func errUnsigned(typ string) error {
+	return fmt.Errorf("unsigned governance command %q refused: governance reaches the ledger only as a statement signed by the coordinators (command type %q)", typ, CmdGovern)
+}
+
+// unsignedGovernance names an unsigned governance command that failed to
+// decode (its payload fields no longer exist), so the refusal says why.
+func unsignedGovernance(data []byte) error {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(data, &head) == nil && isUnsignedGovernance(head.Type) {
+		return errUnsigned(head.Type)
+	}
+	return nil
 }

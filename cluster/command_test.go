@@ -14,12 +14,12 @@ func TestCommandRoundTrip(t *testing.T) {
 	sr := fsmReservation(t, "abc", "r1", "RS", "RS", "2024-Q1", 1000)
 	tests := []Command{
 		fsmGenesis(t, "AL", "RS"),
-		NewAddPartner(fsmPartner("XK")),
-		NewRemovePartner("XK"),
-		NewAddReplica("replica-1"),
-		NewRemoveReplica("replica-1"),
-		NewSetCatalog(cat),
-		NewSetPolicy(privacy.Policy{Accounting: privacy.ZCDP, CapMicro: 5}),
+		govAddPartner(fsmPartner("XK")),
+		govRemovePartner("XK"),
+		govAddReplica("replica-1"),
+		govRemoveReplica("replica-1"),
+		govSetCatalog(cat),
+		govSetPolicy(privacy.Policy{Accounting: privacy.ZCDP, CapMicro: 5}),
 		NewReserve(sr),
 		NewPublish(fsmRelease(t, sr.Reservation, "RS", 1)),
 		NewCosign("RS", []byte("a note\n\n— sig\n")),
@@ -43,7 +43,7 @@ func TestCommandRoundTrip(t *testing.T) {
 			if string(again) != string(data) {
 				t.Errorf("re-encoded command differs:\n%s\n%s", again, data)
 			}
-			if c.Catalog == nil && c.Genesis == nil && !reflect.DeepEqual(got, c) {
+			if c.Statement == nil && c.Genesis == nil && !reflect.DeepEqual(got, c) {
 				t.Errorf("decoded %+v, want %+v", got, c)
 			}
 		})
@@ -54,14 +54,18 @@ func TestDecodeCommandRefuses(t *testing.T) {
 	tests := []struct {
 		name, data, want string
 	}{
-		{"unknown type", `{"v":1,"type":"drop","id":"x"}`, `unknown command type "drop"`},
-		{"no version", `{"type":"add_replica","id":"x"}`, "command version 0 is not supported"},
-		{"newer version", `{"v":2,"type":"add_replica","id":"x"}`, "command version 2 is not supported"},
+		{"unknown type", `{"v":1,"type":"drop","cosign":{}}`, `unknown command type "drop"`},
+		{"no version", `{"type":"cosign","cosign":{}}`, "command version 0 is not supported"},
+		{"newer version", `{"v":2,"type":"cosign","cosign":{}}`, "command version 2 is not supported"},
 		{"missing payload", `{"v":1,"type":"publish"}`, "publish command has no release"},
-		{"extra payload", `{"v":1,"type":"add_replica","id":"x","policy":{"accounting":"pure","cap_micro":1}}`, "add_replica command carries an unexpected policy"},
-		{"unknown field", `{"v":1,"type":"add_replica","id":"x","admin":true}`, `unknown field "admin"`},
-		{"trailing data", `{"v":1,"type":"add_replica","id":"x"}{}`, "trailing data"},
+		{"extra payload", `{"v":1,"type":"cosign","cosign":{},"release":{}}`, "cosign command carries an unexpected release"},
+		{"unknown field", `{"v":1,"type":"cosign","cosign":{},"admin":true}`, `unknown field "admin"`},
+		{"trailing data", `{"v":1,"type":"cosign","cosign":{}}{}`, "trailing data"},
 		{"not json", `add_replica x`, "decode command"},
+		// The unsigned governance commands of earlier versions.
+		{"unsigned add_partner", `{"v":1,"type":"add_partner","partner":{"id":"XK","name":"x","public_key":"AAAA"}}`, `unsigned governance command "add_partner" refused`},
+		{"unsigned remove_partner", `{"v":1,"type":"remove_partner","id":"RS"}`, `unsigned governance command "remove_partner" refused`},
+		{"unsigned set_policy", `{"v":1,"type":"set_policy","policy":{"accounting":"pure","cap_micro":1000000000}}`, `unsigned governance command "set_policy" refused`},
 		{"empty", ``, "decode command"},
 	}
 	for _, tc := range tests {
@@ -78,7 +82,7 @@ func TestEncodeRefusesMalformedCommand(t *testing.T) {
 	if _, err := (Command{Version: CommandVersion, Type: CmdPublish}).Encode(); err == nil {
 		t.Error("Encode of a publish without a release: want error")
 	}
-	if _, err := (Command{Version: CommandVersion, Type: "nope", ID: "x"}).Encode(); err == nil {
+	if _, err := (Command{Version: CommandVersion, Type: "nope", Cosign: &Cosign{}}).Encode(); err == nil {
 		t.Error("Encode of an unknown type: want error")
 	}
 }

@@ -31,9 +31,14 @@ import (
 // Layout (top-level buckets; keys sort the way the read API iterates):
 //
 //	meta/          applied (8-byte BE raft index), name, catalog (current
-//	               hash), policy (JSON privacy.Policy)
+//	               hash), policy (JSON privacy.Policy), consortium_id (hex
+//	               genesis hash), coordinators (JSON governance.Set),
+//	               max_cap_micro and governance_seq (8-byte BE)
 //	partners/      id -> JSON Partner
-//	replicas/      id -> 0x01
+//	replicas/      id -> JSON replicaRecord
+//	governance/    8-byte BE seq -> JSON governance.Signed, every admitted
+//	               statement (the history a verifier replays)
+//	denied/        "id/" id or "serial/" hex serial -> JSON denial
 //	catalogs/      hash -> canonical catalog JSON
 //	reservations/  id -> JSON reservationRecord
 //	releases/      id -> 8-byte BE leaf index
@@ -60,6 +65,8 @@ const (
 	bucketLeaves       = "leaves"
 	bucketSpend        = "spend"
 	bucketCheckpoints  = "checkpoints"
+	bucketGovernance   = "governance"
+	bucketDenied       = "denied"
 
 	keyApplied = "applied"
 	keyName    = "name"
@@ -67,12 +74,17 @@ const (
 	keyPolicy  = "policy"
 	keyText    = "text"
 	keySigs    = "sigs"
+
+	keyConsortiumID = "consortium_id"
+	keyCoordinators = "coordinators"
+	keyMaxCap       = "max_cap_micro"
+	keyGovSeq       = "governance_seq"
 )
 
 // fsmBuckets lists the buckets the FSM creates when it opens a file.
 func fsmBuckets() []string {
 	return []string{bucketMeta, bucketPartners, bucketReplicas, bucketCatalogs, bucketReservations,
-		bucketReleases, bucketLeaves, bucketSpend, bucketCheckpoints}
+		bucketReleases, bucketLeaves, bucketSpend, bucketCheckpoints, bucketGovernance, bucketDenied}
 }
 
 // bucket returns one of the top-level buckets, which openLedger creates.
@@ -109,6 +121,9 @@ type ApplyResult struct {
 	ReleaseID string // publish: the release id
 	Leaf      int64  // publish: its Merkle leaf index; cosign: the checkpoint's tree size
 	Existing  bool
+	// Seq is, for govern, the governance sequence number the statement
+	// was admitted at.
+	Seq uint64 `json:",omitempty"`
 	// Spend is, for reserve, the partner's spend on each quarter of the
 	// reservation's period after it was admitted.
 	Spend []privacy.QuarterSpend
@@ -133,6 +148,12 @@ type FSM struct {
 	// first release of that catalog. A catalog's hash names its content,
 	// so an entry never goes stale, not even across Restore.
 	validators sync.Map // string → *privacy.Validator; lookups only
+	// deny mirrors the denied bucket for Denied, which runs on every TLS
+	// handshake; it is rebuilt after each batch that admitted governance.
+	deny atomic.Pointer[denyList]
+	// governed receives a signal after a batch that admitted governance,
+	// so the leader can bring raft's configuration in line with it.
+	governed chan struct{}
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -145,13 +166,17 @@ func OpenFSM(dir string, logger *slog.Logger) (*FSM, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	f := &FSM{dir: dir, logger: logger.With("component", "fsm")}
+	f := &FSM{dir: dir, logger: logger.With("component", "fsm"), governed: make(chan struct{}, 1)}
 	db, applied, err := openLedger(f.path())
 	if err != nil {
 		return nil, err
 	}
 	f.db = db
 	f.applied.Store(applied)
+	if err := f.loadDenyList(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	f.logger.Info("ledger opened", "path", f.path(), "applied_index", applied)
 	return f, nil
 }
@@ -270,6 +295,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	last := applied
+	governed := false
 	err := f.db.Update(func(tx *bbolt.Tx) error {
 		preps, err := prepareBatch(tx, logs, applied, &f.validators)
 		if err != nil {
@@ -287,6 +313,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			if err != nil {
 				return fmt.Errorf("apply entry %d: %w", l.Index, err)
 			}
+			governed = governed || res.OK && preps[i].cmd.Type == CmdGovern
 			out[i] = res
 		}
 		return bucket(tx, bucketMeta).Put([]byte(keyApplied), binary.BigEndian.AppendUint64(nil, last))
@@ -300,6 +327,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	f.applied.Store(last)
+	if governed {
+		f.governanceChanged()
+	}
 	return out
 }
 
@@ -432,6 +462,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.db = db
 	f.applied.Store(applied)
 	f.failed.Store(nil) // a good snapshot replaces whatever state had failed
+	if err := f.loadDenyListLocked(); err != nil {
+		f.fail(err)
+		return fmt.Errorf("restore ledger: %w", err)
+	}
+	f.signalGoverned()
 	f.logger.Info("ledger restored from snapshot", "applied_index", applied)
 	return nil
 }

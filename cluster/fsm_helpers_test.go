@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"roundtable/aggregate"
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -77,16 +78,33 @@ func openTestFSM(t testing.TB, dir string) *FSM {
 	return f
 }
 
-// fsmLog numbers commands as raft would.
+// fsmLog numbers commands as raft would. It also plays the coordinators:
+// a governance placeholder (gov) gets the consortium id of the genesis
+// added before it and the next sequence number, and is signed by the test
+// coordinators c1 and c2 (2 of 3), in the order the commands are added.
 type fsmLog struct {
 	next uint64
 	logs []*raft.Log
+
+	consortium string
+	govNext    uint64
 }
 
 func (l *fsmLog) add(t testing.TB, cmds ...Command) []*raft.Log {
 	t.Helper()
 	var out []*raft.Log
 	for _, c := range cmds {
+		switch {
+		case c.Type == CmdGenesis && l.consortium == "":
+			id, err := c.Genesis.ID()
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.consortium, l.govNext = id, 1
+		case isPlaceholder(c):
+			c = NewGovern(signStatement(t, l.consortium, l.govNext, c.Statement.Statement.Action, "c1", "c2"))
+			l.govNext++
+		}
 		data, err := c.Encode()
 		if err != nil {
 			t.Fatalf("encode %s: %v", c.Type, err)
@@ -129,13 +147,91 @@ func mustApply(t testing.TB, f *FSM, l *fsmLog, cmds ...Command) []ApplyResult {
 	return res
 }
 
+// fsmGenesis founds a test consortium: the given partners, coordinators
+// c1, c2 and c3 with threshold 2, a cap of ε 1 under a ceiling of ε 3.
 func fsmGenesis(t testing.TB, ids ...string) Command {
 	t.Helper()
-	var ps []Partner
+	var ps []governance.Partner
 	for _, id := range ids {
-		ps = append(ps, fsmPartner(id))
+		p := fsmPartner(id)
+		ps = append(ps, governance.Partner{ID: p.ID, Name: p.Name, PublicKey: p.PublicKey})
 	}
-	return NewGenesis("western-balkans", ps, privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.Micro}, fsmCatalogJSON(t))
+	return NewGenesis(Genesis{
+		Name: "western-balkans", Coordinators: fsmCoordinators("c1", "c2", "c3"), Threshold: 2,
+		MaxCapMicro: 3 * privacy.Micro, Partners: ps,
+		Policy:  governance.Policy{Accounting: privacy.PureDP, CapMicro: privacy.Micro},
+		Catalog: fsmCatalogJSON(t),
+	})
+}
+
+// fsmCoordinators names coordinator keys (fsmKey("coordinator "+name)).
+func fsmCoordinators(names ...string) []governance.Coordinator {
+	var cs []governance.Coordinator
+	for _, n := range names {
+		cs = append(cs, governance.Coordinator{Name: n, PublicKey: fsmCoordinatorKey(n).Public().(ed25519.PublicKey)})
+	}
+	return cs
+}
+
+func fsmCoordinatorKey(name string) ed25519.PrivateKey { return fsmKey("coordinator " + name) }
+
+// signStatement makes a statement signed by the named coordinators.
+func signStatement(t testing.TB, consortium string, seq uint64, a governance.Action, signers ...string) governance.Signed {
+	t.Helper()
+	s := governance.Signed{Statement: governance.Statement{Consortium: consortium, Seq: seq, Action: a}}
+	for _, n := range signers {
+		if err := s.Sign(fsmCoordinatorKey(n)); err != nil {
+			t.Fatalf("sign statement %d: %v", seq, err)
+		}
+	}
+	return s
+}
+
+// gov is a governance placeholder: fsmLog.add signs it (see fsmLog).
+func gov(a governance.Action) Command {
+	return NewGovern(governance.Signed{Statement: governance.Statement{Action: a}})
+}
+
+func isPlaceholder(c Command) bool {
+	return c.Type == CmdGovern && c.Statement.Statement.Seq == 0 && c.Statement.Statement.Consortium == "" && len(c.Statement.Signatures) == 0
+}
+
+func govAddPartner(p Partner) Command {
+	return gov(governance.Action{Type: governance.AddPartner, Address: p.Address,
+		Partner: &governance.Partner{ID: p.ID, Name: p.Name, PublicKey: p.PublicKey}})
+}
+func govRemovePartner(id string) Command {
+	return gov(governance.Action{Type: governance.RemovePartner, ID: id})
+}
+func govAddReplica(id string) Command {
+	return gov(governance.Action{Type: governance.AddReplica, ID: id})
+}
+func govRemoveReplica(id string) Command {
+	return gov(governance.Action{Type: governance.RemoveReplica, ID: id})
+}
+func govRemoveNode(id string) Command {
+	return gov(governance.Action{Type: governance.RemoveNode, ID: id})
+}
+func govSetCatalog(raw []byte) Command {
+	return gov(governance.Action{Type: governance.SetCatalog, Catalog: raw})
+}
+func govSetPolicy(p privacy.Policy) Command {
+	return gov(governance.Action{Type: governance.SetPolicy, Policy: &governance.Policy{Accounting: p.Accounting, CapMicro: p.CapMicro}})
+}
+
+// signedAt signs a governance placeholder as c1 and c2 at f's next
+// sequence number and returns the encoded command.
+func signedAt(t testing.TB, f *FSM, c Command) []byte {
+	t.Helper()
+	h, _, err := f.Governance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := NewGovern(signStatement(t, h.Consortium, h.Next, c.Statement.Statement.Action, "c1", "c2")).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 func period(t testing.TB, s string) aggregate.Period {

@@ -63,16 +63,19 @@ func randomLedger(t *testing.T, seed uint64, n int) (*FSM, []*raft.Log, []ApplyR
 			p := partners[rng.IntN(len(partners))]
 			step(enc(t, NewCosign(p, (&fsmBase{}).cosignNote(t, p, CheckpointOrigin("western-balkans"), head))))
 		case k < 92:
-			step(enc(t, NewAddReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
+			step(signedAt(t, ref, govAddReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
 		case k < 94:
-			step(enc(t, NewRemoveReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
+			step(signedAt(t, ref, govRemoveReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
 		case k < 96:
-			step(enc(t, NewAddPartner(fsmPartner("XK"))))
+			step(signedAt(t, ref, govAddPartner(fsmPartner("XK"))))
 		case k < 98:
-			step(enc(t, NewSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: int64(800_000 + rng.IntN(400_000))})))
+			step(signedAt(t, ref, govSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: int64(800_000 + rng.IntN(400_000))})))
 		default:
 			step([]byte(fmt.Sprintf(`{"v":1,"type":"bogus-%d"}`, i)))
 		}
+	}
+	if c, err := ref.Consortium(); err != nil || c.GovernanceSeq == 0 {
+		t.Fatalf("the random ledger admitted no governance statement (%v): the sequence would not test it", err)
 	}
 	return ref, l.logs, results
 }
@@ -188,7 +191,7 @@ func TestFSMRestart(t *testing.T) {
 		t.Fatal("replaying applied entries changed the state")
 	}
 	// Entries after the applied index still apply.
-	res := mustApply(t, f, l, NewAddReplica("after-restart"))[0]
+	res := mustApply(t, f, l, govAddReplica("after-restart"))[0]
 	if res.Index != wantIndex+1 || f.AppliedIndex() != wantIndex+1 {
 		t.Errorf("next entry: %+v, applied %d", res, f.AppliedIndex())
 	}

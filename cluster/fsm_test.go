@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -38,12 +39,16 @@ func newFSMBase(t testing.TB) *fsmBase {
 	b.p1 = fsmRelease(t, b.r1.Reservation, "RS", 1)
 	mustApply(t, b.f, b.log,
 		fsmGenesis(t, "AL", "BA", "RS", "MK"),
-		NewRemovePartner("MK"),
+		govRemovePartner("MK"),
 		NewReserve(b.r1), NewReserve(b.r2), NewReserve(b.r3),
 		NewPublish(b.p1),
 	)
 	return b
 }
+
+// signed encodes a governance placeholder signed at the base's next
+// sequence number.
+func (b *fsmBase) signed(t testing.TB, c Command) []byte { return signedAt(t, b.f, c) }
 
 func (b *fsmBase) cosignNote(t testing.TB, signer, origin string, tree tlog.Tree) []byte {
 	t.Helper()
@@ -151,10 +156,10 @@ func TestFSMRefusals(t *testing.T) {
 			return enc(t, NewReserve(sr))
 		}, "release uses zcdp accounting but the consortium's policy is pure"},
 		{"unknown command type", func(t *testing.T, b *fsmBase) []byte {
-			return []byte(`{"v":1,"type":"drop_ledger","id":"x"}`)
+			return []byte(`{"v":1,"type":"drop_ledger","cosign":{}}`)
 		}, `unknown command type "drop_ledger"`},
 		{"newer command version", func(t *testing.T, b *fsmBase) []byte {
-			return []byte(`{"v":2,"type":"add_replica","id":"x"}`)
+			return []byte(`{"v":2,"type":"cosign","cosign":{}}`)
 		}, "command version 2 is not supported"},
 		{"not JSON", func(t *testing.T, b *fsmBase) []byte { return []byte("DROP TABLE") }, "decode command"},
 		{"genesis twice", func(t *testing.T, b *fsmBase) []byte {
@@ -163,38 +168,38 @@ func TestFSMRefusals(t *testing.T) {
 		{"partner key already registered", func(t *testing.T, b *fsmBase) []byte {
 			p := fsmPartner("XK")
 			p.PublicKey = fsmPartner("RS").PublicKey
-			return enc(t, NewAddPartner(p))
+			return b.signed(t, govAddPartner(p))
 		}, "public key is already registered to partner RS"},
 		{"partner id not a country code", func(t *testing.T, b *fsmBase) []byte {
 			p := fsmPartner("XK")
 			p.ID = "Serbia"
-			return enc(t, NewAddPartner(p))
+			return b.signed(t, govAddPartner(p))
 		}, "must be an ISO 3166-1 alpha-2 code"},
 		{"removed partner rejoining with a new key", func(t *testing.T, b *fsmBase) []byte {
 			p := fsmPartner("MK")
 			p.PublicKey = fsmPartner("XK").PublicKey
-			return enc(t, NewAddPartner(p))
+			return b.signed(t, govAddPartner(p))
 		}, "partner MK was removed; it can rejoin only with its old key"},
 		{"catalog not newer", func(t *testing.T, b *fsmBase) []byte {
 			raw := strings.Replace(string(fsmCatalogJSON(t)), `"title": "Age at identification: quartiles"`, `"title": "Age"`, 1)
-			return enc(t, NewSetCatalog([]byte(raw)))
+			return b.signed(t, govSetCatalog([]byte(raw)))
 		}, "catalog version 1 is not newer than the current version 1"},
 		{"catalog with a bad kind", func(t *testing.T, b *fsmBase) []byte {
 			raw := strings.Replace(string(fsmCatalogJSON(t)), `"version": 1`, `"version": 2`, 1)
 			raw = strings.Replace(raw, `"kind": "quantiles"`, `"kind": "bogus"`, 1)
-			return enc(t, NewSetCatalog([]byte(raw)))
+			return b.signed(t, govSetCatalog([]byte(raw)))
 		}, `kind "bogus" is not one of count, quantiles`},
 		{"switch accounting after spending", func(t *testing.T, b *fsmBase) []byte {
-			return enc(t, NewSetPolicy(privacy.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.Micro}))
+			return b.signed(t, govSetPolicy(privacy.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.Micro}))
 		}, "cannot change accounting from pure to zcdp"},
 		{"invalid policy", func(t *testing.T, b *fsmBase) []byte {
-			return enc(t, NewSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: -1}))
+			return b.signed(t, govSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: -1}))
 		}, "cap must be positive"},
 		{"remove unknown replica", func(t *testing.T, b *fsmBase) []byte {
-			return enc(t, NewRemoveReplica("ghost"))
+			return b.signed(t, govRemoveReplica("ghost"))
 		}, `replica "ghost" is not registered`},
 		{"remove unknown partner", func(t *testing.T, b *fsmBase) []byte {
-			return enc(t, NewRemovePartner("XK"))
+			return b.signed(t, govRemovePartner("XK"))
 		}, "partner XK is not registered"},
 		{"cosign beyond the tree", func(t *testing.T, b *fsmBase) []byte {
 			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", origin, tlog.Tree{N: 5})))
@@ -258,7 +263,7 @@ func releaseID(t *testing.T, r privacy.Release) string {
 func TestFSMBeforeGenesis(t *testing.T) {
 	f := newTestFSM(t)
 	l := &fsmLog{}
-	res := applyAll(t, f, l.add(t, NewAddReplica("r1")))[0]
+	res := applyAll(t, f, l.add(t, govAddReplica("r1")))[0]
 	if res.OK || !strings.Contains(res.Refusal, "genesis must come first") {
 		t.Fatalf("got %+v, want refusal before genesis", res)
 	}
@@ -267,7 +272,7 @@ func TestFSMBeforeGenesis(t *testing.T) {
 	}
 	// A one-partner consortium cannot lose its last partner.
 	mustApply(t, f, l, fsmGenesis(t, "RS"))
-	res = applyAll(t, f, l.add(t, NewRemovePartner("RS")))[0]
+	res = applyAll(t, f, l.add(t, govRemovePartner("RS")))[0]
 	if res.OK || !strings.Contains(res.Refusal, "last voting partner") {
 		t.Fatalf("got %+v, want refusal to remove the last partner", res)
 	}
@@ -285,10 +290,6 @@ func TestFSMIdempotent(t *testing.T) {
 		{"replayed release", NewPublish(b.p1), ApplyResult{OK: true, Existing: true, ReleaseID: b.p1.ID, Leaf: 0}},
 		{"replayed reservation", NewReserve(b.r1), ApplyResult{OK: true, Existing: true,
 			Spend: []privacy.QuarterSpend{{Quarter: period(t, "2024-Q1"), SpentMicro: 800_000}}}},
-		{"repeated add_partner", NewAddPartner(fsmPartner("RS")), ApplyResult{OK: true, Existing: true}},
-		{"repeated remove_partner", NewRemovePartner("MK"), ApplyResult{OK: true, Existing: true}},
-		{"current catalog again", NewSetCatalog(fsmCatalogJSON(t)), ApplyResult{OK: true, Existing: true}},
-		{"same policy", NewSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.Micro}), ApplyResult{OK: true, Existing: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,6 +305,31 @@ func TestFSMIdempotent(t *testing.T) {
 	}
 	if h, _ := b.f.TreeHead(); h != head {
 		t.Errorf("tree head %v after replays, want %v", h, head)
+	}
+	// A repeated governance action changes nothing but is a new signed
+	// statement: it is recorded in the history and takes the next number.
+	cons, err := b.f.Consortium()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, cmd := range []Command{
+		govAddPartner(fsmPartner("RS")),
+		govRemovePartner("MK"),
+		govSetCatalog(fsmCatalogJSON(t)),
+		govSetPolicy(privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.Micro}),
+	} {
+		res := applyAll(t, b.f, b.log.add(t, cmd))[0]
+		if !res.OK || !res.Existing || res.Seq != cons.GovernanceSeq+uint64(i)+1 {
+			t.Errorf("repeated %s: %+v, want OK, Existing, seq %d", cmd.Statement.Statement.Action.Type, res, cons.GovernanceSeq+uint64(i)+1)
+		}
+	}
+	after, err := b.f.Consortium()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after.GovernanceSeq = cons.GovernanceSeq
+	if !reflect.DeepEqual(after, cons) {
+		t.Errorf("repeated governance changed the consortium:\n%+v\n%+v", after, cons)
 	}
 	// A second release on a fresh reservation lands on the next leaf.
 	p2 := fsmRelease(t, b.r2.Reservation, "RS", 2)
@@ -321,11 +347,11 @@ func equalResult(a, b ApplyResult) bool {
 func TestFSMPartnerLifecycle(t *testing.T) {
 	b := newFSMBase(t)
 	mustApply(t, b.f, b.log,
-		NewAddPartner(fsmPartner("XK")),
-		NewAddPartner(fsmPartner("MK")), // rejoins with its old key
-		NewAddReplica("researcher-1"),
-		NewAddReplica("researcher-0"),
-		NewRemoveReplica("researcher-1"),
+		govAddPartner(fsmPartner("XK")),
+		govAddPartner(fsmPartner("MK")), // rejoins with its old key
+		govAddReplica("researcher-1"),
+		govAddReplica("researcher-0"),
+		govRemoveReplica("researcher-1"),
 	)
 	c, err := b.f.Consortium()
 	if err != nil {
@@ -352,7 +378,7 @@ func TestFSMPartnerLifecycle(t *testing.T) {
 func TestFSMCatalogVersions(t *testing.T) {
 	b := newFSMBase(t)
 	v2 := strings.Replace(string(fsmCatalogJSON(t)), `"version": 1`, `"version": 2`, 1)
-	mustApply(t, b.f, b.log, NewSetCatalog([]byte(v2)))
+	mustApply(t, b.f, b.log, govSetCatalog([]byte(v2)))
 	cur, raw, err := b.f.CurrentCatalog()
 	if err != nil || cur.Version != 2 {
 		t.Fatalf("current catalog %+v, %v", cur, err)
@@ -370,7 +396,7 @@ func TestFSMCatalogVersions(t *testing.T) {
 	}
 	mustApply(t, b.f, b.log, NewReserve(fsmReservation(t, b.cat, "old", "RS", "RS", "2024-Q4", 100_000)))
 	// Switching back to a known version is allowed.
-	mustApply(t, b.f, b.log, NewSetCatalog(fsmCatalogJSON(t)))
+	mustApply(t, b.f, b.log, govSetCatalog(fsmCatalogJSON(t)))
 	if c, _ := b.f.Consortium(); c.CatalogHash != b.cat || len(c.Catalogs) != 2 {
 		t.Errorf("after switching back: %+v", c)
 	}
@@ -433,7 +459,7 @@ func TestFSMCheckpoints(t *testing.T) {
 	// Removing BA leaves AL and RS as voters; RS alone is not a majority
 	// of two, so the latest regional checkpoint is gone and the latest
 	// signed one is returned instead.
-	mustApply(t, b.f, b.log, NewRemovePartner("BA"))
+	mustApply(t, b.f, b.log, govRemovePartner("BA"))
 	if _, size, regional, _ := b.f.Checkpoint(); regional || size != 2 {
 		t.Errorf("after removing BA: size %d regional %v, want 2 false", size, regional)
 	}
@@ -462,7 +488,7 @@ func TestFSMStorageFailureIsAnError(t *testing.T) {
 	if err := b.f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r := b.f.ApplyBatch(b.log.add(t, NewAddReplica("x")))[0]
+	r := b.f.ApplyBatch(b.log.add(t, govAddReplica("x")))[0]
 	if _, ok := r.(error); !ok {
 		t.Fatalf("apply on a closed ledger returned %T %v, want an error", r, r)
 	}

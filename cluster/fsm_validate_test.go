@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -244,7 +245,7 @@ func TestFSMRefusesInvalidReservationContent(t *testing.T) {
 func TestFSMValidatesZCDPRelease(t *testing.T) {
 	b := &fsmBase{f: newTestFSM(t), log: &fsmLog{}, cat: fsmCatalogHash(t)}
 	g := fsmGenesis(t, "RS", "AL")
-	g.Genesis.Policy = privacy.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.Micro}
+	g.Genesis.Policy = governance.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.Micro}
 	r := privacy.Reservation{ID: "z1", Partner: "RS", CatalogHash: b.cat, Period: period(t, "2024-Q1"),
 		Accounting: privacy.ZCDP, SpendMicro: 50_000, Indicators: []string{"victims", "referral_source", "age"}}
 	sr, err := privacy.SignReservation(r, fsmKey("RS"))

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -80,19 +80,26 @@ func (n *Node) join(ctx context.Context) error {
 
 // handleJoin admits a node that holds a certificate for a registered
 // partner (as a voter) or replica (as a non-voter). A follower checks the
-// certificate and passes the request to the leader.
+// certificate and passes the request to the leader, which checks again on
+// its own: the voucher's word is never enough (see admit).
 func (n *Node) handleJoin(ctx context.Context, peer string, body []byte) ([]byte, error) {
 	var req joinRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, fmt.Errorf("%s: join request: %w", codeRefused, err)
 	}
 	switch {
-	case req.Vouched && n.inConfiguration(peer):
-		// A member checked the certificate; its own identity is checked by TLS.
+	case req.Vouched && n.isVoter(peer):
+		// A voting member passes the request on; the leader dials the
+		// joiner itself before admitting it.
+	case req.Vouched:
+		return nil, fmt.Errorf("%s: join as %q vouched for by %q refused: only a voting member may pass a join on", codeRefused, req.ID, peer)
 	case peer != req.ID:
 		return nil, fmt.Errorf("%s: join as %q refused: the certificate presented is for %q", codeRefused, req.ID, peer)
 	}
 	if n.raft.State() != raft.Leader {
+		if req.Vouched {
+			return nil, fmt.Errorf("%s: %w", codeUnavailable, raft.ErrNotLeader) // one hop only
+		}
 		addr, id := n.raft.LeaderWithID()
 		if id == "" {
 			return nil, fmt.Errorf("%s: %w", codeUnavailable, errNoLeader)
@@ -108,7 +115,7 @@ func (n *Node) handleJoin(ctx context.Context, peer string, body []byte) ([]byte
 		}
 		return out, nil
 	}
-	if err := n.admit(req); err != nil {
+	if err := n.admit(ctx, req); err != nil {
 		return nil, remoteErr(err)
 	}
 	var resp joinResponse
@@ -119,143 +126,208 @@ func (n *Node) handleJoin(ctx context.Context, peer string, body []byte) ([]byte
 }
 
 // admit adds req's node to the configuration; this node is the leader.
-func (n *Node) admit(req joinRequest) error {
-	role := n.registered(req.ID)
+// Membership follows the ledger: the id must be registered by signed
+// governance (an active partner joins as a voter, a replica as a
+// non-voter), not denied, at the address governance gave if it gave one;
+// and the leader dials the address itself and checks that the certificate
+// there names the id, so no member can vouch another node's id to an
+// address it does not hold.
+func (n *Node) admit(ctx context.Context, req joinRequest) error {
+	reg := n.registration(req.ID)
 	switch {
-	case role == "":
-		return fmt.Errorf("%s: %s is not a registered partner or replica of the consortium; the coordinator must add it first", codeRefused, req.ID)
-	case role == rolePartner && !req.Voter:
+	case reg.role == "":
+		return fmt.Errorf("%s: %s is not a registered partner or replica of the consortium; the coordinators must add it first", codeRefused, req.ID)
+	case reg.denied != "":
+		return fmt.Errorf("%s: %s may not join: %s", codeRefused, req.ID, reg.denied)
+	case reg.role == rolePartner && !req.Voter:
 		return fmt.Errorf("%s: %s is a registered partner and joins as a voter; start it as a voter", codeRefused, req.ID)
-	case role == roleReplica && req.Voter:
+	case reg.role == roleReplica && req.Voter:
 		return fmt.Errorf("%s: %s is a read replica and cannot vote; start it as a non-voter", codeRefused, req.ID)
+	case reg.addr != "" && reg.addr != req.Addr:
+		return fmt.Errorf("%s: %s is registered at %s, not %s", codeRefused, req.ID, reg.addr, req.Addr)
 	}
 	for _, s := range n.servers() {
 		if string(s.ID) == req.ID && string(s.Address) == req.Addr {
 			return nil // already a member: a retried join
 		}
 	}
+	if err := n.dialCheck(ctx, req.ID, req.Addr); err != nil {
+		return fmt.Errorf("%s: join as %s at %s refused: %v", codeRefused, req.ID, req.Addr, err)
+	}
 	var f raft.IndexFuture
-	if role == rolePartner {
+	if reg.role == rolePartner {
 		f = n.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, n.cfg.ElectionTimeout*4)
 	} else {
 		f = n.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, n.cfg.ElectionTimeout*4)
 	}
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("add %s %s: %w", role, req.ID, err)
+		return fmt.Errorf("add %s %s: %w", reg.role, req.ID, err)
 	}
-	n.log.Info("admitted node", "id", req.ID, "addr", req.Addr, "role", role)
+	n.log.Info("admitted node", "id", req.ID, "addr", req.Addr, "role", reg.role)
 	return nil
 }
 
-// AddPartner registers a partner with its release-signing key. The
-// partner's node can then join as a voter.
-func (n *Node) AddPartner(ctx context.Context, id, name string, pub ed25519.PublicKey) error {
-	cmd, err := NewAddPartner(Partner{ID: id, Name: name, PublicKey: pub}).Encode()
+// dialCheck connects to addr and checks that the certificate there names
+// id: the TLS handshake proves the node at addr holds id's private key.
+func (n *Node) dialCheck(ctx context.Context, id, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
+	defer cancel()
+	conn, err := dialTLS(ctx, n.tls, addr, ProtoForward, id, n.cfg.HandshakeTimeout)
 	if err != nil {
-		return fmt.Errorf("add partner %s: %w", id, err)
+		return err
 	}
-	return n.applyAction(ctx, "add partner "+id, cmd)
+	return conn.Close()
 }
 
-// AddReplica registers a read-only replica; its node can then join as a
-// non-voter.
-func (n *Node) AddReplica(ctx context.Context, id string) error {
-	cmd, err := NewAddReplica(id).Encode()
+// Govern submits a statement signed by the coordinators. The leader checks
+// it against the current state (consortium, sequence number, signatures)
+// before it proposes it, so junk never reaches the raft log; the state
+// machine checks it again on every node. A refusal is a result (OK false).
+// A retry of a statement that is already in the ledger answers OK with
+// Existing set, so a client may resend after a lost answer.
+func (n *Node) Govern(ctx context.Context, s governance.Signed) (ApplyResult, error) {
+	cmd, err := NewGovern(s).Encode()
 	if err != nil {
-		return fmt.Errorf("add replica %s: %w", id, err)
-	}
-	return n.applyAction(ctx, "add replica "+id, cmd)
-}
-
-// SetCatalog installs a catalog version (its canonical JSON) as current.
-func (n *Node) SetCatalog(ctx context.Context, catalogJSON []byte) error {
-	cmd, err := NewSetCatalog(catalogJSON).Encode()
-	if err != nil {
-		return fmt.Errorf("set catalog: %w", err)
-	}
-	return n.applyAction(ctx, "set catalog", cmd)
-}
-
-// SetPolicy replaces the consortium's budget policy.
-func (n *Node) SetPolicy(ctx context.Context, p privacy.Policy) error {
-	cmd, err := NewSetPolicy(p).Encode()
-	if err != nil {
-		return fmt.Errorf("set policy: %w", err)
-	}
-	return n.applyAction(ctx, "set policy", cmd)
-}
-
-// RemoveNode takes a partner or replica out of the registry (so it cannot
-// rejoin) and then out of the raft configuration.
-func (n *Node) RemoveNode(ctx context.Context, id string) error {
-	var cmd []byte
-	var err error
-	switch n.registered(id) {
-	case rolePartner:
-		cmd, err = NewRemovePartner(id).Encode()
-	case roleReplica:
-		cmd, err = NewRemoveReplica(id).Encode()
-	}
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", id, err)
-	}
-	if cmd != nil {
-		if err := n.applyAction(ctx, "remove "+id, cmd); err != nil {
-			return err
-		}
+		return ApplyResult{}, fmt.Errorf("govern: %w", err)
 	}
 	wait := retryMin
 	for {
-		err := n.removeServer(ctx, id)
-		if err == nil || !retryable(err) {
-			return err
+		res, err := n.governOnce(ctx, cmd)
+		if err == nil {
+			if !res.OK && n.alreadyApplied(ctx, s) {
+				return ApplyResult{OK: true, Existing: true, Seq: s.Statement.Seq}, nil
+			}
+			return res, nil
+		}
+		if !retryable(err) {
+			return ApplyResult{}, fmt.Errorf("govern: %w", err)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("remove %s: %w (last error: %v)", id, ctx.Err(), err)
+			return ApplyResult{}, fmt.Errorf("govern: %w (last error: %v)", ctx.Err(), err)
 		case <-t.C:
 		}
 		wait = min(2*wait, retryMax)
 	}
 }
 
-func (n *Node) removeServer(ctx context.Context, id string) error {
+// alreadyApplied reports whether the ledger holds s at its number (a
+// resent statement), catching up with the leader first if needed.
+func (n *Node) alreadyApplied(ctx context.Context, s governance.Signed) bool {
+	old, err := n.fsm.Statement(s.Statement.Seq)
+	if errors.Is(err, ErrNotFound) {
+		if _, rerr := n.ConsistentRead(ctx); rerr == nil {
+			old, err = n.fsm.Statement(s.Statement.Seq)
+		}
+	}
+	return err == nil && sameStatement(old, s)
+}
+
+func (n *Node) governOnce(ctx context.Context, cmd []byte) (ApplyResult, error) {
 	if n.raft.State() == raft.Leader {
-		return n.removeServerLocal(ctx, id)
+		return n.governLocal(ctx, cmd)
 	}
-	addr, lid := n.raft.LeaderWithID()
-	if lid == "" {
-		return errNoLeader
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return ApplyResult{}, errNoLeader
 	}
-	_, err := n.forward(ctx, addr, fwdRemove, []byte(id))
-	return err
-}
-
-func (n *Node) removeServerLocal(_ context.Context, id string) error {
-	if !n.inConfiguration(id) {
-		return nil
-	}
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ElectionTimeout*4).Error(); err != nil {
-		return fmt.Errorf("remove server %s: %w", id, err)
-	}
-	return nil
-}
-
-// applyAction applies a coordinator command and turns a refusal into an
-// error, since for these the caller has nothing else to inspect.
-func (n *Node) applyAction(ctx context.Context, what string, cmd []byte) error {
-	res, err := n.Apply(ctx, cmd)
+	body, err := n.forward(ctx, addr, fwdGovern, cmd)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return ApplyResult{}, err
 	}
-	if !res.OK {
-		return fmt.Errorf("%s: %w: %s", what, ErrRefused, res.Refusal)
+	var res ApplyResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		return ApplyResult{}, fmt.Errorf("govern result from leader %s: %w", id, err)
 	}
-	return nil
+	return res, nil
 }
 
-// ErrRefused marks a coordinator action the ledger refused (a result every
-// node agrees on), as opposed to a failure to reach the ledger.
+// governLocal pre-checks a govern command on the leader and proposes it.
+func (n *Node) governLocal(ctx context.Context, cmd []byte) (ApplyResult, error) {
+	c, err := DecodeCommand(cmd)
+	if err != nil {
+		return ApplyResult{Refusal: err.Error()}, nil
+	}
+	if c.Type != CmdGovern {
+		return ApplyResult{Refusal: fmt.Sprintf("a %s command is not governance", c.Type)}, nil
+	}
+	if err := n.fsm.CheckStatement(*c.Statement); err != nil {
+		var ref *privacy.Refusal
+		if errors.As(err, &ref) {
+			return ApplyResult{Refusal: ref.Reason}, nil
+		}
+		return ApplyResult{}, err
+	}
+	return n.applyLocal(ctx, cmd)
+}
+
+func (n *Node) handleGovern(ctx context.Context, cmd []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, maxForwardedApply)
+	defer cancel()
+	if n.raft.State() != raft.Leader {
+		return nil, fmt.Errorf("%s: %w", codeUnavailable, raft.ErrNotLeader)
+	}
+	res, err := n.governLocal(ctx, cmd)
+	if err != nil {
+		return nil, remoteErr(err)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode result: %w", codeRefused, err)
+	}
+	return b, nil
+}
+
+// membershipLoop keeps raft's configuration in line with the ledger: while
+// this node leads, every server whose registration signed governance has
+// removed (or whose id or certificate is denied) is taken out. It is the
+// only way a server leaves the configuration, apart from an operator's
+// peers.json recovery; no request over the network can remove one.
+func (n *Node) membershipLoop(ctx context.Context) {
+	t := time.NewTicker(max(n.cfg.ElectionTimeout, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.fsm.GovernanceApplied():
+		case <-t.C:
+		}
+		if n.raft.State() == raft.Leader && n.hasConsortium() {
+			n.reconcile()
+		}
+	}
+}
+
+// reconcile removes unregistered servers, this node last (a leader that
+// removes itself steps down).
+func (n *Node) reconcile() {
+	var self bool
+	for _, s := range n.servers() {
+		if reg := n.registration(string(s.ID)); reg.role != "" && reg.denied == "" {
+			continue
+		}
+		if string(s.ID) == n.cfg.ID {
+			self = true
+			continue
+		}
+		n.removeServer(string(s.ID))
+	}
+	if self {
+		n.removeServer(n.cfg.ID)
+	}
+}
+
+func (n *Node) removeServer(id string) {
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ElectionTimeout*4).Error(); err != nil {
+		n.log.Warn("remove server the ledger no longer registers", "id", id, "error", err)
+		return
+	}
+	n.log.Info("removed server: governance removed its registration", "id", id)
+}
+
+// ErrRefused marks a governance statement the ledger refused (a result
+// every node agrees on), as opposed to a failure to reach the ledger.
 var ErrRefused = errors.New("refused by the ledger")

@@ -10,21 +10,22 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/mod/sumdb/note"
+
+	"roundtable/cluster/governance"
 )
 
 // Default timeouts, sized for the region's 50–400 ms round trips between
@@ -141,8 +142,12 @@ func (c *Config) validate() error {
 	if len(c.Bootstrap) > 0 {
 		// Checked before raft is bootstrapped, so a bad file never leaves
 		// a founded cluster without a consortium.
-		if _, err := ParseGenesis(c.Bootstrap); err != nil {
+		g, err := ParseGenesis(c.Bootstrap)
+		if err != nil {
 			return err
+		}
+		if !slices.ContainsFunc(g.Partners, func(p governance.Partner) bool { return p.ID == c.ID }) {
+			return fmt.Errorf("node %s founds the ledger but is not one of the genesis's partners", c.ID)
 		}
 	}
 	if c.TLS == nil && c.TLSDir == "" {
@@ -414,6 +419,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.cfg.Signer != nil {
 		n.goRun(n.cosignLoop)
 	}
+	n.goRun(n.membershipLoop)
 	return nil
 }
 
@@ -638,23 +644,51 @@ func (n *Node) authorize(peer string) error {
 }
 
 // registered returns rolePartner or roleReplica if the ledger registers id
-// as an active partner or a replica, and "" otherwise.
+// as an active partner or a replica and does not deny it, and "" otherwise.
 func (n *Node) registered(id string) string {
+	if reg := n.registration(id); reg.denied == "" {
+		return reg.role
+	}
+	return ""
+}
+
+// registration is what the ledger says about a node id.
+type registration struct {
+	role   string // rolePartner, roleReplica or ""
+	addr   string // the address governance registered, if any
+	denied string // why the id is on the deny-list, if it is
+}
+
+func (n *Node) registration(id string) registration {
+	var reg registration
 	c, err := n.fsm.Consortium()
 	if err != nil {
-		return ""
+		return reg
 	}
 	for _, p := range c.Partners {
 		if p.ID == id && p.Role != RoleRemoved {
-			return rolePartner
+			reg.role, reg.addr = rolePartner, p.Address
 		}
 	}
 	for _, r := range c.Replicas {
 		if r == id {
-			return roleReplica
+			reg.role, reg.addr = roleReplica, c.ReplicaAddrs[id]
 		}
 	}
-	return ""
+	if denied, why := n.fsm.Denied(id, nil); denied {
+		reg.denied = why
+	}
+	return reg
+}
+
+// isVoter reports whether id is a voter in the current configuration.
+func (n *Node) isVoter(id string) bool {
+	for _, s := range n.servers() {
+		if string(s.ID) == id {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
 }
 
 // hasConsortium reports whether genesis has been applied.
@@ -673,28 +707,14 @@ func (n *Node) checkpointOrigin() (string, bool) {
 }
 
 // ParseGenesis reads a genesis file: the JSON form of Genesis (see
-// docs/cluster.md). Unknown fields are refused so a typo is not silently
-// dropped from the founding record of the consortium.
-func ParseGenesis(data []byte) (Genesis, error) {
-	var g Genesis
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&g); err != nil {
-		return Genesis{}, fmt.Errorf("genesis file: %w", err)
-	}
-	if g.Name == "" {
-		return Genesis{}, errors.New("genesis file: \"name\" is empty")
-	}
-	if len(g.Partners) == 0 {
-		return Genesis{}, errors.New("genesis file: \"partners\" is empty")
-	}
-	return g, nil
-}
+// docs/cluster.md and governance.ParseGenesis). Unknown fields are refused
+// so a typo is not silently dropped from the founding record.
+func ParseGenesis(data []byte) (Genesis, error) { return governance.ParseGenesis(data) }
 
 func genesisCommand(data []byte) ([]byte, error) {
 	g, err := ParseGenesis(data)
 	if err != nil {
 		return nil, err
 	}
-	return NewGenesis(g.Name, g.Partners, g.Policy, g.Catalog).Encode()
+	return NewGenesis(g).Encode()
 }

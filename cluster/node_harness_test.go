@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"roundtable/aggregate"
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -54,29 +55,66 @@ func newTestRegion(tb testing.TB) *testRegion {
 	}
 	r := &testRegion{tb: tb, caDir: filepath.Join(dir, "ca"), ca: ca, keys: map[string]ed25519.PrivateKey{},
 		catalog: aggregate.CatalogV1(), logger: testLogger(tb)}
-	var partners []Partner
+	var partners []governance.Partner
 	for _, id := range testPartnerIDs {
 		pub, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		r.keys[id] = priv
-		partners = append(partners, Partner{ID: id, Name: "NGO " + id, PublicKey: pub})
+		partners = append(partners, governance.Partner{ID: id, Name: "NGO " + id, PublicKey: pub})
 	}
 	catJSON, err := r.catalog.Canonical()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	r.genesis, err = json.Marshal(Genesis{
-		Name:     "Test Region",
-		Partners: partners,
-		Policy:   privacy.Policy{Accounting: privacy.PureDP, CapMicro: testCapMicro},
-		Catalog:  catJSON,
+		Name:         "Test Region",
+		Coordinators: fsmCoordinators("c1", "c2", "c3"),
+		Threshold:    2,
+		MaxCapMicro:  10 * testCapMicro,
+		Partners:     partners,
+		Policy:       governance.Policy{Accounting: privacy.PureDP, CapMicro: testCapMicro},
+		Catalog:      catJSON,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return r
+}
+
+// govern signs a governance action as coordinators c1 and c2 at the
+// ledger's next sequence number and submits it through n; a refusal fails
+// the test.
+func (r *testRegion) govern(ctx context.Context, n *Node, a governance.Action) ApplyResult {
+	r.tb.Helper()
+	if _, err := n.ConsistentRead(ctx); err != nil {
+		r.tb.Fatal(err)
+	}
+	h, _, err := n.FSM().Governance()
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	res, err := n.Govern(ctx, signStatement(r.tb, h.Consortium, h.Next, a, "c1", "c2"))
+	if err != nil {
+		r.tb.Fatalf("govern %s: %v", a.Type, err)
+	}
+	if !res.OK {
+		r.tb.Fatalf("govern %s refused: %s", a.Type, res.Refusal)
+	}
+	return res
+}
+
+// waitOut waits until id has left n's raft configuration.
+func waitOut(tb testing.TB, n *Node, id string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.inConfiguration(id) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s is still in the configuration", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // nodeTLS issues a certificate for id from the region's CA.

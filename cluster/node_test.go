@@ -17,7 +17,7 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	tls := &NodeTLS{}
-	genesis := []byte(`{"name":"R","partners":[{"id":"RS","name":"x","public_key":"AAAA"}]}`)
+	genesis := []byte(`{"name":"R",` + testCoordJSON + `"partners":[{"id":"RS","name":"x","public_key":"AAAA"}],"policy":{"accounting":"pure","cap_micro":1},"catalog":{}}`)
 	tests := []struct {
 		name string
 		cfg  Config
@@ -31,6 +31,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no addr", Config{DataDir: "d", ID: "RS", TLS: tls}, "raft address"},
 		{"both", Config{DataDir: "d", ID: "RS", RaftAddr: "a", TLS: tls, Bootstrap: genesis, Join: "x", Voter: true}, "not both"},
 		{"non-voter bootstrap", Config{DataDir: "d", ID: "RS", RaftAddr: "a", TLS: tls, Bootstrap: genesis}, "must be a voter"},
+		{"founder not in genesis", Config{DataDir: "d", ID: "AL", RaftAddr: "a", TLS: tls, Bootstrap: genesis, Voter: true}, "not one of the genesis's partners"},
 		{"no tls", Config{DataDir: "d", ID: "RS", RaftAddr: "a"}, "TLS"},
 	}
 	for _, tt := range tests {
@@ -49,13 +50,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// testCoordJSON is a genesis's governance fields: one coordinator (an
+// all-zero key), threshold 1, a ceiling of 5 micro.
+const testCoordJSON = `"coordinators":[{"name":"c1","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}],"threshold":1,"max_cap_micro":5,`
+
 func TestParseGenesis(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
 		want string
 	}{
-		{"ok", `{"name":"R","partners":[{"id":"RS","name":"x","public_key":"AAAA"}],"policy":{"accounting":"pure","cap_micro":1},"catalog":{}}`, ""},
+		{"ok", `{"name":"R",` + testCoordJSON + `"partners":[{"id":"RS","name":"x","public_key":"AAAA"}],"policy":{"accounting":"pure","cap_micro":1},"catalog":{}}`, ""},
+		{"no coordinators", `{"name":"R","partners":[{"id":"RS","name":"x","public_key":"AAAA"}],"policy":{"accounting":"pure","cap_micro":1},"catalog":{}}`, "no coordinators"},
+		{"cap above ceiling", `{"name":"R",` + testCoordJSON + `"partners":[{"id":"RS","name":"x","public_key":"AAAA"}],"policy":{"accounting":"pure","cap_micro":6},"catalog":{}}`, "above the genesis ceiling"},
 		{"unknown field", `{"name":"R","partnerz":[]}`, "unknown field"},
 		{"no name", `{"partners":[{"id":"RS"}]}`, `"name" is empty`},
 		{"no partners", `{"name":"R"}`, `"partners" is empty`},

@@ -21,7 +21,12 @@ const (
 	fwdApply     byte = 1
 	fwdJoin      byte = 2
 	fwdReadIndex byte = 3
-	fwdRemove    byte = 4
+	// fwdRemove was "remove this raft server" from any partner's node.
+	// It is refused: servers leave only when signed governance removes
+	// their registration (membershipLoop).
+	fwdRemove byte = 4
+	// fwdGovern carries a signed governance statement to the leader.
+	fwdGovern byte = 5
 )
 
 // Remote errors start with a code so the caller knows whether to retry
@@ -192,7 +197,7 @@ func (n *Node) handleForward(ctx context.Context, peer string, req []byte) ([]by
 	}
 	// Replicas are read-only: a researcher's node must not be able to
 	// submit anything, even a correctly signed command it relays.
-	if (kind == fwdApply || kind == fwdRemove) && n.registered(peer) == roleReplica {
+	if kind == fwdApply && n.registered(peer) == roleReplica {
 		return nil, fmt.Errorf("%s: %s is a read replica and may not submit commands", codeRefused, peer)
 	}
 	switch kind {
@@ -204,11 +209,12 @@ func (n *Node) handleForward(ctx context.Context, peer string, req []byte) ([]by
 			return nil, remoteErr(err)
 		}
 		return binary.BigEndian.AppendUint64(nil, idx), nil
+	case fwdGovern:
+		// The statement carries its own authority (k coordinator
+		// signatures); who relays it does not matter.
+		return n.handleGovern(ctx, body)
 	case fwdRemove:
-		if err := n.removeServerLocal(ctx, string(body)); err != nil {
-			return nil, remoteErr(err)
-		}
-		return nil, nil
+		return nil, fmt.Errorf("%s: %s asked to remove raft server %q: servers are removed only by a signed governance statement (remove_node)", codeRefused, peer, body)
 	default:
 		return nil, fmt.Errorf("%s: unknown request kind %d", codeRefused, kind)
 	}

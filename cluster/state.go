@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"roundtable/aggregate"
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -36,16 +37,29 @@ type Partner struct {
 	Name      string            `json:"name"`
 	PublicKey ed25519.PublicKey `json:"public_key"` // signs releases, reservations and checkpoints
 	Role      string            `json:"role,omitempty"`
+	// Address, when governance gave one, is the only raft address the
+	// partner's node may join from.
+	Address string `json:"address,omitempty"`
 }
 
 // Consortium is the ledger's membership and configuration.
 type Consortium struct {
-	Name        string         `json:"name"`
-	Partners    []Partner      `json:"partners"` // sorted by id, removed ones included
-	Replicas    []string       `json:"replicas"` // sorted
-	CatalogHash string         `json:"catalog_hash"`
-	Catalogs    []string       `json:"catalogs"` // every known catalog hash, sorted
-	Policy      privacy.Policy `json:"policy"`
+	Name string `json:"name"`
+	// ID is the consortium id: the hex SHA-256 of the genesis's canonical
+	// encoding (governance.Genesis.ID). Every governance statement names it.
+	ID           string                   `json:"id"`
+	Coordinators []governance.Coordinator `json:"coordinators"`
+	Threshold    int                      `json:"threshold"`
+	MaxCapMicro  int64                    `json:"max_cap_micro"` // the genesis's ceiling on the budget cap
+	// GovernanceSeq is the number of the last admitted governance statement.
+	GovernanceSeq uint64 `json:"governance_seq"`
+	// ReplicaAddrs gives the registered address of each replica that has one.
+	ReplicaAddrs map[string]string `json:"replica_addrs,omitempty"`
+	Partners     []Partner         `json:"partners"` // sorted by id, removed ones included
+	Replicas     []string          `json:"replicas"` // sorted
+	CatalogHash  string            `json:"catalog_hash"`
+	Catalogs     []string          `json:"catalogs"` // every known catalog hash, sorted
+	Policy       privacy.Policy    `json:"policy"`
 }
 
 // Voters returns the ids of the partners that may act, in id order.
@@ -86,6 +100,27 @@ func (f *FSM) Consortium() (Consortium, error) {
 		c.CatalogHash = string(meta.Get([]byte(keyCatalog)))
 		var err error
 		if c.Policy, err = loadPolicy(tx); err != nil {
+			return err
+		}
+		g, err := loadGovernance(tx)
+		if err != nil {
+			return err
+		}
+		c.ID, c.Coordinators, c.Threshold, c.MaxCapMicro, c.GovernanceSeq = g.consortium, g.set.Coordinators, g.set.Threshold, g.maxCap, g.next-1
+		err = bucket(tx, bucketReplicas).ForEach(func(k, v []byte) error {
+			var r replicaRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("ledger corrupt: replica %s: %w", k, err)
+			}
+			if r.Address != "" {
+				if c.ReplicaAddrs == nil {
+					c.ReplicaAddrs = map[string]string{}
+				}
+				c.ReplicaAddrs[string(k)] = r.Address
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 		err = bucket(tx, bucketPartners).ForEach(func(k, v []byte) error {

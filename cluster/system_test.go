@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"roundtable/aggregate"
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -482,9 +483,7 @@ func TestSystemReplicaAndRemove(t *testing.T) {
 	nodes := r.startCluster("AL", "BA", "XK")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := nodes[1].AddReplica(ctx, "replica-research"); err != nil {
-		t.Fatal(err)
-	}
+	r.govern(ctx, nodes[1], governance.Action{Type: governance.AddReplica, ID: "replica-research"})
 	cfg := r.config("replica-research", t.TempDir())
 	cfg.Voter = false
 	cfg.Join = nodes[2].Addr()
@@ -507,12 +506,9 @@ func TestSystemReplicaAndRemove(t *testing.T) {
 			t.Fatalf("replica has suffrage %v", srv.Suffrage)
 		}
 	}
-	if err := nodes[0].RemoveNode(ctx, "XK"); err != nil {
-		t.Fatal(err)
-	}
-	if nodes[0].inConfiguration("XK") {
-		t.Fatal("XK still in the configuration")
-	}
+	r.govern(ctx, nodes[0], governance.Action{Type: governance.RemoveNode, ID: "XK"})
+	// The leader takes XK out because its registration is gone.
+	waitOut(t, nodes[0], "XK")
 	c, err := nodes[0].FSM().Consortium()
 	if err != nil {
 		t.Fatal(err)

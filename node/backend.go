@@ -14,6 +14,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster"
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/node/ingest"
 	"roundtable/privacy"
@@ -49,6 +50,7 @@ func (b *backend) Health(ctx context.Context) api.Health {
 		LastContact:  stats["last_contact"],
 		Version:      version(),
 	}
+	h.ConsortiumID, _ = b.ledger.FSM().ConsortiumID()
 	fmt.Sscan(stats["commit_index"], &h.CommitIndex)
 	if t, err := b.ledger.FSM().TreeHead(); err == nil {
 		h.TreeSize = t.N
@@ -220,7 +222,7 @@ func (b *backend) Cluster(ctx context.Context) (api.ClusterInfo, error) {
 		return api.ClusterInfo{}, ledgerErr(err)
 	}
 	leader, _ := b.ledger.Leader()
-	info := api.ClusterInfo{Consortium: c.Name, Partners: c.Voters(), Replicas: c.Replicas}
+	info := api.ClusterInfo{Consortium: c.Name, ConsortiumID: c.ID, Partners: c.Voters(), Replicas: c.Replicas}
 	for _, s := range b.ledger.Servers() {
 		info.Servers = append(info.Servers, api.ServerInfo{ID: s.ID, Address: s.Address, Voter: s.Voter, Leader: s.ID == leader})
 	}
@@ -274,38 +276,30 @@ func (b *backend) Publish(ctx context.Context, period aggregate.Period, indicato
 	return b.node().Publish(ctx, period, indicators, budget)
 }
 
-func (b *backend) AddPartner(ctx context.Context, p api.PartnerSpec) error {
-	return actionErr(b.ledger.AddPartner(ctx, p.Code, p.Code, p.PublicKey))
+func (b *backend) Governance(ctx context.Context) (api.GovernanceHistory, error) {
+	h, set, err := b.ledger.FSM().Governance()
+	if err != nil {
+		return api.GovernanceHistory{}, ledgerErr(err)
+	}
+	return api.GovernanceHistory{Consortium: h.Consortium, Next: h.Next, Coordinators: set.Coordinators,
+		Threshold: set.Threshold, Statements: h.Statements}, nil
 }
 
-func (b *backend) RemoveNode(ctx context.Context, id string) error {
-	return actionErr(b.ledger.RemoveNode(ctx, id))
-}
-
-func (b *backend) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
-	return actionErr(b.ledger.AddReplica(ctx, r.ID))
-}
-
-func (b *backend) SetCatalog(ctx context.Context, catalogJSON []byte) error {
-	return actionErr(b.ledger.SetCatalog(ctx, catalogJSON))
-}
-
-func (b *backend) SetPolicy(ctx context.Context, p privacy.Policy) error {
-	return actionErr(b.ledger.SetPolicy(ctx, p))
+func (b *backend) Govern(ctx context.Context, s governance.Signed) (api.GovernResult, error) {
+	res, err := b.ledger.Govern(ctx, s)
+	if err != nil {
+		return api.GovernResult{}, fmt.Errorf("%w: %v", api.ErrNotInCluster, err)
+	}
+	if !res.OK {
+		return api.GovernResult{}, fmt.Errorf("%w: governance statement %d refused: %s", api.ErrConflict, s.Statement.Seq, res.Refusal)
+	}
+	return api.GovernResult{Seq: res.Seq, Action: s.Statement.Action.Type, Existing: res.Existing}, nil
 }
 
 // ledgerErr maps the ledger's not-found to the API's.
 func ledgerErr(err error) error {
 	if errors.Is(err, cluster.ErrNotFound) {
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
-	}
-	return err
-}
-
-// actionErr maps a refused coordinator action to a conflict.
-func actionErr(err error) error {
-	if errors.Is(err, cluster.ErrRefused) {
-		return fmt.Errorf("%w: %v", api.ErrConflict, err)
 	}
 	return err
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster"
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/node/client"
 	"roundtable/node/store"
@@ -53,7 +56,7 @@ func newRegion(t *testing.T, partners ...string) *testRegion {
 		t.Fatal(err)
 	}
 	kdf := store.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
-	var members []cluster.Partner
+	var members []governance.Partner
 	for _, p := range partners {
 		dir := filepath.Join(r.dir, p)
 		if err := r.ca.Issue(p, []string{"127.0.0.1"}, filepath.Join(dir, TLSDir)); err != nil {
@@ -62,14 +65,17 @@ func newRegion(t *testing.T, partners ...string) *testRegion {
 		if err := store.Init(dir, p, []byte(testPassphrase), kdf); err != nil {
 			t.Fatal(err)
 		}
-		members = append(members, cluster.Partner{ID: p, Name: p + " partner", PublicKey: fillStore(t, dir, p)})
+		members = append(members, governance.Partner{ID: p, Name: p + " partner", PublicKey: fillStore(t, dir, p)})
 	}
 	cat, err := aggregate.CatalogV1().Canonical()
 	if err != nil {
 		t.Fatal(err)
 	}
-	genesis, err := json.Marshal(cluster.NewGenesis("node-test", members,
-		privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(testCap)}, cat).Genesis)
+	genesis, err := json.Marshal(cluster.Genesis{Name: "node-test",
+		Coordinators: []governance.Coordinator{{Name: "coordinator", PublicKey: testCoordinator().Public().(ed25519.PublicKey)}},
+		Threshold:    1, MaxCapMicro: privacy.ToMicro(10 * testCap), Partners: members,
+		Policy:  governance.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(testCap)},
+		Catalog: cat})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +177,30 @@ func (r *testRegion) restart(i int) *Node {
 	return n
 }
 
+// testCoordinator is the test consortium's one coordinator key (1 of 1).
+func testCoordinator() ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("node test coordinator"))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// govern signs a statement as the coordinator and submits it through the
+// first node.
+func (r *testRegion) govern(ctx context.Context, a governance.Action) {
+	r.t.Helper()
+	h, _, err := r.nodes[0].Ledger().FSM().Governance()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	st := governance.Signed{Statement: governance.Statement{Consortium: h.Consortium, Seq: h.Next, Action: a}}
+	if err := st.Sign(testCoordinator()); err != nil {
+		r.t.Fatal(err)
+	}
+	res, err := r.nodes[0].Ledger().Govern(ctx, st)
+	if err != nil || !res.OK {
+		r.t.Fatalf("govern %s: %+v %v", a.Type, res, err)
+	}
+}
+
 // addReplica registers and starts a read replica (no store, no key).
 func (r *testRegion) addReplica(ctx context.Context, name string) *Node {
 	r.t.Helper()
@@ -178,9 +208,7 @@ func (r *testRegion) addReplica(ctx context.Context, name string) *Node {
 	if err := r.ca.Issue(id, []string{"127.0.0.1"}, filepath.Join(r.dir, id, TLSDir)); err != nil {
 		r.t.Fatal(err)
 	}
-	if err := r.nodes[0].Ledger().AddReplica(ctx, id); err != nil {
-		r.t.Fatal(err)
-	}
+	r.govern(ctx, governance.Action{Type: governance.AddReplica, ID: id})
 	cfg := r.config(id)
 	cfg.Join = r.nodes[0].RaftAddr()
 	n := r.start(cfg)

@@ -280,7 +280,7 @@ func TestCheckCommand(t *testing.T) {
 		{`ROUNDTABLE_PASSPHRASE=x roundtable cases --data-dir ./rs`, ""},
 		{`$ roundtable import --data-dir ./rs --format ctdc a.csv b.csv`, ""},
 		{`roundtable serve --data-dir ./rs --public-reads=false`, ""},
-		{`roundtable genesis --partner "RS=Serbia partner NGO=$RS_KEY" > genesis.json`, ""},
+		{`roundtable genesis --coordinator "c=$C1" --threshold 1 --cap-ceiling 3 --partner "RS=Serbia partner NGO=$RS_KEY" > genesis.json`, ""},
 		{`roundtable ca issue --dir ./ca --replica r1 --out ./r1/tls`, ""},
 		{`roundtable verify --offline b.json --export export.csv # no network`, ""},
 		{`roundtable query --help`, ""},
@@ -388,7 +388,8 @@ func TestLayering(t *testing.T) {
 	}{
 		{"../../aggregate", nil},
 		{"../../privacy", []string{"roundtable/aggregate"}},
-		{"../../cluster", []string{"roundtable/aggregate", "roundtable/privacy"}},
+		{"../../cluster/governance", nil},
+		{"../../cluster", []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance"}},
 	}
 	for _, tt := range tests {
 		files, err := filepath.Glob(filepath.Join(tt.dir, "*.go"))

@@ -18,7 +18,11 @@ func addPassphraseFlag(c *cobra.Command, name string) *string {
 
 // readPassphrase takes the passphrase from a file if given, else from the
 // environment, and refuses an empty one.
-func readPassphrase(file string) ([]byte, error) {
+func readPassphrase(file string) ([]byte, error) { return readSecret(file, passphraseEnv) }
+
+// readSecret reads a passphrase from file if given, else from the
+// environment variable env, and refuses an empty one.
+func readSecret(file, env string) ([]byte, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -30,8 +34,8 @@ func readPassphrase(file string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	if v := os.Getenv(passphraseEnv); v != "" {
+	if v := os.Getenv(env); v != "" {
 		return []byte(v), nil
 	}
-	return nil, errors.New("no passphrase: set " + passphraseEnv + " or pass --passphrase-file FILE")
+	return nil, errors.New("no passphrase: set " + env + " or pass --passphrase-file FILE")
 }

@@ -14,6 +14,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster"
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -119,24 +120,43 @@ func nodeID(partner, replica string) (string, error) {
 
 func newGenesisCmd() *cobra.Command {
 	var name string
-	var partners []string
-	var epsilon, rho float64
+	var partners, coords []string
+	var threshold int
+	var epsilon, rho, ceiling float64
 	var catalogFile string
 	c := &cobra.Command{
-		Use:   "genesis --consortium NAME --partner CODE=NAME=PUBKEY... [--epsilon-cap E | --rho-cap R]",
+		Use:   "genesis --consortium NAME --coordinator NAME=KEY... --threshold K --cap-ceiling C --partner CODE=NAME=PUBKEY... [--epsilon-cap E | --rho-cap R]",
 		Short: "Write the genesis file that founds a consortium's ledger",
 		Long: `genesis writes, to stdout, the JSON file that 'roundtable serve --bootstrap'
-reads: the consortium's partners with their signing public keys (printed by
-'roundtable init'), the budget policy (a cap per partner per quarter: ε under
-pure DP, the default, or ρ under zCDP) and the indicator catalog (v1 unless
---catalog names a file).`,
+reads. Its SHA-256 (of the canonical encoding) is the consortium id that
+every governance statement is bound to. It names:
+
+  - the coordinators' public keys (from 'roundtable coordinator keygen') and
+    the threshold K: every later change to the consortium (partners,
+    replicas, catalog, policy, revocations, the coordinators themselves) must
+    be signed by K of them. 2 of 3 is recommended; 1 of 1 is allowed;
+  - a ceiling on the budget cap (--cap-ceiling, in the cap's unit): no
+    statement can ever set the cap above it;
+  - the founding partners with their signing keys ('roundtable init' prints
+    them), the budget policy (a cap per partner per quarter: ε under pure DP,
+    the default, or ρ under zCDP) and the indicator catalog (v1 unless
+    --catalog names a file).`,
 		Example: `  roundtable genesis --consortium western-balkans \
+    --coordinator "alice=KEY1" --coordinator "bob=KEY2" --coordinator "carol=KEY3" --threshold 2 \
     --partner "RS=Serbia partner=3b1f…" --partner "AL=Albania partner=9c0e…" \
-    --epsilon-cap 1 > genesis.json`,
+    --epsilon-cap 1 --cap-ceiling 3 > genesis.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cs, err := parseCoordinators(coords)
+			if err != nil {
+				return err
+			}
 			g, err := buildGenesis(name, partners, epsilon, rho, catalogFile)
 			if err != nil {
+				return err
+			}
+			g.Coordinators, g.Threshold, g.MaxCapMicro = cs, threshold, privacy.ToMicro(ceiling)
+			if err := g.Validate(); err != nil {
 				return err
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
@@ -145,16 +165,19 @@ pure DP, the default, or ρ under zCDP) and the indicator catalog (v1 unless
 		},
 	}
 	c.Flags().StringVar(&name, "consortium", "western-balkans", "consortium name")
+	c.Flags().StringArrayVar(&coords, "coordinator", nil, "NAME=PUBLIC-KEY (hex or base64) of a coordinator, once per coordinator")
+	c.Flags().IntVar(&threshold, "threshold", 0, "coordinator signatures every governance statement needs (1 ≤ K ≤ number of coordinators)")
+	c.Flags().Float64Var(&ceiling, "cap-ceiling", 0, "the highest cap any policy may ever set, in the cap's unit (ε, or ρ with --rho-cap)")
 	c.Flags().StringArrayVar(&partners, "partner", nil, "CODE=NAME=PUBLIC-KEY (hex or base64), once per founding partner")
 	c.Flags().Float64Var(&epsilon, "epsilon-cap", 1, "pure ε-DP cap per partner per quarter")
 	c.Flags().Float64Var(&rho, "rho-cap", 0, "use ρ-zCDP accounting with this cap per partner per quarter instead")
 	c.Flags().StringVar(&catalogFile, "catalog", "", "indicator catalog JSON (default: the built-in v1 catalog)")
-	mustRequire(c, "partner")
+	mustRequire(c, "partner", "coordinator", "threshold", "cap-ceiling")
 	return c
 }
 
 func buildGenesis(name string, specs []string, epsilon, rho float64, catalogFile string) (cluster.Genesis, error) {
-	var ps []cluster.Partner
+	var ps []governance.Partner
 	for _, s := range specs {
 		parts := strings.SplitN(s, "=", 3)
 		if len(parts) != 3 {
@@ -164,7 +187,7 @@ func buildGenesis(name string, specs []string, epsilon, rho float64, catalogFile
 		if err != nil {
 			return cluster.Genesis{}, fmt.Errorf("--partner %s: %w", parts[0], err)
 		}
-		ps = append(ps, cluster.Partner{ID: strings.ToUpper(parts[0]), Name: parts[1], PublicKey: key})
+		ps = append(ps, governance.Partner{ID: strings.ToUpper(parts[0]), Name: parts[1], PublicKey: key})
 	}
 	policy := privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(epsilon)}
 	if rho > 0 {
@@ -186,7 +209,7 @@ func buildGenesis(name string, specs []string, epsilon, rho float64, catalogFile
 	if err != nil {
 		return cluster.Genesis{}, fmt.Errorf("catalog: %w", err)
 	}
-	return *cluster.NewGenesis(name, ps, policy, cat).Genesis, nil
+	return cluster.Genesis{Name: name, Partners: ps, Policy: governance.Policy(policy), Catalog: cat}, nil
 }
 
 // parsePublicKey accepts an ed25519 public key as hex or base64.

@@ -390,32 +390,47 @@ func TestExportCSV(t *testing.T) {
 	}
 }
 
-func TestCoordinator(t *testing.T) {
+// TestGovernance: governance goes through POST /v1/governance as a signed
+// statement only. The old coordinator routes are gone (a node's token can
+// no longer govern), a body that is not a signed statement is a 400 and a
+// statement the ledger refuses a 409 with the reason, never a 500.
+func TestGovernance(t *testing.T) {
 	e := newEnv(t, true, apitest.Options{FromYear: 2024, ToYear: 2024})
-	tests := []struct {
-		method, path, body string
-		status             int
-	}{
-		{"POST", "/v1/partners", `{"code":"SI","id":"node-SI","address":"127.0.0.1:7010","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`, 201},
-		{"POST", "/v1/partners", `{"code":"RS","id":"node-RS","address":"127.0.0.1:7010","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`, 409},
-		{"POST", "/v1/partners", `{"code":"SI","id":"node-SI","address":"127.0.0.1:7010","public_key":"AAAA"}`, 400},
-		{"POST", "/v1/replicas", `{"id":"r2","address":"127.0.0.1:7200"}`, 201},
-		{"POST", "/v1/replicas", `{"address":"127.0.0.1:7200"}`, 400},
-		{"PUT", "/v1/policy", `{"accounting":"pure","cap":1.5}`, 200},
-		{"PUT", "/v1/policy", `{"accounting":"lots","cap":1.5}`, 400},
-		{"POST", "/v1/catalog", `{"version":2,"indicators":[]}`, 422},
-		{"POST", "/v1/catalog", catalogV1JSON, 200},
-		{"DELETE", "/v1/nodes/node-MK", "", 200},
-		{"DELETE", "/v1/nodes/nobody", "", 404},
-	}
-	for _, tc := range tests {
-		if code, body := e.do(t, api.RoleCoordinator, tc.method, tc.path, []byte(tc.body), "application/json"); code != tc.status {
-			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, code, body, tc.status)
+	for _, old := range []struct{ method, path string }{
+		{"POST", "/v1/partners"}, {"POST", "/v1/replicas"}, {"PUT", "/v1/policy"}, {"DELETE", "/v1/nodes/RS"},
+	} {
+		if code, _ := e.do(t, api.RoleOperator, old.method, old.path, []byte(`{}`), "application/json"); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d, want the route gone", old.method, old.path, code)
 		}
 	}
-	_, _, members := e.fake.Snapshot()
-	if got := strings.Join(members, ";"); got != "add-partner SI;add-replica r2;set-policy pure;set-catalog;remove node-MK" {
-		t.Errorf("backend saw %q", got)
+	if code, _ := e.do(t, api.RoleOperator, "POST", "/v1/catalog", []byte(catalogV1JSON), "application/json"); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /v1/catalog: %d, want 405", code)
+	}
+	good := e.nextStatement()
+	tests := []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"not JSON", "add partner SI", 400, "want a signed governance statement"},
+		{"unsigned legacy body", `{"code":"SI","public_key":"AAAA"}`, 400, "unknown field"},
+		{"unknown action", strings.Replace(good, `"add_replica"`, `"drop_ledger"`, 1), 400, "unknown governance action"},
+		{"signed", good, 201, `"seq":1`},
+		{"replayed", good, 409, "not the next"},
+	}
+	for _, tc := range tests {
+		code, body := e.do(t, "", "POST", "/v1/governance", []byte(tc.body), "application/json")
+		if code != tc.status || !strings.Contains(string(body), tc.want) {
+			t.Errorf("%s: %d %s, want %d containing %q", tc.name, code, body, tc.status, tc.want)
+		}
+	}
+	code, body := e.do(t, "", "GET", "/v1/governance", nil, "")
+	var h api.GovernanceHistory
+	if code != 200 || json.Unmarshal(body, &h) != nil || h.Next != 2 || len(h.Statements) != 1 || h.Consortium != apitest.FakeConsortium {
+		t.Errorf("GET /v1/governance: %d %s", code, body)
+	}
+	if _, err := api.ParseRole("coordinator"); err == nil || !strings.Contains(err.Error(), "no longer exists") {
+		t.Errorf("ParseRole(coordinator): %v", err)
 	}
 }
 

@@ -22,19 +22,26 @@ type Role string
 
 // Roles, from DESIGN.md's table of users.
 const (
-	RoleOperator    Role = "operator"    // this node's partner staff: import, plan, publish
-	RoleCoordinator Role = "coordinator" // consortium membership
-	RoleResearcher  Role = "researcher"  // read published aggregates
+	RoleOperator   Role = "operator"   // this node's partner staff: import, plan, publish
+	RoleResearcher Role = "researcher" // read published aggregates
 )
 
+// retiredCoordinator is the role that once let a token govern. Governance
+// now needs statements signed by the coordinators' own keys, so a node's
+// tokens cannot govern; stored tokens of this role are ignored.
+const retiredCoordinator Role = "coordinator"
+
 // Roles lists every role in a stable order.
-func Roles() []Role { return []Role{RoleOperator, RoleCoordinator, RoleResearcher} }
+func Roles() []Role { return []Role{RoleOperator, RoleResearcher} }
 
 // ParseRole accepts a role name.
 func ParseRole(s string) (Role, error) {
 	r := Role(s)
+	if r == retiredCoordinator {
+		return "", fmt.Errorf("role %q no longer exists: governance is signed with the coordinators' keys ('roundtable coordinator keygen'), not a node's token", s)
+	}
 	if !slices.Contains(Roles(), r) {
-		return "", fmt.Errorf("role %q is not one of operator, coordinator, researcher", s)
+		return "", fmt.Errorf("role %q is not one of operator, researcher", s)
 	}
 	return r, nil
 }
@@ -104,6 +111,7 @@ func (ts *TokenStore) load() error {
 	if err := json.Unmarshal(b, &toks); err != nil {
 		return fmt.Errorf("token store %s: %w", ts.path, err)
 	}
+	toks = slices.DeleteFunc(toks, func(e tokenEntry) bool { return e.Role == retiredCoordinator })
 	for i, e := range toks {
 		if _, err := ParseRole(string(e.Role)); err != nil {
 			return fmt.Errorf("token store %s: entry %d: %w", ts.path, i, err)

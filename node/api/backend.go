@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"roundtable/aggregate"
+	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
 
@@ -57,17 +58,32 @@ type Backend interface {
 	// node's partner. A refusal by the accountant is a *privacy.Refusal.
 	Publish(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) (PublishResult, error)
 
-	// AddPartner admits a partner node as a voter (coordinator).
-	AddPartner(ctx context.Context, p PartnerSpec) error
-	// RemoveNode removes a server (partner or replica) by id (coordinator).
-	RemoveNode(ctx context.Context, id string) error
-	// AddReplica admits a read-only non-voter (coordinator).
-	AddReplica(ctx context.Context, r ReplicaSpec) error
-	// SetCatalog adds a catalog version (canonical JSON, already validated)
-	// and makes it current (coordinator).
-	SetCatalog(ctx context.Context, catalogJSON []byte) error
-	// SetPolicy replaces the consortium's budget policy (coordinator).
-	SetPolicy(ctx context.Context, p privacy.Policy) error
+	// Governance returns the governance history: every admitted
+	// coordinator-signed statement, and the number the next one must carry.
+	Governance(ctx context.Context) (GovernanceHistory, error)
+	// Govern submits a statement signed by the coordinators. The node
+	// checks it before the ledger sees it; a refusal (bad or too few
+	// signatures, wrong sequence number or consortium, an action the
+	// ledger refuses) is ErrConflict with the reason.
+	Govern(ctx context.Context, s governance.Signed) (GovernResult, error)
+}
+
+// GovernanceHistory is GET /v1/governance: what a coordinator needs to
+// prepare the next statement and a verifier to replay the history from
+// the genesis (governance.Replay).
+type GovernanceHistory struct {
+	Consortium   string                   `json:"consortium"` // the consortium id (genesis hash)
+	Next         uint64                   `json:"next"`       // the next statement's sequence number
+	Coordinators []governance.Coordinator `json:"coordinators"`
+	Threshold    int                      `json:"threshold"`
+	Statements   []governance.Signed      `json:"statements"` // in sequence order, from 1
+}
+
+// GovernResult is what an admitted statement did.
+type GovernResult struct {
+	Seq      uint64 `json:"seq"`
+	Action   string `json:"action"`
+	Existing bool   `json:"existing"` // the statement was already in the ledger, or changed nothing
 }
 
 // Errors a Backend returns (wrapped) so that the server can choose a status.
@@ -87,6 +103,7 @@ var (
 // Health is the node's view of its cluster.
 type Health struct {
 	Partner      string `json:"partner"`       // "" on a replica
+	ConsortiumID string `json:"consortium_id"` // the genesis hash; "" before genesis
 	InCluster    bool   `json:"in_cluster"`    // has a leader and a configuration
 	CaughtUp     bool   `json:"caught_up"`     // applied index is at the commit index
 	RaftState    string `json:"raft_state"`    // Leader, Follower, Candidate, Shutdown
@@ -135,10 +152,11 @@ type Checkpoint struct {
 
 // ClusterInfo is the raft configuration and the consortium's membership.
 type ClusterInfo struct {
-	Consortium string       `json:"consortium"`
-	Servers    []ServerInfo `json:"servers"`
-	Partners   []string     `json:"partners"`
-	Replicas   []string     `json:"replicas"`
+	Consortium   string       `json:"consortium"`
+	ConsortiumID string       `json:"consortium_id"` // the genesis hash
+	Servers      []ServerInfo `json:"servers"`
+	Partners     []string     `json:"partners"`
+	Replicas     []string     `json:"replicas"`
 }
 
 // ServerInfo is one raft server.
@@ -177,18 +195,4 @@ type PublishResult struct {
 	Indicators   []string `json:"indicators"`
 	SpentMicro   int64    `json:"spent_micro"`
 	AppliedIndex uint64   `json:"applied_index"`
-}
-
-// PartnerSpec admits a partner node.
-type PartnerSpec struct {
-	Code      string `json:"code"`       // partner code, e.g. "RS"
-	ID        string `json:"id"`         // raft server id
-	Address   string `json:"address"`    // raft address
-	PublicKey []byte `json:"public_key"` // ed25519 release key (base64)
-}
-
-// ReplicaSpec admits a read-only replica.
-type ReplicaSpec struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/node/api/apitest"
 )
@@ -60,24 +62,30 @@ func probes(e *env) map[string]func(i int) probe {
 		"POST /v1/releases": func(int) probe {
 			return probe{access: api.AccessOperator, path: "/v1/releases", body: `{"period":"2025-Q1","indicators":["victims"],"epsilon":0.01}`, ctype: "application/json", status: http.StatusCreated}
 		},
-		"POST /v1/partners": func(i int) probe {
-			return probe{access: api.AccessCoordinator, path: "/v1/partners", ctype: "application/json", status: http.StatusCreated,
-				body: fmt.Sprintf(`{"code":"P%d","id":"node-P%d","address":"127.0.0.1:9%03d","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`, i, i, i)}
-		},
-		"DELETE /v1/nodes/{id}": func(int) probe {
-			return probe{access: api.AccessCoordinator, path: "/v1/nodes/node-ME", status: http.StatusOK}
-		},
-		"POST /v1/catalog": func(int) probe {
-			return probe{access: api.AccessCoordinator, path: "/v1/catalog", ctype: "application/json", status: http.StatusOK, body: catalogV1JSON}
-		},
-		"PUT /v1/policy": func(int) probe {
-			return probe{access: api.AccessCoordinator, path: "/v1/policy", ctype: "application/json", status: http.StatusOK, body: `{"accounting":"pure","cap":2}`}
-		},
-		"POST /v1/replicas": func(i int) probe {
-			return probe{access: api.AccessCoordinator, path: "/v1/replicas", ctype: "application/json", status: http.StatusCreated,
-				body: fmt.Sprintf(`{"id":"replica-%d","address":"127.0.0.1:8%03d"}`, i, i)}
+		"GET /v1/governance": get("/v1/governance"),
+		"POST /v1/governance": func(int) probe {
+			return probe{access: api.AccessSigned, path: "/v1/governance", ctype: "application/json", status: http.StatusCreated, body: e.nextStatement()}
 		},
 	}
+}
+
+// nextStatement is a signed statement the fake ledger will admit next.
+func (e *env) nextStatement() string {
+	h, err := e.fake.Governance(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	st := governance.Signed{Statement: governance.Statement{Consortium: h.Consortium, Seq: h.Next,
+		Action: governance.Action{Type: governance.AddReplica, ID: fmt.Sprintf("replica-%d", h.Next)}}}
+	seed := make([]byte, ed25519.SeedSize)
+	if err := st.Sign(ed25519.NewKeyFromSeed(seed)); err != nil {
+		panic(err)
+	}
+	b, err := st.Encode()
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 func (e *env) firstReleaseID() string {
@@ -103,7 +111,7 @@ func TestAuthMatrix(t *testing.T) {
 					t.Errorf("route %s has no entry in the auth matrix", name)
 					continue
 				}
-				for _, who := range []string{"", "bad", string(api.RoleOperator), string(api.RoleCoordinator), string(api.RoleResearcher)} {
+				for _, who := range []string{"", "bad", string(api.RoleOperator), string(api.RoleResearcher)} {
 					n++
 					p := mk(n)
 					if p.access != rt.Access {
@@ -135,12 +143,13 @@ func expect(a api.Access, public bool, who string, ok int) int {
 			return http.StatusUnauthorized
 		}
 		return ok
-	case api.AccessOperator, api.AccessCoordinator:
-		want := map[api.Access]string{api.AccessOperator: "operator", api.AccessCoordinator: "coordinator"}[a]
+	case api.AccessSigned:
+		return ok // the statement's signatures are the authority; no token needed
+	case api.AccessOperator:
 		switch who {
 		case "":
 			return http.StatusUnauthorized
-		case want:
+		case "operator":
 			return ok
 		}
 		return http.StatusForbidden

@@ -9,10 +9,10 @@ import (
 	"mime/multipart"
 	"net/http"
 	"path"
-	"roundtable/privacy"
 	"strings"
 
 	"roundtable/aggregate"
+	"roundtable/cluster/governance"
 )
 
 // importFormats lists the formats the backend accepts.
@@ -180,48 +180,46 @@ func (s *Server) requirePartner() error {
 	return nil
 }
 
-func (s *Server) handleAddPartner(w http.ResponseWriter, r *http.Request) error {
-	var p PartnerSpec
-	if err := s.decodeJSON(w, r, &p); err != nil {
+// handleGovernance serves the governance history.
+func (s *Server) handleGovernance(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
 		return err
 	}
-	if p.ID == "" {
-		p.ID = p.Code // a partner's node is named by its partner code
-	}
-	switch {
-	case p.Code == "":
-		return errParam("code", "the partner code (e.g. RS) is required")
-	case len(p.PublicKey) != 32:
-		return errParam("public_key", fmt.Sprintf("an ed25519 public key is 32 bytes (base64), got %d", len(p.PublicKey)))
-	}
-	if err := s.cfg.Backend.AddPartner(r.Context(), p); err != nil {
+	h, err := s.cfg.Backend.Governance(r.Context())
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, p)
+	writeJSON(w, http.StatusOK, h)
 	return nil
 }
 
-func (s *Server) handleRemoveNode(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if err := s.cfg.Backend.RemoveNode(r.Context(), id); err != nil {
+// handleGovern takes a statement signed by the coordinators. No token can
+// stand in for the signatures, and none is needed: the node checks them
+// (and the sequence number and consortium) before anything reaches the
+// ledger, and every node's state machine checks them again.
+func (s *Server) handleGovern(w http.ResponseWriter, r *http.Request) error {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes*16))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return &httpError{Status: http.StatusBadRequest, Msg: "bad request body", Detail: err.Error()}
+	}
+	st, err := governance.ParseSigned(raw)
+	if err != nil {
+		return &httpError{Status: http.StatusBadRequest, Msg: "bad request body",
+			Detail: "want a signed governance statement ('roundtable governance sign' writes one): " + err.Error()}
+	}
+	res, err := s.cfg.Backend.Govern(r.Context(), st)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
-	return nil
-}
-
-func (s *Server) handleAddReplica(w http.ResponseWriter, r *http.Request) error {
-	var rs ReplicaSpec
-	if err := s.decodeJSON(w, r, &rs); err != nil {
-		return err
+	status := http.StatusCreated
+	if res.Existing {
+		status = http.StatusOK
 	}
-	if rs.ID == "" {
-		return errParam("id", "the replica's id (replica-NAME) is required")
-	}
-	if err := s.cfg.Backend.AddReplica(r.Context(), rs); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, rs)
+	writeJSON(w, status, res)
 	return nil
 }
 
@@ -250,47 +248,4 @@ func indicatorNames(cat *aggregate.Catalog) []string {
 		out[i] = ind.Name
 	}
 	return out
-}
-
-// PolicyRequest is PUT /v1/policy: the budget cap per partner per quarter,
-// as ε (pure) or ρ (zcdp).
-type PolicyRequest struct {
-	Accounting string  `json:"accounting"`
-	Cap        float64 `json:"cap"`
-}
-
-func (s *Server) handleSetPolicy(w http.ResponseWriter, r *http.Request) error {
-	var req PolicyRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
-		return err
-	}
-	p := privacy.Policy{Accounting: req.Accounting, CapMicro: privacy.ToMicro(req.Cap)}
-	if err := p.Validate(); err != nil {
-		return errParam("cap", err.Error())
-	}
-	if err := s.cfg.Backend.SetPolicy(r.Context(), p); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, p)
-	return nil
-}
-
-func (s *Server) handleSetCatalog(w http.ResponseWriter, r *http.Request) error {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes*16))
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	cat, err := aggregate.ParseCatalog(raw)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	canon, err := cat.Canonical()
-	if err != nil {
-		return err
-	}
-	if err := s.cfg.Backend.SetCatalog(r.Context(), canon); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"hash": cat.Hash(), "version": cat.Version})
-	return nil
 }

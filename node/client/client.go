@@ -1,5 +1,5 @@
 // Package client is a small Go client of a node's HTTP API, for the CLI
-// (publish, plan, query, coordinator actions) and the demo's self-check.
+// (publish, plan, query, signed governance) and the demo's self-check.
 // It speaks the same JSON as node/api and turns its error model back into
 // Go errors that carry the server's message.
 package client
@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/privacy"
 )
@@ -146,35 +147,34 @@ func (c *Client) Health(ctx context.Context) (api.Health, error) {
 	return h, err
 }
 
-// AddPartner registers a partner (coordinator).
-func (c *Client) AddPartner(ctx context.Context, p api.PartnerSpec) error {
-	return c.postJSON(ctx, "/v1/partners", p, nil)
+// Governance fetches GET /v1/governance: the governance history and the
+// number the next statement must carry.
+func (c *Client) Governance(ctx context.Context) (api.GovernanceHistory, error) {
+	var h api.GovernanceHistory
+	err := c.Do(ctx, http.MethodGet, "/v1/governance", nil, "", &h)
+	return h, err
 }
 
-// AddReplica registers a read replica (coordinator).
-func (c *Client) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
-	return c.postJSON(ctx, "/v1/replicas", r, nil)
-}
-
-// RemoveNode removes a partner node or replica (coordinator).
-func (c *Client) RemoveNode(ctx context.Context, id string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(id), nil, "", nil)
-}
-
-// SetCatalog sends a new catalog version (coordinator).
-func (c *Client) SetCatalog(ctx context.Context, catalogJSON []byte) (string, error) {
-	var res struct {
-		Hash string `json:"hash"`
+// Prepare returns an unsigned statement of action for the node's ledger:
+// its consortium id and next sequence number come from GET /v1/governance.
+func (c *Client) Prepare(ctx context.Context, a governance.Action) (governance.Signed, error) {
+	if err := a.Check(); err != nil {
+		return governance.Signed{}, err
 	}
-	err := c.Do(ctx, http.MethodPost, "/v1/catalog", bytes.NewReader(catalogJSON), "application/json", &res)
-	return res.Hash, err
-}
-
-// SetPolicy replaces the budget policy (coordinator).
-func (c *Client) SetPolicy(ctx context.Context, accounting string, budgetCap float64) error {
-	b, err := json.Marshal(api.PolicyRequest{Accounting: accounting, Cap: budgetCap})
+	h, err := c.Governance(ctx)
 	if err != nil {
-		return err
+		return governance.Signed{}, fmt.Errorf("read the governance history: %w", err)
 	}
-	return c.Do(ctx, http.MethodPut, "/v1/policy", bytes.NewReader(b), "application/json", nil)
+	return governance.Signed{Statement: governance.Statement{Consortium: h.Consortium, Seq: h.Next, Action: a}}, nil
+}
+
+// Govern submits a signed statement (POST /v1/governance).
+func (c *Client) Govern(ctx context.Context, s governance.Signed) (api.GovernResult, error) {
+	var res api.GovernResult
+	b, err := s.Encode()
+	if err != nil {
+		return res, err
+	}
+	err = c.Do(ctx, http.MethodPost, "/v1/governance", bytes.NewReader(b), "application/json", &res)
+	return res, err
 }

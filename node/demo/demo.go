@@ -20,6 +20,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster"
+	"roundtable/cluster/governance"
 	"roundtable/node"
 	"roundtable/node/api"
 	"roundtable/node/client"
@@ -46,8 +47,12 @@ var demoPartners = []string{"RS", "AL", "BA", "XK"}
 const (
 	ReleaseEpsilon = 2.0
 	CapEpsilon     = 3.0
-	replicaID      = "replica-research"
-	passphrase     = "demo passphrase — never use this for real data"
+	MaxCapEpsilon  = 10.0 // the genesis's ceiling on the cap
+	// CoordinatorKeyFile and GenesisFile are in the region's directory.
+	CoordinatorKeyFile = "coordinator.key"
+	GenesisFile        = "genesis.json"
+	replicaID          = "replica-research"
+	passphrase         = "demo passphrase — never use this for real data"
 )
 
 // Run brings the region up, publishes, and either waits for ctx (serving
@@ -85,14 +90,16 @@ func Run(ctx context.Context, o Options) (err error) {
 }
 
 type region struct {
-	o     Options
-	out   io.Writer
-	dir   string
-	log   *slog.Logger
-	logF  *os.File
-	nodes []*node.Node // partners in demoPartners order, then the replica
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	o   Options
+	out io.Writer
+	dir string
+	// coordKey is the coordinator's key file (passphrase: the demo's).
+	coordKey string
+	log      *slog.Logger
+	logF     *os.File
+	nodes    []*node.Node // partners in demoPartners order, then the replica
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 func (r *region) step(format string, args ...any) {
@@ -113,7 +120,7 @@ func (r *region) up(ctx context.Context) error {
 		return err
 	}
 	kdf := store.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1} // fast for a demo; production uses DefaultKDFParams
-	var partners []cluster.Partner
+	var partners []governance.Partner
 	for _, p := range demoPartners {
 		dir := filepath.Join(r.dir, p)
 		if err := ca.Issue(p, []string{"127.0.0.1", "localhost"}, filepath.Join(dir, node.TLSDir)); err != nil {
@@ -127,7 +134,7 @@ func (r *region) up(ctx context.Context) error {
 			return err
 		}
 		r.step("%s: store created, %d synthetic case records %d–%d imported (encrypted)", p, n, r.o.From, r.o.To)
-		partners = append(partners, cluster.Partner{ID: p, Name: partnerName(p), PublicKey: pub})
+		partners = append(partners, governance.Partner{ID: p, Name: partnerName(p), PublicKey: pub})
 	}
 	if err := ca.Issue(replicaID, []string{"127.0.0.1", "localhost"}, filepath.Join(r.dir, "replica", node.TLSDir)); err != nil {
 		return err
@@ -136,11 +143,34 @@ func (r *region) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	genesis, err := encodeGenesis(cluster.NewGenesis("western-balkans-demo", partners,
-		privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(CapEpsilon)}, cat))
+	// The region's one coordinator (1 of 1; a real consortium names three
+	// and a threshold of two). Its key file lives in the region's directory
+	// and never on a node.
+	r.coordKey = filepath.Join(r.dir, CoordinatorKeyFile)
+	coordPub, err := governance.GenerateKeyFile(r.coordKey, []byte(passphrase), governance.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1})
 	if err != nil {
 		return err
 	}
+	genesis, err := json.MarshalIndent(cluster.Genesis{
+		Name:         "western-balkans-demo",
+		Coordinators: []governance.Coordinator{{Name: "regional coordinator", PublicKey: coordPub}},
+		Threshold:    1,
+		MaxCapMicro:  privacy.ToMicro(MaxCapEpsilon),
+		Partners:     partners,
+		Policy:       governance.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(CapEpsilon)},
+		Catalog:      cat,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(r.dir, GenesisFile), genesis, 0o600); err != nil {
+		return err
+	}
+	id, err := governance.IDOfFile(genesis)
+	if err != nil {
+		return err
+	}
+	r.step("genesis: consortium %s…, governed by one coordinator key (1 of 1) in %s", id[:16], CoordinatorKeyFile)
 	for i, p := range demoPartners {
 		cfg := r.nodeConfig(p, i)
 		if i == 0 {
@@ -162,7 +192,7 @@ func (r *region) up(ctx context.Context) error {
 			}
 		}
 	}
-	if err := r.nodes[0].Ledger().AddReplica(ctx, replicaID); err != nil {
+	if err := r.govern(ctx, governance.Action{Type: governance.AddReplica, ID: replicaID}); err != nil {
 		return err
 	}
 	cfg := r.nodeConfig("replica", len(demoPartners))
@@ -173,6 +203,29 @@ func (r *region) up(ctx context.Context) error {
 	}
 	r.start(n)
 	r.step("ledger up: %d partner nodes and a researcher replica over mutual TLS (leader %s)", len(demoPartners), leaderOf(r.nodes[0]))
+	return nil
+}
+
+// govern does what a coordinator does: prepare a statement from the
+// ledger's governance history, sign it with the key file, submit it.
+func (r *region) govern(ctx context.Context, a governance.Action) error {
+	c := client.New("http://"+r.nodes[0].HTTPAddr(), "")
+	st, err := c.Prepare(ctx, a)
+	if err != nil {
+		return err
+	}
+	key, err := governance.OpenKeyFile(r.coordKey, []byte(passphrase))
+	if err != nil {
+		return err
+	}
+	if err := st.Sign(key); err != nil {
+		return err
+	}
+	res, err := c.Govern(ctx, st)
+	if err != nil {
+		return fmt.Errorf("governance %s: %w", a.Type, err)
+	}
+	r.step("coordinator-signed statement %d (%s) admitted by the ledger", res.Seq, a.Type)
 	return nil
 }
 
@@ -345,6 +398,8 @@ func (r *region) serve(ctx context.Context) error {
 	for _, role := range api.Roles() {
 		fmt.Fprintf(r.out, "  %-12s %s\n", role, toks[role])
 	}
+	fmt.Fprintf(r.out, "\nGovernance: the coordinator key is %s (1 of 1, passphrase %q), the genesis %s.\n",
+		r.coordKey, passphrase, filepath.Join(r.dir, GenesisFile))
 	fmt.Fprintf(r.out, "\nTry: roundtable verify --server http://%s --state %s\n", r.nodes[len(r.nodes)-1].HTTPAddr(), filepath.Join(r.dir, "verify-state.json"))
 	fmt.Fprintln(r.out, "Press Ctrl-C to stop.")
 	<-ctx.Done()
@@ -397,9 +452,4 @@ func partnerName(code string) string {
 		return "Serbia partner NGO"
 	}
 	return code + " partner NGO"
-}
-
-// encodeGenesis writes the genesis file serve --bootstrap reads.
-func encodeGenesis(c cluster.Command) ([]byte, error) {
-	return json.Marshal(c.Genesis)
 }

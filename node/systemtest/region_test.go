@@ -34,6 +34,19 @@ type member struct {
 	dir        string
 	http, raft string
 	p          *proc
+	// gov signs governance statements: the consortium's two coordinator
+	// keys (threshold 2) and their passphrase file.
+	gov govKeys
+}
+
+type govKeys struct {
+	keys     []string
+	passFile string
+}
+
+// signFlags are the flags that sign with both coordinator keys.
+func (g govKeys) signFlags() []string {
+	return []string{"--key", g.keys[0], "--key", g.keys[1], "--passphrase-file", g.passFile}
 }
 
 func (m *member) url() string { return "http://" + m.http }
@@ -75,6 +88,8 @@ func (m *member) waitInCluster(ctx context.Context, t *testing.T) {
 
 var pubKeyLine = regexp.MustCompile(`signing public key: ([0-9a-f]{64})`)
 
+var coordKeyLine = regexp.MustCompile(`public key: ([0-9a-f]{64})`)
+
 // startRegion builds a region from the CLI: a CA, one store per partner
 // filled with synthetic records, a genesis naming their keys, the first
 // partner founding the ledger and the others joining it.
@@ -83,10 +98,23 @@ func startRegion(ctx context.Context, t *testing.T, partners ...string) []*membe
 	root := t.TempDir()
 	ca := filepath.Join(root, "ca")
 	mustRun(ctx, t, "", "ca", "init", "--dir", ca, "--consortium", "systemtest")
-	genesis := []string{"genesis", "--consortium", "systemtest", "--epsilon-cap", capEpsilon}
+	// Two coordinators, both needed for every governance statement.
+	gov := govKeys{passFile: filepath.Join(root, "coordinator.pass")}
+	writeFile(t, gov.passFile, "coordinator passphrase\n")
+	genesis := []string{"genesis", "--consortium", "systemtest", "--epsilon-cap", capEpsilon, "--cap-ceiling", "5", "--threshold", "2"}
+	for _, name := range []string{"alice", "bob"} {
+		key := filepath.Join(root, name+".key")
+		out := mustRun(ctx, t, "", "coordinator", "keygen", "--out", key, "--passphrase-file", gov.passFile, "--argon2-memory", "8192", "--argon2-time", "1")
+		pub := coordKeyLine.FindStringSubmatch(out.stdout)
+		if pub == nil {
+			t.Fatalf("keygen printed no public key:\n%s", out)
+		}
+		gov.keys = append(gov.keys, key)
+		genesis = append(genesis, "--coordinator", name+"="+pub[1])
+	}
 	var ms []*member
 	for _, p := range partners {
-		m := &member{partner: p, dir: filepath.Join(root, p), http: freeAddr(t), raft: freeAddr(t)}
+		m := &member{partner: p, dir: filepath.Join(root, p), http: freeAddr(t), raft: freeAddr(t), gov: gov}
 		mustRun(ctx, t, "", "ca", "issue", "--dir", ca, "--partner", p, "--out", filepath.Join(m.dir, "tls"))
 		out := mustRun(ctx, t, passphrase, "init", "--data-dir", m.dir, "--partner", p, "--argon2-memory", "8192", "--argon2-time", "1")
 		key := pubKeyLine.FindStringSubmatch(out.stdout)
@@ -291,7 +319,7 @@ func TestRegionSurvivesLeaderCrash(t *testing.T) {
 			t.Fatal("no follower")
 		}
 		state := filepath.Join(t.TempDir(), "verify-state.json")
-		r := run(ctx, t, "", "verify", "--server", follower.url(), "--state", state)
+		r := run(ctx, t, "", "verify", "--server", follower.url(), "--state", state, "--tofu")
 		if r.code != 0 {
 			t.Fatalf("verify against %s: %s", follower.partner, r)
 		}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"roundtable/aggregate"
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/privacy"
 )
@@ -58,7 +59,9 @@ type Fake struct {
 	truth     func(partner string, p aggregate.Period) float64
 	Imports   []ImportCall
 	Publishes []PublishCall
-	Members   []string // coordinator calls, as "add-partner RS", "remove n1", "add-replica r1"
+	Members   []string // governance calls, as "govern 1 add_replica"
+
+	statements []governance.Signed
 	// NotInCluster makes Health report no leader and reads fail with
 	// api.ErrNotInCluster.
 	NotInCluster bool
@@ -475,51 +478,35 @@ func (f *Fake) Publish(ctx context.Context, period aggregate.Period, indicators 
 	return f.publish(f.partner, period, indicators, epsilon)
 }
 
-// AddPartner implements api.Backend.
-func (f *Fake) AddPartner(ctx context.Context, p api.PartnerSpec) error {
+// FakeConsortium is the fake ledger's consortium id.
+const FakeConsortium = "fa4efa4efa4efa4efa4efa4efa4efa4efa4efa4efa4efa4efa4efa4efa4efa4e"
+
+// Governance implements api.Backend.
+func (f *Fake) Governance(ctx context.Context) (api.GovernanceHistory, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if contains(Partners(), p.Code) {
-		return fmt.Errorf("partner %s is already a member: %w", p.Code, api.ErrConflict)
+	return api.GovernanceHistory{Consortium: FakeConsortium, Next: uint64(len(f.statements)) + 1, Threshold: 1,
+		Statements: append([]governance.Signed{}, f.statements...)}, nil
+}
+
+// Govern implements api.Backend. The fake checks only the envelope's
+// consortium and sequence number and that there is a signature; the real
+// checks are the ledger's (cluster tests).
+func (f *Fake) Govern(ctx context.Context, s governance.Signed) (api.GovernResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := uint64(len(f.statements)) + 1
+	switch {
+	case s.Statement.Consortium != FakeConsortium:
+		return api.GovernResult{}, fmt.Errorf("%w: statement is for another consortium", api.ErrConflict)
+	case s.Statement.Seq != next:
+		return api.GovernResult{}, fmt.Errorf("%w: statement %d is not the next (%d)", api.ErrConflict, s.Statement.Seq, next)
+	case len(s.Signatures) == 0:
+		return api.GovernResult{}, fmt.Errorf("%w: statement %d has 0 valid coordinator signature(s)", api.ErrConflict, s.Statement.Seq)
 	}
-	f.Members = append(f.Members, "add-partner "+p.Code)
-	return nil
-}
-
-// RemoveNode implements api.Backend.
-func (f *Fake) RemoveNode(ctx context.Context, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if id == "nobody" {
-		return fmt.Errorf("node %s: %w", id, api.ErrNotFound)
-	}
-	f.Members = append(f.Members, "remove "+id)
-	return nil
-}
-
-// AddReplica implements api.Backend.
-func (f *Fake) AddReplica(ctx context.Context, r api.ReplicaSpec) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Members = append(f.Members, "add-replica "+r.ID)
-	return nil
-}
-
-// SetCatalog records the call.
-func (f *Fake) SetCatalog(ctx context.Context, catalogJSON []byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Members = append(f.Members, "set-catalog")
-	return nil
-}
-
-// SetPolicy records the call and applies the new cap.
-func (f *Fake) SetPolicy(ctx context.Context, p privacy.Policy) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.policy = p
-	f.Members = append(f.Members, "set-policy "+p.Accounting)
-	return nil
+	f.statements = append(f.statements, s)
+	f.Members = append(f.Members, fmt.Sprintf("govern %d %s", next, s.Statement.Action.Type))
+	return api.GovernResult{Seq: next, Action: s.Statement.Action.Type}, nil
 }
 
 // Snapshot returns copies of the recorded calls.
