@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"roundtable/privacy"
 )
@@ -122,6 +125,7 @@ func TestStateReadsDuringApply(t *testing.T) {
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	errs := make(chan error, 1)
+	var reads atomic.Int64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -131,20 +135,11 @@ func TestStateReadsDuringApply(t *testing.T) {
 				return
 			default:
 			}
-			n := 0
-			if err := b.f.Releases(func(int64, privacy.Signed) error { n++; return nil }); err != nil {
+			if err := readsAgree(b.f); err != nil {
 				errs <- err
 				return
 			}
-			head, err := b.f.TreeHead()
-			if err != nil {
-				errs <- err
-				return
-			}
-			if int64(n) > head.N {
-				errs <- fmt.Errorf("saw %d releases, then a tree of %d", n, head.N)
-				return
-			}
+			reads.Add(1)
 		}
 	}()
 	for i := 0; i < 30; i++ {
@@ -158,6 +153,74 @@ func TestStateReadsDuringApply(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
+	if reads.Load() == 0 {
+		t.Fatal("no read completed while the batches applied")
+	}
+	if err := readsAgree(b.f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readsAgree reads the tree head, the release list and the tree head
+// again, as a reader racing the state machine would, and checks what a
+// reader may rely on: the tree only grows (a consistency proof ties the
+// two heads), the list is leaves 0…n−1 in order and lies between the two
+// heads, and when it has as many releases as the first head, it is exactly
+// that tree (its RFC 6962 root is the head's root).
+func readsAgree(f *FSM) error {
+	h1, err := f.TreeHead()
+	if err != nil {
+		return err
+	}
+	var leaves []tlog.Hash
+	err = f.Releases(func(leaf int64, s privacy.Signed) error {
+		if leaf != int64(len(leaves)) {
+			return fmt.Errorf("release %s at leaf %d, after %d releases", s.ID, leaf, len(leaves))
+		}
+		data, err := LeafData(&s)
+		if err != nil {
+			return err
+		}
+		leaves = append(leaves, tlog.RecordHash(data))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	h2, err := f.TreeHead()
+	if err != nil {
+		return err
+	}
+	n := int64(len(leaves))
+	switch {
+	case n < h1.N || n > h2.N:
+		return fmt.Errorf("a tree of %d, then %d releases, then a tree of %d", h1.N, n, h2.N)
+	case n == h1.N && n > 0 && rfc6962Root(leaves) != h1.Hash:
+		return fmt.Errorf("the %d releases listed are not the tree of %d the head names", n, h1.N)
+	}
+	if h1.N > 0 && h2.N > h1.N {
+		proof, err := f.ConsistencyProof(h1.N, h2.N)
+		if err != nil {
+			return err
+		}
+		if err := VerifyConsistency(proof, h1.N, h1.Hash, h2.N, h2.Hash); err != nil {
+			return fmt.Errorf("tree %d does not extend tree %d: %w", h2.N, h1.N, err)
+		}
+	}
+	return nil
+}
+
+// rfc6962Root is the Merkle tree hash of RFC 6962 §2.1 over leaf hashes,
+// computed directly (not through the ledger's stored hashes).
+func rfc6962Root(leaves []tlog.Hash) tlog.Hash {
+	if len(leaves) == 1 {
+		return leaves[0]
+	}
+	k := 1
+	for k*2 < len(leaves) {
+		k *= 2
+	}
+	return tlog.NodeHash(rfc6962Root(leaves[:k]), rfc6962Root(leaves[k:]))
 }
 
 func TestLeafDataFromMatchesLeafData(t *testing.T) {

@@ -331,20 +331,59 @@ func TestCTDC(t *testing.T) {
 	}
 }
 
-// TestCTDCSharedSample imports the real CTDC sample if the project's shared
-// data is present on this machine (it is not copied into the repository).
-func TestCTDCSharedSample(t *testing.T) {
-	const sample = "/work/shared/data/ctdc_global_dataset_sample.csv"
-	if _, err := os.Stat(sample); err != nil {
-		t.Skip("shared CTDC sample not present")
-	}
+// TestCTDCRealLayout reads a fixture in the real CTDC global dataset's
+// layout: the dataset's 63 columns in its order (the header equals the
+// public sample's from the second cell on), the terms-of-use notice as the
+// first header cell and empty in every row, 0/1/-99 flags, ageBroad bands,
+// year-only registration, and the free-text columns as the dataset writes
+// them ("Friend/Acquaintance; Intimate Partner", "Not Specified", joined
+// means of control). The rows are written for the project: the public
+// sample's terms do not allow copying it here (see the data README).
+func TestCTDCRealLayout(t *testing.T) {
 	st, _ := newStore(t)
-	rep, err := Run(context.Background(), st, Options{Format: FormatCTDC}, sample)
+	rep, err := Run(context.Background(), st, Options{Format: FormatCTDC}, "testdata/ctdc_layout.csv")
 	if err != nil {
 		t.Fatalf("%v %q", err, rep.Errors)
 	}
-	if rep.Stats.Added != 15 {
-		t.Errorf("added %d, want 15", rep.Stats.Added)
+	if rep.Rows != 4 || rep.Stats.Added != 4 {
+		t.Errorf("read %d rows, added %d; want 4 and 4", rep.Rows, rep.Stats.Added)
+	}
+	got := storedCases(t, st)
+
+	a := aggregate.NewCase() // a hotline record; two relations flagged, the first in order wins
+	a.CaseID, a.RegisteredOn, a.Status, a.ReferralSource = "ctdc-ctdc_layout-2", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
+	a.Sex, a.Age, a.Citizenship, a.ExploitedIn = aggregate.Female, 21, "US", "US"
+	a.Control = a.Control.With(aggregate.Threats).With(aggregate.PsychologicalAbuse).With(aggregate.SexualAbuse)
+	a.Forms = a.Forms.With(aggregate.SexualExploitation)
+	a.SexualTypes = a.SexualTypes.With(aggregate.Prostitution)
+	a.RecruiterRelation = aggregate.IntimatePartner
+
+	b := aggregate.NewCase() // case management, control "not specified", exploitation country unknown
+	b.CaseID, b.RegisteredOn, b.Status = "ctdc-ctdc_layout-3", aggregate.DateOf(2002, 1, 1), aggregate.Identified
+	b.Sex, b.Age, b.Citizenship = aggregate.Female, 18, "MD"
+	b.Forms = b.Forms.With(aggregate.SexualExploitation)
+	b.RecruiterRelation = aggregate.RelationUnknown
+
+	c := aggregate.NewCase() // forced labour of a minor in domestic work, abducted, family recruiter
+	c.CaseID, c.RegisteredOn, c.Status, c.ReferralSource = "ctdc-ctdc_layout-4", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
+	c.Sex, c.Age, c.Citizenship, c.ExploitedIn = aggregate.Male, 9, "CO", "US"
+	c.Control = c.Control.With(aggregate.TakesEarnings).With(aggregate.WithholdsDocuments)
+	c.Forms = c.Forms.With(aggregate.ForcedLabour)
+	c.LabourTypes = c.LabourTypes.With(aggregate.DomesticWork)
+	c.Recruitment, c.RecruiterRelation = aggregate.Abduction, aggregate.Family
+
+	d := aggregate.NewCase() // only the year and the source known
+	d.CaseID, d.RegisteredOn, d.Status, d.ReferralSource = "ctdc-ctdc_layout-5", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
+	d.Sex, d.RecruiterRelation = aggregate.SexUnknown, aggregate.RelationUnknown
+
+	want := map[string]aggregate.Case{a.CaseID: a, b.CaseID: b, c.CaseID: c, d.CaseID: d}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("%s:\n got %+v\nwant %+v", id, got[id], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("stored %d cases, want %d", len(got), len(want))
 	}
 }
 

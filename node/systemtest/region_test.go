@@ -159,9 +159,10 @@ func TestRegionSurvivesLeaderCrash(t *testing.T) {
 
 	type ack struct{ partner, id, period string }
 	var (
-		mu     sync.Mutex
-		acked  []ack
-		events syncLog
+		mu      sync.Mutex
+		acked   []ack
+		refused = budgetRefusals{}
+		events  syncLog
 	)
 	ackc := make(chan struct{}, 64)
 	var wg sync.WaitGroup
@@ -175,6 +176,11 @@ func TestRegionSurvivesLeaderCrash(t *testing.T) {
 				}
 				if r.code != 0 {
 					events.add("%s %s: refused or failed: %s", m.partner, period, strings.TrimSpace(r.stderr))
+					if strings.Contains(r.stderr, overBudget) {
+						mu.Lock()
+						refused[refused.key(m.partner, period)] = true
+						mu.Unlock()
+					}
 				} else if id := publishedLine.FindStringSubmatch(r.stdout); id != nil {
 					mu.Lock()
 					acked = append(acked, ack{m.partner, id[1], period})
@@ -222,6 +228,12 @@ func TestRegionSurvivesLeaderCrash(t *testing.T) {
 		acked = append(acked, ack{m.partner, id[1], "2024-Q3"})
 	}
 	t.Logf("publish events:\n%s", &events)
+	checkBudgetRefusals(ctx, t, ms[0], partners(ms), refused)
+	// On a quarter nobody has touched, with nothing else going on, the cap
+	// is exact: five releases fit, one micro-unit more does not.
+	for _, id := range fillQuarterToCap(ctx, t, ms[1], "2024-Q4") {
+		acked = append(acked, ack{ms[1].partner, id, "2024-Q4"})
+	}
 	if len(acked) < 3 {
 		t.Fatalf("only %d acknowledged releases", len(acked))
 	}
@@ -328,6 +340,14 @@ func TestRegionSurvivesLeaderCrash(t *testing.T) {
 			t.Fatalf("second verify against %s: %s", follower.partner, r)
 		}
 	})
+}
+
+func partners(ms []*member) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.partner)
+	}
+	return out
 }
 
 // leaderOf asks each member who leads and returns that member.
