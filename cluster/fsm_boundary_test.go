@@ -94,7 +94,7 @@ func TestFSMBudgetCapBoundary(t *testing.T) {
 // the one place to change when partners are added by signed governance.
 func batchAddPartner(t *testing.T, b *fsmBase, id string) Command {
 	t.Helper()
-	return NewAddPartner(fsmPartner(id))
+	return govAddPartner(fsmPartner(id))
 }
 
 // A partner added earlier in the same ApplyBatch has no key when the batch's

@@ -17,9 +17,9 @@ import (
 // a majority, every proof verifies), and only comparing servers catches it.
 func TestSplitView(t *testing.T) {
 	cases := []struct {
-		name        string
+		name         string
 		honest, fake func(t *testing.T) *ledger
-		want        string
+		want         string
 	}{
 		{"same size, different root", ledgerOf(8, 100), ledgerOf(8, 9000), "both show a regional checkpoint of size 8"},
 		{"larger tree that does not extend", ledgerOf(8, 100), ledgerOf(11, 9000), "is not extended by"},
