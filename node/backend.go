@@ -48,6 +48,8 @@ func (b *backend) Health(ctx context.Context) api.Health {
 		AppliedIndex: b.ledger.FSM().AppliedIndex(),
 		LastContact:  stats["last_contact"],
 		Version:      version(),
+		// Issue 8: raft RPCs whose sender was not the TLS peer or a voter.
+		RaftRPCRefused: b.ledger.RaftRPCRefusals(),
 	}
 	fmt.Sscan(stats["commit_index"], &h.CommitIndex)
 	if t, err := b.ledger.FSM().TreeHead(); err == nil {
