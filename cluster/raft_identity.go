@@ -232,11 +232,19 @@ func (t *IdentityTransport) heartbeat(peer string, rpc raft.RPC) {
 	fn := t.hb
 	t.mu.Unlock()
 	req, _ := rpc.Command.(*raft.AppendEntriesRequest)
-	if r := t.cfg.Local(); fn != nil && req != nil && r != nil && r.State() == raft.Follower && r.CurrentTerm() == req.Term {
+	if fn != nil && req != nil && fastPathSafe(t.cfg.Local(), req.Term) {
 		fn(rpc)
 		return
 	}
 	t.forward(rpc)
+}
+
+// fastPathSafe reports whether r follows in term. The term is read on both
+// sides of the state: if it did not move, r was a follower in that term,
+// and any move out of follower raises the term, after which raft ignores
+// the heartbeat as stale.
+func fastPathSafe(r LocalRaft, term uint64) bool {
+	return r != nil && r.CurrentTerm() == term && r.State() == raft.Follower && r.CurrentTerm() == term
 }
 
 // forward hands an admitted RPC to raft.
