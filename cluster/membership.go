@@ -36,8 +36,9 @@ type joinResponse struct {
 }
 
 type member struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter,omitempty"`
 }
 
 // join asks the member at cfg.Join to admit this node, retrying transport
@@ -58,6 +59,9 @@ func (n *Node) join(ctx context.Context) error {
 			n.joinMu.Lock()
 			for _, m := range resp.Members {
 				n.joinAllow[raft.ServerAddress(m.Addr)] = m.ID
+				if m.Voter {
+					n.joinVoters[m.ID] = raft.ServerAddress(m.Addr)
+				}
 			}
 			n.joinMu.Unlock()
 			n.log.Info("joined", "via", n.cfg.Join, "members", len(resp.Members))
@@ -120,7 +124,7 @@ func (n *Node) handleJoin(ctx context.Context, peer string, body []byte) ([]byte
 	}
 	var resp joinResponse
 	for _, s := range n.servers() {
-		resp.Members = append(resp.Members, member{ID: string(s.ID), Addr: string(s.Address)})
+		resp.Members = append(resp.Members, member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
 	return json.Marshal(resp)
 }

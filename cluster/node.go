@@ -99,6 +99,11 @@ type Config struct {
 
 	// Logger receives the node's and raft's log; nil means slog.Default().
 	Logger *slog.Logger
+
+	// plainRaftTransport (tests only) runs raft over the NetworkTransport
+	// that believes RPC headers, so attack tests can show what the
+	// identity transport prevents.
+	plainRaftTransport bool
 }
 
 func (c *Config) setDefaults() {
@@ -165,7 +170,7 @@ type Node struct {
 
 	mux       *Mux
 	stream    *filteredStream
-	transport *raft.NetworkTransport
+	transport raftTransport
 	fwd       *Forwarder
 	logStore  *BoltStore
 	snaps     *raft.FileSnapshotStore
@@ -179,6 +184,9 @@ type Node struct {
 	// accepts raft connections from them before it has a configuration.
 	joinMu    sync.Mutex
 	joinAllow map[raft.ServerAddress]string
+	// joinVoters are the voters among them (id → address): whom a node
+	// without a configuration accepts raft RPCs from.
+	joinVoters map[string]raft.ServerAddress
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -196,7 +204,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open node: %w", err)
 	}
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), joinAllow: map[raft.ServerAddress]string{}}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), joinAllow: map[raft.ServerAddress]string{}, joinVoters: map[string]raft.ServerAddress{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.open(); err != nil {
 		_ = n.shutdown(false) // the open error says more than any close error
@@ -296,7 +304,9 @@ func (n *Node) listen() error {
 		Logger:           n.log,
 	})
 	n.stream = newFilteredStream(inner, n.expectedID)
-	n.transport = NewTransport(n.stream, TransportConfig{Timeout: n.cfg.TransportTimeout, MaxPool: 8, Logger: n.log})
+	if n.transport, err = n.raftTransport(); err != nil {
+		return err
+	}
 	n.fwd, err = NewForwarder(ForwarderConfig{TLS: n.tls, ExpectedID: n.expectedID, HandshakeTimeout: n.cfg.HandshakeTimeout})
 	if err != nil {
 		return err

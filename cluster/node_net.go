@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -137,6 +138,15 @@ type trackedConn struct {
 	peer string
 	s    *filteredStream
 	once sync.Once
+}
+
+// ConnectionState passes the TLS state through, so PeerID works on a
+// tracked connection.
+func (c *trackedConn) ConnectionState() tls.ConnectionState {
+	if cs, ok := c.Conn.(connectionStater); ok {
+		return cs.ConnectionState()
+	}
+	return tls.ConnectionState{}
 }
 
 func (c *trackedConn) Close() error {

@@ -49,6 +49,8 @@ func (b *backend) Health(ctx context.Context) api.Health {
 		AppliedIndex: b.ledger.FSM().AppliedIndex(),
 		LastContact:  stats["last_contact"],
 		Version:      version(),
+		// Issue 8: raft RPCs whose sender was not the TLS peer or a voter.
+		RaftRPCRefused: b.ledger.RaftRPCRefusals(),
 	}
 	h.ConsortiumID, _ = b.ledger.FSM().ConsortiumID()
 	fmt.Sscan(stats["commit_index"], &h.CommitIndex)

@@ -114,6 +114,9 @@ type Health struct {
 	Version      string `json:"version"`       // binary version
 	Releases     int    `json:"releases"`      // releases in the ledger
 	TreeSize     int64  `json:"tree_size"`     // leaves in the Merkle log
+	// RaftRPCRefused counts inbound raft RPCs the node refused because
+	// their sender was not the TLS peer or not a voter, by reason.
+	RaftRPCRefused map[string]uint64 `json:"raft_rpc_refused,omitempty"`
 }
 
 // ReleaseEntry is a signed release and its leaf index in the Merkle log.

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -65,6 +66,8 @@ type Fake struct {
 	// NotInCluster makes Health report no leader and reads fail with
 	// api.ErrNotInCluster.
 	NotInCluster bool
+	// RaftRPCRefused is what Health reports as refused raft RPCs.
+	RaftRPCRefused map[string]uint64
 }
 
 // ImportCall is one recorded Import.
@@ -274,7 +277,7 @@ func (f *Fake) Health(ctx context.Context) api.Health {
 	defer f.mu.Unlock()
 	h := api.Health{Partner: f.partner, InCluster: !f.NotInCluster, CaughtUp: !f.NotInCluster, RaftState: "Leader",
 		Leader: "node-RS", AppliedIndex: f.index, CommitIndex: f.index, LastContact: "0s", Version: "test",
-		Releases: len(f.entries), TreeSize: int64(len(f.entries))}
+		Releases: len(f.entries), TreeSize: int64(len(f.entries)), RaftRPCRefused: maps.Clone(f.RaftRPCRefused)}
 	if f.NotInCluster {
 		h.RaftState, h.Leader = "Follower", ""
 	}
