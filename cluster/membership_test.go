@@ -129,10 +129,17 @@ func TestMembershipFollowsLedger(t *testing.T) {
 			t.Errorf("%s does not deny XK after its removal", n.ID())
 		}
 	}
-	// A removed partner's join is refused.
+	// A removed partner's join is refused, now at the TLS handshake: its
+	// id is on the deny-list every node consults there.
+	refusedBefore := leader.HandshakesRefused()
 	req, _ = json.Marshal(joinRequest{ID: "XK", Addr: nodes[2].Addr(), Voter: true})
 	err = forwardAs(t, r, "XK", leader.Addr(), fwdJoin, req)
-	wantRefused(t, err, "XK is not a registered partner or replica")
+	if err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Errorf("removed partner's join: %v, want a refusal at the handshake", err)
+	}
+	if leader.HandshakesRefused() <= refusedBefore {
+		t.Error("the leader did not count the refused handshake")
+	}
 }
 
 func stateHashes(t *testing.T, nodes []*Node) []string {

@@ -250,6 +250,9 @@ func (n *Node) open() error {
 	if n.fsm, err = OpenFSM(filepath.Join(n.cfg.DataDir, "ledger"), n.log); err != nil {
 		return err
 	}
+	// Removed partners and replicas and revoked certificates are refused
+	// at the handshake, by every node, in both directions.
+	n.tls.SetDenyList(n.fsm.Denied)
 	if err := n.listen(); err != nil {
 		return err
 	}

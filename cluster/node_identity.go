@@ -54,6 +54,10 @@ func (n *Node) localRaft() LocalRaft {
 	return nil
 }
 
+// HandshakesRefused counts the peers this node turned away at the TLS
+// handshake because the ledger's deny-list names their certificate.
+func (n *Node) HandshakesRefused() uint64 { return n.tls.HandshakesRefused() }
+
 // RaftRPCRefusals counts the inbound raft RPCs this node refused, by
 // reason (see RefusalReasons); nil when the identity transport is off.
 func (n *Node) RaftRPCRefusals() map[string]uint64 {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,6 +33,43 @@ type NodeTLS struct {
 	cert     tls.Certificate
 	pool     *x509.CertPool
 	notAfter time.Time
+
+	// deny, when set, is consulted on every handshake in both directions;
+	// refused counts the peers it turned away.
+	deny    atomic.Pointer[DenyFunc]
+	refused atomic.Uint64
+}
+
+// DenyFunc reports whether a peer certificate, named by its node identity
+// and serial number, is refused, and why. The ledger's deny-list
+// (FSM.Denied: removed partners and replicas, revoked serials) is one.
+type DenyFunc func(id string, serial *big.Int) (bool, string)
+
+// SetDenyList makes every later handshake, inbound and outbound, refuse a
+// peer whose certificate f denies. The regional CA cannot un-issue a
+// certificate; the ledger, which every node replicates, can refuse it.
+func (n *NodeTLS) SetDenyList(f DenyFunc) { n.deny.Store(&f) }
+
+// HandshakesRefused counts peers refused by the deny-list so far.
+func (n *NodeTLS) HandshakesRefused() uint64 { return n.refused.Load() }
+
+// verifyConnection runs after the chain is verified against the regional
+// CA, inside the handshake, so a denied peer never gets a connection.
+func (n *NodeTLS) verifyConnection(cs tls.ConnectionState) error {
+	f := n.deny.Load()
+	if f == nil || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	id, err := IdentityOf(leaf)
+	if err != nil {
+		return err
+	}
+	if denied, why := (*f)(id, leaf.SerialNumber); denied {
+		n.refused.Add(1)
+		return fmt.Errorf("peer certificate (serial %s) is on the ledger's deny-list: %s", leaf.SerialNumber, why)
+	}
+	return nil
 }
 
 // LoadNodeTLS reads node.crt, node.key and ca.crt from dir and checks that the
@@ -109,6 +147,8 @@ func (n *NodeTLS) ServerConfig() *tls.Config {
 		Certificates: []tls.Certificate{n.cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    n.pool,
+		// Runs after chain verification, on every handshake.
+		VerifyConnection: n.verifyConnection,
 	}
 }
 
@@ -117,9 +157,10 @@ func (n *NodeTLS) ServerConfig() *tls.Config {
 // certificate. Host names are still verified against the peer's SANs.
 func (n *NodeTLS) ClientConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{n.cert},
-		RootCAs:      n.pool,
+		MinVersion:       tls.VersionTLS13,
+		Certificates:     []tls.Certificate{n.cert},
+		RootCAs:          n.pool,
+		VerifyConnection: n.verifyConnection,
 	}
 }
 

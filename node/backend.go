@@ -50,7 +50,8 @@ func (b *backend) Health(ctx context.Context) api.Health {
 		LastContact:  stats["last_contact"],
 		Version:      version(),
 		// Issue 8: raft RPCs whose sender was not the TLS peer or a voter.
-		RaftRPCRefused: b.ledger.RaftRPCRefusals(),
+		RaftRPCRefused:    b.ledger.RaftRPCRefusals(),
+		HandshakesRefused: b.ledger.HandshakesRefused(),
 	}
 	h.ConsortiumID, _ = b.ledger.FSM().ConsortiumID()
 	fmt.Sscan(stats["commit_index"], &h.CommitIndex)

@@ -212,6 +212,7 @@ func nonNilInts(s []int) []int {
 func TestPublishAndRefusal(t *testing.T) {
 	e := newEnv(t, true, apitest.Options{FromYear: 2024, ToYear: 2024})
 	e.fake.RaftRPCRefused = map[string]uint64{"id_mismatch": 2, "not_voter": 0}
+	e.fake.HandshakesRefused = 3
 	_, before := e.do(t, "", "GET", "/v1/series?indicator=victims&partner=RS&from=2025-Q1", nil, "")
 	if n := len(decode[api.SeriesResponse](t, before).Series[0].Points); n != 0 {
 		t.Fatalf("2025-Q1 has %d points before publishing", n)
@@ -264,6 +265,7 @@ func TestPublishAndRefusal(t *testing.T) {
 		`roundtable_raft_state{state="Leader"} 1`,
 		`roundtable_raft_rpc_refused_total{reason="id_mismatch"} 2`,
 		`roundtable_raft_rpc_refused_total{reason="not_voter"} 0`,
+		`roundtable_tls_handshakes_refused_total 3`,
 	} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("metrics lack %s", want)

@@ -117,6 +117,10 @@ type Health struct {
 	// RaftRPCRefused counts inbound raft RPCs the node refused because
 	// their sender was not the TLS peer or not a voter, by reason.
 	RaftRPCRefused map[string]uint64 `json:"raft_rpc_refused,omitempty"`
+	// HandshakesRefused counts peers refused at the TLS handshake because
+	// the ledger's deny-list names their certificate (a removed partner or
+	// replica, or a revoked serial).
+	HandshakesRefused uint64 `json:"handshakes_refused,omitempty"`
 }
 
 // ReleaseEntry is a signed release and its leaf index in the Merkle log.

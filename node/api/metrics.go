@@ -79,7 +79,7 @@ func (m *metrics) refusal(reason string) {
 type backendCollector struct {
 	b                                                      Backend
 	spent, cap, raft, applied, commit, inCluster, releases *prometheus.Desc
-	raftRefused                                            *prometheus.Desc
+	raftRefused, denied                                    *prometheus.Desc
 }
 
 func newBackendCollector(b Backend) *backendCollector {
@@ -96,11 +96,13 @@ func newBackendCollector(b Backend) *backendCollector {
 		releases:  prometheus.NewDesc("roundtable_ledger_releases", "Releases in the ledger.", nil, nil),
 		raftRefused: prometheus.NewDesc("roundtable_raft_rpc_refused_total",
 			"Inbound raft RPCs refused because the sender was not the TLS peer, not a voter, or (TimeoutNow) not the leader.", []string{"reason"}, nil),
+		denied: prometheus.NewDesc("roundtable_tls_handshakes_refused_total",
+			"Peers refused at the TLS handshake because the ledger's deny-list names their certificate.", nil, nil),
 	}
 }
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.spent, c.cap, c.raft, c.applied, c.commit, c.inCluster, c.releases, c.raftRefused} {
+	for _, d := range []*prometheus.Desc{c.spent, c.cap, c.raft, c.applied, c.commit, c.inCluster, c.releases, c.raftRefused, c.denied} {
 		ch <- d
 	}
 }
@@ -120,6 +122,7 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(h.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(c.inCluster, prometheus.GaugeValue, boolFloat(h.InCluster))
 	ch <- prometheus.MustNewConstMetric(c.releases, prometheus.GaugeValue, float64(h.Releases))
+	ch <- prometheus.MustNewConstMetric(c.denied, prometheus.CounterValue, float64(h.HandshakesRefused))
 	for reason, n := range h.RaftRPCRefused {
 		ch <- prometheus.MustNewConstMetric(c.raftRefused, prometheus.CounterValue, float64(n), reason)
 	}

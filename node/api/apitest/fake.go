@@ -68,6 +68,8 @@ type Fake struct {
 	NotInCluster bool
 	// RaftRPCRefused is what Health reports as refused raft RPCs.
 	RaftRPCRefused map[string]uint64
+	// HandshakesRefused is what Health reports as deny-listed peers.
+	HandshakesRefused uint64
 }
 
 // ImportCall is one recorded Import.
@@ -277,7 +279,8 @@ func (f *Fake) Health(ctx context.Context) api.Health {
 	defer f.mu.Unlock()
 	h := api.Health{Partner: f.partner, InCluster: !f.NotInCluster, CaughtUp: !f.NotInCluster, RaftState: "Leader",
 		Leader: "node-RS", AppliedIndex: f.index, CommitIndex: f.index, LastContact: "0s", Version: "test",
-		Releases: len(f.entries), TreeSize: int64(len(f.entries)), RaftRPCRefused: maps.Clone(f.RaftRPCRefused)}
+		Releases: len(f.entries), TreeSize: int64(len(f.entries)), RaftRPCRefused: maps.Clone(f.RaftRPCRefused),
+		HandshakesRefused: f.HandshakesRefused}
 	if f.NotInCluster {
 		h.RaftState, h.Leader = "Follower", ""
 	}
