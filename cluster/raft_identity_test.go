@@ -305,6 +305,13 @@ func TestIdentityAttacksSucceedOnPlainTransport(t *testing.T) {
 			gerr := follower.logStore.GetLog(idx, &got)
 			if gerr == nil && bytes.Equal(got.Data, data) {
 				waitFor(t, "the forged entry to be applied", func() bool { return follower.FSM().AppliedIndex() >= idx })
+				// Raft took it; the state machine did not: the statement
+				// carries no coordinator's signature, so applying it was a
+				// refusal and the cap is what the genesis set.
+				pol, err := follower.FSM().Policy()
+				if err != nil || pol.CapMicro != testCapMicro {
+					t.Fatalf("policy after the forged entry: %+v, %v; want the cap unchanged at %d", pol, err, testCapMicro)
+				}
 				break
 			}
 			if attempt == 4 {
