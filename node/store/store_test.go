@@ -62,7 +62,7 @@ func testCase(id string, notes string) *aggregate.Case {
 
 func importCases(t *testing.T, st *Store, batch int, cases ...*aggregate.Case) ImportStats {
 	t.Helper()
-	imp, err := st.beginImport(context.Background(), batch)
+	imp, err := st.beginImport(context.Background(), batch, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestImportGenerations(t *testing.T) {
 func TestImportAbort(t *testing.T) {
 	st, _ := newStore(t)
 	importCases(t, st, 2, testCase("KEEP", "v1"))
-	imp, err := st.beginImport(context.Background(), 2)
+	imp, err := st.beginImport(context.Background(), 2, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestImportAbort(t *testing.T) {
 func TestRecoverUncommitted(t *testing.T) {
 	st, dir := newStore(t)
 	importCases(t, st, 4, testCase("OLD", "v1"))
-	imp, err := st.beginImport(context.Background(), 4)
+	imp, err := st.beginImport(context.Background(), 4, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
