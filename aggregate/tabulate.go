@@ -53,8 +53,8 @@ type Assignment struct {
 // indicator's k keys, the first k in the catalog's key order.
 //
 // It returns, beside the tables, the quarter of every person it counted
-// whom book had not fixed yet (nothing when book is nil: then nobody is
-// fixed, and the caller must not publish). The caller must record
+// whom book had not fixed yet. With a nil book it returns none: that is
+// Tabulate, whose tables must not be published. The caller must record
 // them durably before anything computed from the tables leaves the node.
 func TabulateFixed(ctx context.Context, cat *Catalog, period Period, indicators []string, each func(fn func(*Case) error) error, book QuarterBook) ([]*Table, []Assignment, error) {
 	if cat == nil {
