@@ -12,37 +12,68 @@ import (
 	"time"
 )
 
-// Tabulate computes the exact tables of the named indicators (all of the
-// catalog's if indicators is empty) for one period, bounding every
+// Tabulate is TabulateFixed with no quarter fixed by an earlier release:
+// every person counts in the quarter of their earliest case of the year.
+// It is for tools and tests that publish nothing; the release workflow uses
+// TabulateFixed, so that a person never moves between quarters of a year.
+func Tabulate(ctx context.Context, cat *Catalog, period Period, indicators []string, each func(fn func(*Case) error) error) ([]*Table, error) {
+	tables, _, err := TabulateFixed(ctx, cat, period, indicators, each, nil)
+	return tables, err
+}
+
+// QuarterBook says in which quarter of a year an earlier release fixed a
+// person (DESIGN.md's privacy model: the quarter is fixed the first time a
+// release includes the person, and later edits never move it).
+type QuarterBook interface {
+	// Quarter is the quarter (1–4) person (Case.Person()) was fixed to in
+	// year, or 0 when no release has included the person that year.
+	Quarter(person string, year int) int
+}
+
+// Assignment fixes the quarter a person counts in for one year.
+type Assignment struct {
+	Person  string // Case.Person(): "p:" + person_id, or "c:" + case_id
+	Year    int
+	Quarter int // 1–4
+}
+
+// TabulateFixed computes the exact tables of the named indicators (all of
+// the catalog's if indicators is empty) for one period, bounding every
 // person's contribution as DESIGN.md's privacy model requires. each must
-// call fn once for every case the node holds, of any year; Tabulate keeps
-// no *Case after fn returns (it copies the fields it needs), so each may
-// reuse one Case value.
+// call fn once for every case the node holds, of any year; TabulateFixed
+// keeps no *Case after fn returns (it copies the fields it needs), so each
+// may reuse one Case value.
 //
 // The rules, in aggregate/DESIGN.md: the person (Case.Person) is the unit;
 // each person-year is merged from the person's cases registered that year
 // (single-valued fields from the earliest case, ties broken by the smaller
 // case_id; multi-valued fields the union); the person counts only in the
-// quarter of that earliest case; a multi-valued breakdown keeps at most the
+// quarter book fixed for them that year, or, if none, in the quarter of
+// that earliest case; a multi-valued breakdown keeps at most the
 // indicator's k keys, the first k in the catalog's key order.
-func Tabulate(ctx context.Context, cat *Catalog, period Period, indicators []string, each func(fn func(*Case) error) error) ([]*Table, error) {
+//
+// It returns, beside the tables, the quarter of every person it counted
+// whom book had not fixed yet. With a nil book it returns none: that is
+// Tabulate, whose tables must not be published. The caller must record
+// them durably before anything computed from the tables leaves the node.
+func TabulateFixed(ctx context.Context, cat *Catalog, period Period, indicators []string, each func(fn func(*Case) error) error, book QuarterBook) ([]*Table, []Assignment, error) {
 	if cat == nil {
-		return nil, errors.New("tabulate: no catalog")
+		return nil, nil, errors.New("tabulate: no catalog")
 	}
 	if period.Quarter < 0 || period.Quarter > 4 || period.Year < MinYear || period.Year > MaxYear {
-		return nil, fmt.Errorf("tabulate: period %v is not a quarter or year in %d–%d", period, MinYear, MaxYear)
+		return nil, nil, fmt.Errorf("tabulate: period %v is not a quarter or year in %d–%d", period, MinYear, MaxYear)
 	}
 	if err := cat.Validate(); err != nil {
-		return nil, fmt.Errorf("tabulate: %w", err)
+		return nil, nil, fmt.Errorf("tabulate: %w", err)
 	}
 	inds, err := selectIndicators(cat, indicators)
 	if err != nil {
-		return nil, fmt.Errorf("tabulate: %w", err)
+		return nil, nil, fmt.Errorf("tabulate: %w", err)
 	}
 	start := time.Now()
 	people, records, err := collectPeople(ctx, period.Year, each, newPersonIndex())
 	if err != nil {
-		return nil, fmt.Errorf("tabulate %v: %w", period, err)
+		return nil, nil, fmt.Errorf("tabulate %v: %w", period, err)
 	}
 	var tables, quantiles []*Table
 	var plans []plan
@@ -57,14 +88,18 @@ func Tabulate(ctx context.Context, cat *Catalog, period Period, indicators []str
 			}
 		}
 	}
-	lo, hi := periodBounds(period)
 	var codes [numDims]uint32
 	var ages ageHistogram
+	var fixed []Assignment
 	codeOf := newCodeTables()
 	for i := range people.n {
 		py := people.at(i)
-		if py.first < lo || py.first >= hi {
+		q, known := py.quarter(book, period.Year)
+		if period.Quarter != 0 && q != period.Quarter {
 			continue // counted in another quarter of the year
+		}
+		if !known && book != nil {
+			fixed = append(fixed, Assignment{Person: py.person(), Year: period.Year, Quarter: q})
 		}
 		py.codes(codeOf, &codes)
 		for j := range plans {
@@ -77,8 +112,8 @@ func Tabulate(ctx context.Context, cat *Catalog, period Period, indicators []str
 	for _, t := range quantiles { // age is the only quantile value (quantileValues)
 		t.values = ages.values(t.ind.Lower, t.ind.Upper)
 	}
-	slog.Debug("tabulated", "period", period.String(), "cases", records, "person_years", people.n, "tables", len(tables), "elapsed", time.Since(start))
-	return tables, nil
+	slog.Debug("tabulated", "period", period.String(), "cases", records, "person_years", people.n, "tables", len(tables), "newly_fixed", len(fixed), "elapsed", time.Since(start))
+	return tables, fixed, nil
 }
 
 func selectIndicators(cat *Catalog, names []string) ([]*Indicator, error) {
@@ -142,17 +177,23 @@ func (h *ageHistogram) values(lower, upper float64) []float64 {
 	return out
 }
 
-// periodBounds is the half-open range of dates a person's first case of
-// the year must fall in for the person to count in period.
-func periodBounds(p Period) (Date, Date) {
-	if p.Quarter == 0 {
-		return DateOf(p.Year, time.January, 1), DateOf(p.Year+1, time.January, 1)
+// quarter is the quarter p counts in for year: the one book fixed (known
+// true), else that of p's earliest case of the year.
+func (p *personYear) quarter(book QuarterBook, year int) (q int, known bool) {
+	if book != nil {
+		if q := book.Quarter(p.person(), year); q >= 1 && q <= 4 {
+			return q, true
+		}
 	}
-	lo := DateOf(p.Year, time.Month(3*p.Quarter-2), 1)
-	if p.Quarter == 4 {
-		return lo, DateOf(p.Year+1, time.January, 1)
+	return p.first.Quarter(), false
+}
+
+// person is p's Case.Person() key.
+func (p *personYear) person() string {
+	if p.personID != "" {
+		return "p:" + p.personID
 	}
-	return lo, DateOf(p.Year, time.Month(3*p.Quarter+1), 1)
+	return "c:" + p.firstID
 }
 
 // personYear is one person's merged record for one calendar year.

@@ -232,13 +232,14 @@ func (b *backend) Cluster(ctx context.Context) (api.ClusterInfo, error) {
 	return info, nil
 }
 
-func (b *backend) Import(ctx context.Context, r io.Reader, filename, format string) (api.ImportReport, error) {
+func (b *backend) Import(ctx context.Context, r io.Reader, filename, format string, src api.ImportSource) (api.ImportReport, error) {
 	if b.st == nil {
 		return api.ImportReport{}, api.ErrNotPartner
 	}
-	rep, err := ingest.RunReader(ctx, b.st, ingest.Options{Format: format}, filename, r)
+	opts := ingest.Options{Format: format, Source: src.Name, Replace: src.Replace}
+	rep, err := ingest.RunReader(ctx, b.st, opts, filename, r)
 	out := api.ImportReport{Files: []string{filename}, Rows: rep.Rows, Invalid: rep.Invalid,
-		Imported: rep.Imported, Stored: rep.Stats.Added + rep.Stats.Updated}
+		Imported: rep.Imported, Stored: rep.Stats.Added + rep.Stats.Updated, Removed: rep.Stats.Removed}
 	for _, e := range rep.Errors {
 		out.Errors = append(out.Errors, lineError(e))
 	}

@@ -407,7 +407,7 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 		if _, err := rep.Publish(ctx, mustPeriod(t, "2024-Q2"), nil, 0.1); !errors.Is(err, api.ErrNotPartner) {
 			t.Errorf("replica Publish: %v, want ErrNotPartner", err)
 		}
-		if _, err := (*backend)(rep).Import(ctx, strings.NewReader("x"), "x.csv", "csv"); !errors.Is(err, api.ErrNotPartner) {
+		if _, err := (*backend)(rep).Import(ctx, strings.NewReader("x"), "x.csv", "csv", api.ImportSource{}); !errors.Is(err, api.ErrNotPartner) {
 			t.Errorf("replica Import: %v, want ErrNotPartner", err)
 		}
 		// Through HTTP, it is a 409 whatever the token.

@@ -157,9 +157,18 @@ func (n *Node) draw(ctx context.Context, res privacy.Reservation) (privacy.Signe
 		return privacy.Signed{}, ledgerErr(err)
 	}
 	each := func(fn func(*aggregate.Case) error) error { return n.st.Cases(ctx, fn) }
-	tables, err := aggregate.Tabulate(ctx, cat, res.Period, res.Indicators, each)
+	book, err := n.st.QuarterBook()
+	if err != nil {
+		return privacy.Signed{}, err
+	}
+	tables, fixed, err := aggregate.TabulateFixed(ctx, cat, res.Period, res.Indicators, each, book)
 	if err != nil {
 		return privacy.Signed{}, fmt.Errorf("tabulate: %w", err)
+	}
+	// Durable before noise is drawn, so before the release can be saved as
+	// pending or leave the node: node/store/DESIGN.md, "Fixed quarters".
+	if err := n.st.FixQuarters(fixed); err != nil {
+		return privacy.Signed{}, err
 	}
 	pol := privacy.Policy{Accounting: res.Accounting}
 	budget := float64(res.SpendMicro) / privacy.Micro

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -149,7 +150,7 @@ func newImportCmd() *cobra.Command {
 	var dir string
 	var o ingest.Options
 	c := &cobra.Command{
-		Use:   "import --data-dir DIR [--format csv|ctdc|jsonl] [--skip-invalid] FILE...",
+		Use:   "import --data-dir DIR [--format csv|ctdc|jsonl] [--skip-invalid] [--source NAME [--replace]] FILE...",
 		Short: "Validate and import case records into the encrypted store (all or nothing)",
 		Long: `import validates every row of every file and stores them encrypted. One
 invalid row means nothing is stored and the exit code is non-zero; every bad
@@ -159,7 +160,13 @@ beside each input as FILE.rejected.csv with the reason. Importing a case_id
 again updates it.
 
 Formats: csv (the project's columns, see docs/case-schema.md), ctdc (the CTDC
-global dataset CSV) and jsonl (one JSON object per line).`,
+global dataset CSV) and jsonl (one JSON object per line).
+
+--source NAME labels every imported record with where it came from. With
+--replace the files are the whole of that source: its records that are no
+longer in them are removed, in the same all-or-nothing import. Use it for an
+export that is re-exported in full, such as CTDC (which has no ids, so a
+corrected row is a new record and the old one must go).`,
 		Args: cobra.MinimumNArgs(1),
 	}
 	pf := addPassphraseFlag(c, "passphrase-file")
@@ -167,8 +174,13 @@ global dataset CSV) and jsonl (one JSON object per line).`,
 	c.Flags().StringVar(&o.Format, "format", "csv", "input format: csv, ctdc or jsonl")
 	c.Flags().BoolVar(&o.SkipInvalid, "skip-invalid", false, "store valid rows, write rejected ones beside the input")
 	c.Flags().IntVar(&o.MaxErrors, "max-errors", 100, "report at most this many invalid rows")
+	c.Flags().StringVar(&o.Source, "source", "", "name of the source the records come from, stored with each")
+	c.Flags().BoolVar(&o.Replace, "replace", false, "the files are the whole of --source: remove its records they no longer hold")
 	mustRequire(c, "data-dir")
 	c.RunE = func(cmd *cobra.Command, files []string) error {
+		if o.Replace && o.Source == "" {
+			return exitError{err: errors.New("import: --replace needs --source NAME (the source whose records the files replace)"), code: 2}
+		}
 		st, err := openStore(dir, *pf)
 		if err != nil {
 			return err
@@ -227,8 +239,12 @@ func writeImportReport(w io.Writer, rep ingest.Report) {
 		fmt.Fprintf(w, "rejected rows written to %s\n", r)
 	}
 	if rep.Imported {
-		fmt.Fprintf(w, "imported %d rows from %d file(s): %d new cases, %d updated\n",
+		fmt.Fprintf(w, "imported %d rows from %d file(s): %d new cases, %d updated",
 			rep.Rows-rep.Invalid, len(rep.Files), rep.Stats.Added, rep.Stats.Updated)
+		if rep.Replaced != "" {
+			fmt.Fprintf(w, ", %d removed (no longer in source %s)", rep.Stats.Removed, rep.Replaced)
+		}
+		fmt.Fprintln(w)
 	}
 }
 

@@ -162,6 +162,10 @@ func TestImport(t *testing.T) {
 		{"bad format", "/v1/cases/import?format=xls", []byte("x"), "text/csv", 400, 0, nil},
 		{"too large", "/v1/cases/import", bytes.Repeat([]byte("case_id\n"), 200_000), "text/csv", 413, 0, nil},
 		{"multipart without file", "/v1/cases/import", []byte("--x--\r\n"), "multipart/form-data; boundary=x", 400, 0, nil},
+		{"replace a source", "/v1/cases/import?source=ctdc&replace=true", []byte("case_id\n1\n"), "text/csv", 200, 1, nil},
+		{"replace without source", "/v1/cases/import?replace=true", []byte("case_id\n1\n"), "text/csv", 400, 0, nil},
+		{"replace not a boolean", "/v1/cases/import?source=ctdc&replace=yes", []byte("case_id\n1\n"), "text/csv", 400, 0, nil},
+		{"source with a control character", "/v1/cases/import?source=a%0Ab", []byte("case_id\n1\n"), "text/csv", 400, 0, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,8 +201,11 @@ func TestImport(t *testing.T) {
 		})
 	}
 	imports, _, _ := e.fake.Snapshot()
-	if len(imports) != 3 {
-		t.Errorf("backend saw %d imports, want 3 (refused requests must not reach it)", len(imports))
+	if len(imports) != 4 {
+		t.Fatalf("backend saw %d imports, want 4 (refused requests must not reach it)", len(imports))
+	}
+	if src := imports[3].Source; src != (api.ImportSource{Name: "ctdc", Replace: true}) {
+		t.Errorf("backend got source %+v, want ctdc replaced", src)
 	}
 }
 

@@ -50,7 +50,7 @@ type Backend interface {
 
 	// Import validates and stores case records for this node's own partner.
 	// A file with invalid rows is refused whole (report.Imported false).
-	Import(ctx context.Context, r io.Reader, filename, format string) (ImportReport, error)
+	Import(ctx context.Context, r io.Reader, filename, format string, src ImportSource) (ImportReport, error)
 	// Plan reports the expected accuracy of a release at epsilon; no data
 	// is read.
 	Plan(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) ([]privacy.PlanRow, error)
@@ -183,6 +183,14 @@ type ImportReport struct {
 	Errors   []LineError `json:"errors"`
 	Imported bool        `json:"imported"` // the import committed
 	Stored   int         `json:"stored"`   // cases written
+	Removed  int         `json:"removed"`  // cases of the replaced source no longer in the file
+}
+
+// ImportSource names where an import's records come from; both fields are
+// optional (?source=NAME&replace=true).
+type ImportSource struct {
+	Name    string // stored with every record
+	Replace bool   // the upload is the whole of Name: its records not in it are removed
 }
 
 // LineError is one invalid row.

@@ -19,14 +19,19 @@ import (
 func importFormats() []string { return []string{"csv", "ctdc", "jsonl"} }
 
 // handleImport takes a multipart upload (field "file", optional field
-// "format") or a raw body (?format=, ?filename=). A file with invalid rows
-// is refused whole: 422 with the per-line report.
+// "format") or a raw body (?format=, ?filename=). ?source=NAME labels the
+// records, and with &replace=true the upload is the whole of that source.
+// A file with invalid rows is refused whole: 422 with the per-line report.
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 	if err := s.requirePartner(); err != nil {
 		return err
 	}
 	q := r.URL.Query()
-	if err := allowParams(q, "format", "filename"); err != nil {
+	if err := allowParams(q, "format", "filename", "source", "replace"); err != nil {
+		return err
+	}
+	src, err := importSource(q.Get("source"), q.Get("replace"))
+	if err != nil {
 		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes)
@@ -53,7 +58,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 		name = "upload." + format
 	}
 	name = path.Base(strings.ReplaceAll(name, "\\", "/")) // never a path from the client
-	rep, err := s.cfg.Backend.Import(r.Context(), body, name, format)
+	rep, err := s.cfg.Backend.Import(r.Context(), body, name, format, src)
 	if err != nil {
 		return err
 	}
@@ -63,6 +68,25 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, rep)
 	return nil
+}
+
+// importSource reads ?source= and ?replace=.
+func importSource(name, replace string) (ImportSource, error) {
+	src := ImportSource{Name: name}
+	switch replace {
+	case "", "false":
+	case "true":
+		src.Replace = true
+	default:
+		return src, errParam("replace", "allowed: true, false")
+	}
+	if len(name) > 64 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return src, errParam("source", "a name of at most 64 bytes without control characters")
+	}
+	if src.Replace && name == "" {
+		return src, errParam("replace", "needs source=NAME: the source whose records the upload replaces")
+	}
+	return src, nil
 }
 
 // multipartFile finds the "file" part (and a "format" part before it).

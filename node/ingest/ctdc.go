@@ -1,10 +1,11 @@
 package ingest
 
 import (
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,12 +60,18 @@ var ctdcAges = map[string]int{
 }
 
 type ctdcSource struct {
-	r      *csv.Reader
-	head   []string
-	col    map[string]int
-	prefix string // case_id prefix: "ctdc-" + file base name + "-"
-	// setFlags are the columns (and what they set) present in this file.
+	r    *csv.Reader
+	head []string
+	col  map[string]int
+	// flags are the columns (and what they set) present in this file.
 	flags []ctdcFlag
+	// byName lists the columns' indexes in the order of their names, for
+	// the canonical content a row's id is computed from.
+	byName []int
+	// seen counts the rows of each content so far: identical rows are
+	// distinct people, told apart by their occurrence.
+	seen map[[sha256.Size]byte]int
+	buf  []byte
 }
 
 type ctdcFlag struct {
@@ -79,9 +86,7 @@ func newCTDCSource(name string, r io.Reader) (*ctdcSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &ctdcSource{r: cr, head: head, col: map[string]int{}}
-	base := filepath.Base(name)
-	s.prefix = "ctdc-" + strings.TrimSuffix(base, filepath.Ext(base)) + "-"
+	s := &ctdcSource{r: cr, head: head, col: map[string]int{}, seen: map[[sha256.Size]byte]int{}}
 	known := ctdcKnown()
 	// The first cell is the terms-of-use notice, not a column.
 	for i := 1; i < len(head); i++ {
@@ -99,7 +104,32 @@ func newCTDCSource(name string, r io.Reader) (*ctdcSource, error) {
 	if _, ok := s.col["yearOfRegistration"]; !ok {
 		return nil, fmt.Errorf("%s:1: missing required CTDC column \"yearOfRegistration\"", name)
 	}
+	for _, i := range s.col {
+		s.byName = append(s.byName, i)
+	}
+	slices.SortFunc(s.byName, func(a, b int) int { return strings.Compare(strings.TrimSpace(head[a]), strings.TrimSpace(head[b])) })
 	return s, nil
+}
+
+// caseID names a CTDC row by its content, since CTDC has no ids:
+// "ctdc-" + the first 16 bytes of SHA-256 over the row's columns sorted by
+// name (name, 0x1f, trimmed value, 0x1e for each; the notice column left
+// out) in hex + "-" + how many identical rows came before it in this file.
+// Renaming or re-ordering the file keeps every id; identical rows stay
+// distinct people; a corrected row is a new id (docs/case-schema.md).
+func (s *ctdcSource) caseID(rec []string) string {
+	b := s.buf[:0]
+	for _, i := range s.byName {
+		b = append(b, strings.TrimSpace(s.head[i])...)
+		b = append(b, 0x1f)
+		b = append(b, strings.TrimSpace(rec[i])...)
+		b = append(b, 0x1e)
+	}
+	s.buf = b
+	h := sha256.Sum256(b)
+	n := s.seen[h]
+	s.seen[h] = n + 1
+	return "ctdc-" + hex.EncodeToString(h[:16]) + "-" + strconv.Itoa(n)
 }
 
 // ctdcKnown maps every known CTDC column to what a 1 in it sets; columns
@@ -155,7 +185,7 @@ func (s *ctdcSource) next(r *row) error {
 		return nil
 	}
 	r.line, r.c = line, aggregate.NewCase()
-	r.c.CaseID = s.prefix + strconv.Itoa(line)
+	r.c.CaseID = s.caseID(rec)
 	r.err = s.fill(&r.c, rec)
 	if r.err == nil {
 		r.err = r.c.Validate()

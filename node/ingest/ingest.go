@@ -35,6 +35,11 @@ type Options struct {
 	SkipInvalid bool      // store the valid rows; write rejected rows to FILE.rejected.csv
 	MaxErrors   int       // cap on Report.Errors (default DefaultMaxErrors)
 	Progress    io.Writer // progress bar destination (a terminal), or nil
+	// Source names where the records come from; it is stored with each.
+	Source string
+	// Replace makes the files the whole of Source: Source's records that
+	// they no longer hold are removed in the same all-or-nothing import.
+	Replace bool
 }
 
 // Report says what an import read and did.
@@ -45,7 +50,8 @@ type Report struct {
 	Errors   []string // "FILE:LINE: reason", at most MaxErrors
 	Rejected []string // FILE.rejected.csv files written (SkipInvalid only)
 	Stats    store.ImportStats
-	Imported bool // the import committed
+	Imported bool   // the import committed
+	Replaced string // the source the import replaced (Options.Replace), else ""
 }
 
 // row is one data row read by a source: a case, or the reason it is invalid.
@@ -120,7 +126,11 @@ func runAll(ctx context.Context, st *store.Store, opts Options, files []string, 
 	default:
 		return rep, fmt.Errorf("import: unknown format %q (want csv, ctdc or jsonl)", opts.Format)
 	}
-	imp, err := st.BeginImport(ctx)
+	if opts.Replace && opts.SkipInvalid {
+		return rep, errors.New("import: --replace cannot be combined with --skip-invalid: " +
+			"the records of the skipped rows would be removed (fix the rows, then replace)")
+	}
+	imp, err := st.BeginImportWith(ctx, store.ImportOptions{Source: opts.Source, Replace: opts.Replace})
 	if err != nil {
 		return rep, fmt.Errorf("import: %w", err)
 	}
@@ -138,6 +148,9 @@ func runAll(ctx context.Context, st *store.Store, opts Options, files []string, 
 		return rep, fmt.Errorf("import: %w; nothing was imported", err)
 	}
 	rep.Stats, rep.Imported = stats, true
+	if opts.Replace {
+		rep.Replaced = opts.Source
+	}
 	return rep, nil
 }
 

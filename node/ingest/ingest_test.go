@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -304,7 +306,7 @@ func TestCTDC(t *testing.T) {
 	}
 	got := storedCases(t, st)
 	a := aggregate.NewCase()
-	a.CaseID, a.RegisteredOn, a.Status, a.Sex, a.Age = "ctdc-ctdc_small-2", aggregate.DateOf(2019, 1, 1), aggregate.Identified, aggregate.Female, 9
+	_, a.RegisteredOn, a.Status, a.Sex, a.Age = "", aggregate.DateOf(2019, 1, 1), aggregate.Identified, aggregate.Female, 9
 	a.Citizenship, a.ExploitedIn = "AL", "XK"
 	a.Control = a.Control.With(aggregate.DebtBondage).With(aggregate.Threats)
 	a.Forms = a.Forms.With(aggregate.SexualExploitation)
@@ -312,23 +314,15 @@ func TestCTDC(t *testing.T) {
 	a.Recruitment, a.RecruiterRelation = aggregate.Abduction, aggregate.Family
 
 	b := aggregate.NewCase()
-	b.CaseID, b.RegisteredOn, b.Status, b.Sex = "ctdc-ctdc_small-3", aggregate.DateOf(2021, 1, 1), aggregate.Presumed, aggregate.Male
+	_, b.RegisteredOn, b.Status, b.Sex = "", aggregate.DateOf(2021, 1, 1), aggregate.Presumed, aggregate.Male
 	b.ReferralSource, b.ExploitedIn, b.RecruiterRelation = aggregate.Hotline, "RS", aggregate.Friend
 	b.Forms = b.Forms.With(aggregate.ForcedLabour)
 	b.LabourTypes = b.LabourTypes.With(aggregate.Construction)
 
 	c := aggregate.NewCase()
-	c.CaseID, c.RegisteredOn, c.Status, c.Sex, c.Age = "ctdc-ctdc_small-5", aggregate.DateOf(2020, 1, 1), aggregate.Identified, aggregate.SexUnknown, 48
+	_, c.RegisteredOn, c.Status, c.Sex, c.Age = "", aggregate.DateOf(2020, 1, 1), aggregate.Identified, aggregate.SexUnknown, 48
 	c.Citizenship = "UA"
-	want := map[string]aggregate.Case{a.CaseID: a, b.CaseID: b, c.CaseID: c}
-	if !reflect.DeepEqual(got, want) {
-		for id := range want {
-			if got[id] != want[id] {
-				t.Errorf("%s:\n got %+v\nwant %+v", id, got[id], want[id])
-			}
-		}
-		t.Fatalf("stored %d cases, want %d", len(got), len(want))
-	}
+	matchIgnoringIDs(t, got, a, b, c)
 }
 
 // TestCTDCRealLayout reads a fixture in the real CTDC global dataset's
@@ -351,7 +345,7 @@ func TestCTDCRealLayout(t *testing.T) {
 	got := storedCases(t, st)
 
 	a := aggregate.NewCase() // a hotline record; two relations flagged, the first in order wins
-	a.CaseID, a.RegisteredOn, a.Status, a.ReferralSource = "ctdc-ctdc_layout-2", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
+	_, a.RegisteredOn, a.Status, a.ReferralSource = "", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
 	a.Sex, a.Age, a.Citizenship, a.ExploitedIn = aggregate.Female, 21, "US", "US"
 	a.Control = a.Control.With(aggregate.Threats).With(aggregate.PsychologicalAbuse).With(aggregate.SexualAbuse)
 	a.Forms = a.Forms.With(aggregate.SexualExploitation)
@@ -359,13 +353,13 @@ func TestCTDCRealLayout(t *testing.T) {
 	a.RecruiterRelation = aggregate.IntimatePartner
 
 	b := aggregate.NewCase() // case management, control "not specified", exploitation country unknown
-	b.CaseID, b.RegisteredOn, b.Status = "ctdc-ctdc_layout-3", aggregate.DateOf(2002, 1, 1), aggregate.Identified
+	_, b.RegisteredOn, b.Status = "", aggregate.DateOf(2002, 1, 1), aggregate.Identified
 	b.Sex, b.Age, b.Citizenship = aggregate.Female, 18, "MD"
 	b.Forms = b.Forms.With(aggregate.SexualExploitation)
 	b.RecruiterRelation = aggregate.RelationUnknown
 
 	c := aggregate.NewCase() // forced labour of a minor in domestic work, abducted, family recruiter
-	c.CaseID, c.RegisteredOn, c.Status, c.ReferralSource = "ctdc-ctdc_layout-4", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
+	_, c.RegisteredOn, c.Status, c.ReferralSource = "", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
 	c.Sex, c.Age, c.Citizenship, c.ExploitedIn = aggregate.Male, 9, "CO", "US"
 	c.Control = c.Control.With(aggregate.TakesEarnings).With(aggregate.WithholdsDocuments)
 	c.Forms = c.Forms.With(aggregate.ForcedLabour)
@@ -373,17 +367,42 @@ func TestCTDCRealLayout(t *testing.T) {
 	c.Recruitment, c.RecruiterRelation = aggregate.Abduction, aggregate.Family
 
 	d := aggregate.NewCase() // only the year and the source known
-	d.CaseID, d.RegisteredOn, d.Status, d.ReferralSource = "ctdc-ctdc_layout-5", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
+	_, d.RegisteredOn, d.Status, d.ReferralSource = "", aggregate.DateOf(2016, 1, 1), aggregate.Presumed, aggregate.Hotline
 	d.Sex, d.RecruiterRelation = aggregate.SexUnknown, aggregate.RelationUnknown
 
-	want := map[string]aggregate.Case{a.CaseID: a, b.CaseID: b, c.CaseID: c, d.CaseID: d}
-	for id, w := range want {
-		if got[id] != w {
-			t.Errorf("%s:\n got %+v\nwant %+v", id, got[id], w)
+	matchIgnoringIDs(t, got, a, b, c, d)
+}
+
+// ctdcID is the documented shape of a CTDC case_id: content hash and
+// occurrence (docs/case-schema.md).
+var ctdcID = regexp.MustCompile(`^ctdc-[0-9a-f]{32}-[0-9]+$`)
+
+// matchIgnoringIDs checks that got holds exactly the want cases, whatever
+// their ids (CTDC ids are content hashes, tested in ctdc_id_test.go), and
+// that every id has the CTDC shape.
+func matchIgnoringIDs(t *testing.T, got map[string]aggregate.Case, want ...aggregate.Case) {
+	t.Helper()
+	left := maps.Clone(got)
+	for _, w := range want {
+		found := ""
+		for id, g := range left {
+			g.CaseID = ""
+			if g == w {
+				found = id
+				break
+			}
 		}
+		if found == "" {
+			t.Errorf("no stored case is\n%+v", w)
+			continue
+		}
+		if !ctdcID.MatchString(found) {
+			t.Errorf("case_id %q is not ctdc-<32 hex>-<occurrence>", found)
+		}
+		delete(left, found)
 	}
-	if len(got) != len(want) {
-		t.Errorf("stored %d cases, want %d", len(got), len(want))
+	for id, g := range left {
+		t.Errorf("unexpected stored case %s: %+v", id, g)
 	}
 }
 

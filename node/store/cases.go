@@ -41,9 +41,11 @@ func (k *caseKeyer) key(caseID string, gen uint64) recordKey {
 	k.sum = k.mac.Sum(k.sum[:0])
 	var rk recordKey
 	copy(rk[:caseKeyLen], k.sum)
-	binary.BigEndian.PutUint64(rk[caseKeyLen:], gen)
+	putGeneration(rk[:], gen)
 	return rk
 }
+
+func putGeneration(k []byte, gen uint64) { binary.BigEndian.PutUint64(k[caseKeyLen:], gen) }
 
 func generationOf(k []byte) uint64 { return binary.BigEndian.Uint64(k[caseKeyLen:]) }
 
@@ -58,8 +60,9 @@ func (s *Store) Cases(ctx context.Context, fn func(*aggregate.Case) error) error
 		var bestKey, bestVal []byte
 		var plain []byte
 		emit := func() error {
-			if bestKey == nil {
-				return nil
+			if bestKey == nil || isTombstone(bestVal) {
+				bestKey, bestVal = nil, nil
+				return nil // absent, or removed by a replacing import
 			}
 			var err error
 			plain, err = open(s.aead, plain[:0], bestVal, bestKey)

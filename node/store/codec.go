@@ -9,15 +9,25 @@ import (
 )
 
 // codecVersion leads every encoded record so the layout can change later.
-const codecVersion = 1
+// Version 2 adds the record's source label after the version byte; version
+// 1 records (no source) are still read.
+const (
+	codecVersion   = 2
+	codecVersionV1 = 1
+)
 
 var errShort = errors.New("record is truncated")
 
-// encodeCase appends the compact binary form of c to dst: strings as
-// uvarint length + bytes, integers as zig-zag varints, enums as one byte,
-// sets as uvarint bit masks, countries as a length byte (0 or 2) + code.
-func encodeCase(dst []byte, c *aggregate.Case) []byte {
+// encodeCase is encodeRecord without a source.
+func encodeCase(dst []byte, c *aggregate.Case) []byte { return encodeRecord(dst, c, "") }
+
+// encodeRecord appends the compact binary form of c and the name of the
+// source it was imported from ("" for none) to dst: strings as uvarint
+// length + bytes, integers as zig-zag varints, enums as one byte, sets as
+// uvarint bit masks, countries as a length byte (0 or 2) + code.
+func encodeRecord(dst []byte, c *aggregate.Case, source string) []byte {
 	dst = append(dst, codecVersion)
+	dst = appendString(dst, source)
 	dst = appendString(dst, c.CaseID)
 	dst = appendString(dst, c.PersonID)
 	dst = binary.AppendVarint(dst, int64(c.RegisteredOn))
@@ -135,12 +145,20 @@ func (d *decoder) country() aggregate.Country {
 	return c
 }
 
-// decodeCase reads a record written by encodeCase into c. It never panics
-// on malformed input and checks every code is in its vocabulary.
+// decodeCase reads a record written by encodeRecord into c, ignoring its
+// source. It never panics on malformed input and checks every code is in
+// its vocabulary.
 func decodeCase(b []byte, c *aggregate.Case) error {
+	_, err := decodeRecord(b, c)
+	return err
+}
+
+// decodeRecord reads a record into c and returns its source.
+func decodeRecord(b []byte, c *aggregate.Case) (string, error) {
 	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != codecVersion {
-		return fmt.Errorf("record codec version %d is not supported", v)
+	source := d.header()
+	if d.err != nil {
+		return "", fmt.Errorf("decode record: %w", d.err)
 	}
 	c.CaseID = d.string(aggregate.MaxIDLen)
 	c.PersonID = d.string(aggregate.MaxIDLen)
@@ -164,13 +182,35 @@ func decodeCase(b []byte, c *aggregate.Case) error {
 	c.Services = aggregate.Set[aggregate.Service](d.set("services"))
 	c.Notes = d.string(aggregate.MaxNotesLen)
 	if d.err != nil {
-		return fmt.Errorf("decode record: %w", d.err)
+		return "", fmt.Errorf("decode record: %w", d.err)
 	}
 	if len(d.b) != 0 || unacc > 1 {
-		return fmt.Errorf("decode record: %d trailing or malformed bytes", len(d.b))
+		return "", fmt.Errorf("decode record: %d trailing or malformed bytes", len(d.b))
 	}
 	if err := c.CheckCodes(); err != nil {
-		return fmt.Errorf("decode record: %w", err)
+		return "", fmt.Errorf("decode record: %w", err)
 	}
-	return nil
+	return source, nil
+}
+
+// sourceOf reads only the source of an encoded record.
+func sourceOf(b []byte) (string, error) {
+	d := decoder{b: b}
+	source := d.header()
+	return source, d.err
+}
+
+// header reads the version byte and, from version 2 on, the source.
+func (d *decoder) header() string {
+	switch v := d.byte(); {
+	case d.err != nil:
+		return ""
+	case v == codecVersionV1:
+		return ""
+	case v == codecVersion:
+		return d.string(MaxSourceLen)
+	default:
+		d.err = fmt.Errorf("record codec version %d is not supported", v)
+		return ""
+	}
 }

@@ -36,6 +36,37 @@ type ImportStats struct {
 	Added    int // case_ids new to the store
 	Updated  int // case_ids that replaced a stored version
 	Repeated int // rows whose case_id already came earlier in this import (the last one wins)
+	Removed  int // records of the replaced source that the import no longer holds
+}
+
+// MaxSourceLen bounds a source name.
+const MaxSourceLen = 64
+
+// ImportOptions say where an import's records come from.
+type ImportOptions struct {
+	// Source is stored with every record of the import ("" for none), so a
+	// later import can replace the whole source.
+	Source string
+	// Replace makes the import the whole of Source: at Commit, records whose
+	// current version came from Source and that the import does not hold
+	// are removed, in the same all-or-nothing generation. Needs a Source.
+	Replace bool
+}
+
+// Check says what is wrong with the options, naming the flag.
+func (o ImportOptions) Check() error {
+	if len(o.Source) > MaxSourceLen {
+		return fmt.Errorf("source name %q is longer than %d bytes", o.Source, MaxSourceLen)
+	}
+	for _, r := range o.Source {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("source name %q has a control character", o.Source)
+		}
+	}
+	if o.Replace && o.Source == "" {
+		return errors.New("replace needs a source name (--source NAME): the records it may remove are that source's")
+	}
+	return nil
 }
 
 // Import is one all-or-nothing import: records added to it become visible
@@ -50,6 +81,7 @@ type Import struct {
 	st    *Store
 	ctx   context.Context
 	gen   uint64
+	opts  ImportOptions
 	keyer *caseKeyer
 	batch []aggregate.Case
 	size  int
@@ -66,7 +98,8 @@ type Import struct {
 
 	stats      ImportStats
 	superseded [][]byte
-	fresh      bool // the store held no records when the inserts began
+	tombstones [][]byte // removals (Replace); deleted after superseded versions
+	fresh      bool     // the store held no records when the inserts began
 
 	mu      sync.Mutex
 	flushed int
@@ -83,13 +116,22 @@ type entry struct {
 // run is one sorted batch in the spill file.
 type run struct{ off, len int64 }
 
-// BeginImport starts an import as a new generation. Only one import may be
-// open at a time per store.
+// BeginImport starts an import as a new generation, with no source. Only
+// one import may be open at a time per store.
 func (s *Store) BeginImport(ctx context.Context) (*Import, error) {
-	return s.beginImport(ctx, DefaultBatchSize)
+	return s.BeginImportWith(ctx, ImportOptions{})
 }
 
-func (s *Store) beginImport(ctx context.Context, batchSize int) (*Import, error) {
+// BeginImportWith starts an import from a named source, which may replace
+// that source's records (see ImportOptions).
+func (s *Store) BeginImportWith(ctx context.Context, opts ImportOptions) (*Import, error) {
+	return s.beginImport(ctx, DefaultBatchSize, opts)
+}
+
+func (s *Store) beginImport(ctx context.Context, batchSize int, opts ImportOptions) (*Import, error) {
+	if err := opts.Check(); err != nil {
+		return nil, fmt.Errorf("begin import: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.importing {
@@ -106,7 +148,7 @@ func (s *Store) beginImport(ctx context.Context, batchSize int) (*Import, error)
 	}
 	s.importing = true
 	imp := &Import{
-		st: s, ctx: ctx, gen: gen, keyer: newCaseKeyer(s.macKey), size: batchSize,
+		st: s, ctx: ctx, gen: gen, opts: opts, keyer: newCaseKeyer(s.macKey), size: batchSize,
 		batch:  make([]aggregate.Case, 0, batchSize),
 		sorted: make(chan []aggregate.Case, 1), done: make(chan struct{}),
 	}
@@ -192,7 +234,7 @@ func (imp *Import) sealBatch(cases []aggregate.Case) ([]entry, error) {
 	for i := range cases {
 		c := &cases[i]
 		key := imp.keyer.key(c.CaseID, imp.gen)
-		plain = encodeCase(plain[:0], c)
+		plain = encodeRecord(plain[:0], c, imp.opts.Source)
 		start := len(arena)
 		arena = sealWithNonce(imp.st.aead, arena, nonces[i*ns:(i+1)*ns], plain, key[:])
 		out[i] = entry{key: key, seq: i, val: arena[start:len(arena):len(arena)]}
@@ -260,6 +302,9 @@ func (imp *Import) Commit() (ImportStats, error) {
 	if err == nil {
 		err = imp.insertAll()
 	}
+	if err == nil && imp.opts.Replace {
+		err = imp.removeMissing()
+	}
 	if err != nil {
 		if cerr := imp.cleanup(); cerr != nil {
 			return ImportStats{}, fmt.Errorf("import: %w (and cleaning up: %v)", err, cerr)
@@ -272,10 +317,10 @@ func (imp *Import) Commit() (ImportStats, error) {
 		if err := m.Put(keyCommitted, u64(imp.gen)); err != nil {
 			return err
 		}
-		if err := m.Put(keyCount, u64(getU64(m, keyCount)+uint64(imp.stats.Added))); err != nil {
+		if err := m.Put(keyCount, u64(getU64(m, keyCount)+uint64(imp.stats.Added)-uint64(imp.stats.Removed))); err != nil {
 			return err
 		}
-		if len(imp.superseded) > 0 {
+		if len(imp.superseded)+len(imp.tombstones) > 0 {
 			if err := m.Put(keyCompact, u64(imp.gen)); err != nil {
 				return err
 			}
@@ -287,8 +332,10 @@ func (imp *Import) Commit() (ImportStats, error) {
 		return ImportStats{}, fmt.Errorf("import: commit: %w", errors.Join(err, cerr))
 	}
 	imp.release()
-	if len(imp.superseded) > 0 {
-		if err := st.deleteKeys(imp.superseded); err != nil {
+	if len(imp.superseded)+len(imp.tombstones) > 0 {
+		// Older versions first: a tombstone deleted before them would
+		// bring them back.
+		if err := st.deleteKeys(append(imp.superseded, imp.tombstones...)); err != nil {
 			// Committed already; Open compacts what is left.
 			st.log.Warn("compacting superseded versions failed; retried at next open", "err", err)
 		} else if err := st.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyCompact) }); err != nil {
@@ -380,16 +427,19 @@ func (imp *Import) insert(b []entry) error {
 		for i := range b {
 			k := b[i].key[:]
 			var old []byte
+			removed := false // the newest old version is a removal
 			if !imp.fresh {
-				for ck, _ := cur.Seek(k[:caseKeyLen]); ck != nil && bytes.HasPrefix(ck, k[:caseKeyLen]); ck, _ = cur.Next() {
+				for ck, cv := cur.Seek(k[:caseKeyLen]); ck != nil && bytes.HasPrefix(ck, k[:caseKeyLen]); ck, cv = cur.Next() {
 					if generationOf(ck) < imp.gen {
-						old = clone(ck)
+						old, removed = clone(ck), len(cv) == 0
 					}
 				}
 			}
 			if old != nil {
-				updated++
 				superseded = append(superseded, old)
+			}
+			if old != nil && !removed {
+				updated++
 			} else {
 				added++
 			}

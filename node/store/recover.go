@@ -47,7 +47,7 @@ func (s *Store) recover() error {
 // dropGeneration deletes every version written by generation gen (which
 // must not be committed) and the pending marker, in bounded transactions.
 func (s *Store) dropGeneration(gen uint64) error {
-	err := s.sweep(func(k []byte, _ []byte) bool { return generationOf(k) == gen })
+	err := s.sweep(func(k, _, _ []byte) bool { return generationOf(k) == gen })
 	if err != nil {
 		return err
 	}
@@ -61,39 +61,44 @@ func (s *Store) dropGeneration(gen uint64) error {
 }
 
 // compact deletes every version older than the newest committed version of
-// its case.
+// its case, then the tombstones that are a case's newest version.
 func (s *Store) compact() error {
-	return s.sweep(func(k []byte, next []byte) bool {
+	return s.sweep(func(k, v, next []byte) bool {
 		// Versions of a case are adjacent and oldest first: a version is
-		// superseded when the next key belongs to the same case.
-		return next != nil && bytes.Equal(k[:caseKeyLen], next[:caseKeyLen])
+		// superseded when the next key belongs to the same case. A
+		// tombstone is the newest and so comes after the versions it
+		// removes, in the same deletion order.
+		if next != nil && bytes.Equal(k[:caseKeyLen], next[:caseKeyLen]) {
+			return true
+		}
+		return isTombstone(v)
 	})
 }
 
-// sweep deletes keys of the cases bucket for which drop(key, nextKey)
+// sweep deletes keys of the cases bucket for which drop(key, value, nextKey)
 // holds, scanning in transactions of at most recoveryBatch deletions so a
 // large store never needs one huge transaction.
-func (s *Store) sweep(drop func(k, next []byte) bool) error {
+func (s *Store) sweep(drop func(k, v, next []byte) bool) error {
 	var from []byte
 	for {
 		var doomed [][]byte
 		var resume []byte
 		err := s.db.View(func(tx *bolt.Tx) error {
 			cur := tx.Bucket(bucketCases).Cursor()
-			k, _ := cur.First()
+			k, v := cur.First()
 			if from != nil {
-				k, _ = cur.Seek(from)
+				k, v = cur.Seek(from)
 			}
 			for k != nil {
-				next, _ := cur.Next()
-				if len(k) == recordKeyLen && (next == nil || len(next) == recordKeyLen) && drop(k, next) {
+				next, nextV := cur.Next()
+				if len(k) == recordKeyLen && (next == nil || len(next) == recordKeyLen) && drop(k, v, next) {
 					doomed = append(doomed, clone(k))
 					if len(doomed) >= recoveryBatch {
 						resume = clone(next)
 						return nil
 					}
 				}
-				k = next
+				k, v = next, nextV
 			}
 			return nil
 		})

@@ -57,8 +57,12 @@ func open(aead cipher.AEAD, dst, sealed, ad []byte) ([]byte, error) {
 
 // deriveMACKey gives the key of the case-id HMAC. It is derived from, not
 // equal to, the data key so the data key is used for one purpose only.
-func deriveMACKey(dataKey []byte) []byte {
+func deriveMACKey(dataKey []byte) []byte { return deriveKey(dataKey, macKeyLabel) }
+
+// deriveKey gives the sub-key of the data key for one purpose, named by
+// label.
+func deriveKey(dataKey, label []byte) []byte {
 	m := hmac.New(sha256.New, dataKey)
-	m.Write(macKeyLabel)
+	m.Write(label)
 	return m.Sum(nil)
 }

@@ -75,7 +75,9 @@ type Store struct {
 	dataKey []byte
 	aead    cipher.AEAD
 	macKey  []byte
-	log     *slog.Logger
+	// quarterKey keys the quarter book's person-year HMAC.
+	quarterKey []byte
+	log        *slog.Logger
 
 	mu        sync.Mutex // guards importing
 	importing bool
@@ -174,6 +176,9 @@ func initFile(path, partner string, passphrase []byte, k kdf) error {
 		if _, err := tx.CreateBucket(bucketKV); err != nil {
 			return err
 		}
+		if _, err := tx.CreateBucket(bucketQuarters); err != nil {
+			return err
+		}
 		for _, kv := range [][2][]byte{
 			{keyVersion, u64(formatVersion)}, {keyPartner, []byte(partner)}, {keyKDF, k.marshal()},
 			{keyWrapped, wrapped}, {keyPublic, pub}, {keySigning, sealedPriv},
@@ -213,6 +218,10 @@ func Open(dir string, passphrase []byte) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	st.db = db
+	if err := st.ensureQuarters(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	if err := st.recover(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store: recover: %w", err)
@@ -278,6 +287,7 @@ func (s *Store) setDataKey(k []byte) error {
 		return fmt.Errorf("data key: %w", err)
 	}
 	s.dataKey, s.aead, s.macKey = k, aead, deriveMACKey(k)
+	s.quarterKey = deriveKey(k, quarterKeyLabel)
 	return nil
 }
 

@@ -62,7 +62,7 @@ func testCase(id string, notes string) *aggregate.Case {
 
 func importCases(t *testing.T, st *Store, batch int, cases ...*aggregate.Case) ImportStats {
 	t.Helper()
-	imp, err := st.beginImport(context.Background(), batch)
+	imp, err := st.beginImport(context.Background(), batch, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestImportGenerations(t *testing.T) {
 func TestImportAbort(t *testing.T) {
 	st, _ := newStore(t)
 	importCases(t, st, 2, testCase("KEEP", "v1"))
-	imp, err := st.beginImport(context.Background(), 2)
+	imp, err := st.beginImport(context.Background(), 2, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestImportAbort(t *testing.T) {
 func TestRecoverUncommitted(t *testing.T) {
 	st, dir := newStore(t)
 	importCases(t, st, 4, testCase("OLD", "v1"))
-	imp, err := st.beginImport(context.Background(), 4)
+	imp, err := st.beginImport(context.Background(), 4, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,4 +439,27 @@ func FuzzDecodeCase(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCodecReadsV1 checks that records written before sources existed
+// (codec version 1: no source field) still decode, with no source, and
+// that a version 2 record's source is read back.
+func TestCodecReadsV1(t *testing.T) {
+	c := testCase("A", "n")
+	v2 := encodeRecord(nil, c, "")
+	if v2[0] != 2 || v2[1] != 0 {
+		t.Fatalf("version 2 record starts %x, want 02 00 (empty source)", v2[:2])
+	}
+	v1 := append([]byte{1}, v2[2:]...)
+	var got aggregate.Case
+	src, err := decodeRecord(v1, &got)
+	if err != nil || src != "" || got != *c {
+		t.Errorf("v1 record: source %q, %v, %+v", src, err, got)
+	}
+	if src, err := decodeRecord(encodeRecord(nil, c, "ctdc"), &got); err != nil || src != "ctdc" || got != *c {
+		t.Errorf("v2 record: source %q, %v", src, err)
+	}
+	if src, err := sourceOf(encodeRecord(nil, c, "crm")); err != nil || src != "crm" {
+		t.Errorf("sourceOf: %q, %v", src, err)
+	}
 }

@@ -63,7 +63,7 @@ func TestImportInvisibleUntilCommit(t *testing.T) {
 			before := allCases(t, st)
 
 			ctx := newPausingCtx()
-			imp, err := st.beginImport(ctx, 8192)
+			imp, err := st.beginImport(ctx, 8192, ImportOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -75,6 +75,7 @@ type Fake struct {
 // ImportCall is one recorded Import.
 type ImportCall struct {
 	Filename, Format string
+	Source           api.ImportSource
 	Rows             int
 	Imported         bool
 }
@@ -420,7 +421,7 @@ func (f *Fake) Cluster(ctx context.Context) (api.ClusterInfo, error) {
 // Import implements api.Backend with a toy validator: the header must
 // include case_id, every row must have the header's width, and a field
 // "BAD" is invalid. Good enough to exercise the report path.
-func (f *Fake) Import(ctx context.Context, r io.Reader, filename, format string) (api.ImportReport, error) {
+func (f *Fake) Import(ctx context.Context, r io.Reader, filename, format string, src api.ImportSource) (api.ImportReport, error) {
 	rep := api.ImportReport{Files: []string{filename}, Errors: []api.LineError{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -459,7 +460,7 @@ func (f *Fake) Import(ctx context.Context, r io.Reader, filename, format string)
 		rep.Stored = rep.Rows
 	}
 	f.mu.Lock()
-	f.Imports = append(f.Imports, ImportCall{Filename: filename, Format: format, Rows: rep.Rows, Imported: rep.Imported})
+	f.Imports = append(f.Imports, ImportCall{Filename: filename, Format: format, Source: src, Rows: rep.Rows, Imported: rep.Imported})
 	f.mu.Unlock()
 	return rep, nil
 }
