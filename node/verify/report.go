@@ -13,7 +13,13 @@ type Report struct {
 	StateFile string `json:"state_file,omitempty"`
 	Bundle    string `json:"bundle,omitempty"`
 	// KeySource says where the trusted partner keys came from.
-	KeySource   string   `json:"key_source"`
+	KeySource string `json:"key_source"`
+	// Consortium is the consortium id the checkpoint and every release are
+	// bound to: the genesis's, or (without one) what the origin names.
+	Consortium string `json:"consortium,omitempty"`
+	// Governance counts the governance statements replayed from the
+	// genesis (0 without one).
+	Governance  int      `json:"governance,omitempty"`
 	NewlyPinned []string `json:"newly_pinned,omitempty"` // partners whose key was pinned on this run
 	Partners    []string `json:"partners"`               // the set a majority is counted over
 	// The verified checkpoint.
@@ -49,6 +55,9 @@ func (r Report) Write(w io.Writer, err error) error {
 	}
 	if r.Bundle != "" {
 		fmt.Fprintf(&b, "bundle:      %s\n", r.Bundle)
+	}
+	if r.Consortium != "" {
+		fmt.Fprintf(&b, "consortium:  %s\n", r.Consortium)
 	}
 	fmt.Fprintf(&b, "keys:        %s\n", r.KeySource)
 	if len(r.NewlyPinned) > 0 {
