@@ -59,13 +59,17 @@ func (r Report) Write(w io.Writer, err error) error {
 	if r.Consortium != "" {
 		fmt.Fprintf(&b, "consortium:  %s\n", r.Consortium)
 	}
-	fmt.Fprintf(&b, "keys:        %s\n", r.KeySource)
+	if r.KeySource != "" {
+		fmt.Fprintf(&b, "keys:        %s\n", r.KeySource)
+	}
 	if len(r.NewlyPinned) > 0 {
 		fmt.Fprintf(&b, "             newly pinned: %s\n", strings.Join(r.NewlyPinned, " "))
 	}
-	fmt.Fprintf(&b, "checkpoint:  %s size %d root %s\n", r.Origin, r.Size, r.Root)
-	fmt.Fprintf(&b, "signed by:   %s (%d of %d partners: %s)\n", strings.Join(r.Signers, " "), len(r.Signers), len(r.Partners), strings.Join(r.Partners, " "))
-	fmt.Fprintf(&b, "releases:    %d verified, %d pending (newer than the checkpoint), %d failed, of %d\n", r.Verified, r.Pending, r.Failed, r.Releases)
+	if r.Origin != "" { // a run that failed before a checkpoint verified has none
+		fmt.Fprintf(&b, "checkpoint:  %s size %d root %s\n", r.Origin, r.Size, r.Root)
+		fmt.Fprintf(&b, "signed by:   %s (%d of %d partners: %s)\n", strings.Join(r.Signers, " "), len(r.Signers), len(r.Partners), strings.Join(r.Partners, " "))
+		fmt.Fprintf(&b, "releases:    %d verified, %d pending (newer than the checkpoint), %d failed, of %d\n", r.Verified, r.Pending, r.Failed, r.Releases)
+	}
 	for _, p := range r.Partners {
 		if n := r.ByPartner[p]; n > 0 {
 			fmt.Fprintf(&b, "             %s: %d\n", p, n)

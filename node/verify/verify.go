@@ -1,16 +1,21 @@
 // Package verify is the researcher's verifier behind `roundtable verify`:
 // it proves that the aggregates a node serves were published by the partner
-// that signed them and were never altered, using only the partners' public
-// keys.
+// that signed them and were never altered, trusting only the consortium's
+// genesis.
 //
-// It checks, in order: the checkpoint note's ed25519 signatures against the
-// pinned partner keys (golang.org/x/mod/sumdb/note, C2SP tlog-checkpoint) and
-// that a strict majority of partners signed it; each release's ID and
-// signature (privacy.Signed.Verify); each release's RFC 6962 inclusion proof
-// (section 2.1.1) for its leaf bytes cluster.LeafData; and the RFC 6962
-// consistency proof (section 2.1.2) from the checkpoint the last run saved to
-// the new one, so a ledger that rewrites history is caught as a fork. State
-// is written only after everything verified. See DESIGN.md.
+// It checks, in order: the governance history the server serves, replayed
+// from the genesis (cluster/governance.Replay: every statement signed by the
+// threshold of coordinators), which alone gives the partner keys; that every
+// key the server reports agrees; the checkpoint note's ed25519 signatures
+// (golang.org/x/mod/sumdb/note, C2SP tlog-checkpoint), that its origin names
+// this consortium and that a strict majority of the active partners signed
+// it; each release's consortium, ID and signature (privacy.Signed.Verify);
+// each release's RFC 6962 inclusion proof (section 2.1.1) for its leaf bytes
+// cluster.LeafData; and the RFC 6962 consistency proof (section 2.1.2) from
+// the checkpoint the last run saved to the new one, so a ledger that
+// rewrites history is caught as a fork. State is written only after
+// everything verified. Without a genesis, keys come from a keys file, an
+// earlier run's state, or (with a warning) the server. See DESIGN.md.
 package verify
 
 import (
