@@ -19,13 +19,19 @@ import (
 // with root hash H". Its text is the C2SP tlog-checkpoint body: tlog.FormatTree
 // with the first line replaced by the origin,
 //
-//	roundtable/<consortium>
+//	roundtable/<consortium name>/<consortium id>
 //	N
 //	base64(H)
 //
 // wrapped in a golang.org/x/mod/sumdb/note with one ed25519 signature line
 // per partner node. A checkpoint is "regional" once a strict majority of the
 // registered partners have signed the same text.
+//
+// The origin carries the whole consortium id (the 64 hex digits of the
+// genesis hash), not a prefix: a co-signature is then bound to one genesis,
+// and two consortia that share a name and partner keys still have different
+// origins. A prefix of 16 hex digits would leave 64 bits, within reach of a
+// birthday search by whoever drafts a genesis.
 
 // CheckpointOriginPrefix starts every roundtable checkpoint origin.
 const CheckpointOriginPrefix = "roundtable/"
@@ -35,9 +41,25 @@ const CheckpointOriginPrefix = "roundtable/"
 const treeNoteHeader = "go.sum database tree"
 
 // CheckpointOrigin returns the origin line for a consortium,
-// "roundtable/<consortium>".
-func CheckpointOrigin(consortium string) string {
-	return CheckpointOriginPrefix + consortium
+// "roundtable/<name>/<id>", where id is the consortium id (the genesis hash).
+func CheckpointOrigin(name, id string) string {
+	return CheckpointOriginPrefix + name + "/" + id
+}
+
+// OriginConsortium returns the consortium id an origin names (its last
+// "/"-separated part), and false if the origin is not a roundtable origin
+// of the form CheckpointOrigin writes.
+func OriginConsortium(origin string) (string, bool) {
+	rest, ok := strings.CutPrefix(origin, CheckpointOriginPrefix)
+	i := strings.LastIndexByte(rest, '/')
+	if !ok || i < 1 || len(rest)-i-1 != 64 {
+		return "", false
+	}
+	id := rest[i+1:]
+	if strings.Trim(id, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return id, true
 }
 
 // NewNoteSigner returns a note.Signer for a raw ed25519 private key under

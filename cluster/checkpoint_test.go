@@ -127,14 +127,18 @@ func TestNoteKeyBadInputs(t *testing.T) {
 	}
 }
 
+// testConsortiumID stands for a consortium id (a genesis hash) in the
+// checkpoint tests that need no ledger.
+const testConsortiumID = "5e1f0c4ad2b9e3f7a6c8d1b0e2f4a6c8d0e2f4a6c8b1d3f5a7c9e0b2d4f6a8c0"
+
 func TestCheckpointRoundTripGolden(t *testing.T) {
-	origin := CheckpointOrigin("western-balkans")
+	origin := CheckpointOrigin("western-balkans", testConsortiumID)
 	msg, err := SignCheckpoint(origin, testCheckpointTree(), testNoteSigner(t, "roundtable-RS"))
 	if err != nil {
 		t.Fatalf("SignCheckpoint: %v", err)
 	}
 	// The body is the C2SP checkpoint layout: origin, size, base64 root.
-	wantBody := "roundtable/western-balkans\n42\n" + testCheckpointTree().Hash.String() + "\n\n"
+	wantBody := "roundtable/western-balkans/" + testConsortiumID + "\n42\n" + testCheckpointTree().Hash.String() + "\n\n"
 	if !strings.HasPrefix(string(msg), wantBody) {
 		t.Fatalf("checkpoint text:\n%s\nwant prefix:\n%s", msg, wantBody)
 	}
@@ -162,7 +166,7 @@ func TestCheckpointRoundTripGolden(t *testing.T) {
 
 func TestCheckpointCoSigning(t *testing.T) {
 	verifiers := testNoteVerifiers(t, testCheckpointPartners...)
-	msg, err := SignCheckpoint(CheckpointOrigin("wb"), testCheckpointTree(), testNoteSigner(t, "roundtable-RS"))
+	msg, err := SignCheckpoint(CheckpointOrigin("wb", testConsortiumID), testCheckpointTree(), testNoteSigner(t, "roundtable-RS"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +231,7 @@ func TestIsRegional(t *testing.T) {
 
 func TestCheckpointTamperFails(t *testing.T) {
 	verifiers := testNoteVerifiers(t, testCheckpointPartners...)
-	msg, err := SignCheckpoint(CheckpointOrigin("wb"), testCheckpointTree(), testNoteSigner(t, "roundtable-RS"), testNoteSigner(t, "roundtable-AL"))
+	msg, err := SignCheckpoint(CheckpointOrigin("wb", testConsortiumID), testCheckpointTree(), testNoteSigner(t, "roundtable-RS"), testNoteSigner(t, "roundtable-AL"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +272,7 @@ func TestCheckpointUnknownSignerIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := SignCheckpoint(CheckpointOrigin("wb"), testCheckpointTree(), outsider, impostor, testNoteSigner(t, "roundtable-RS"))
+	msg, err := SignCheckpoint(CheckpointOrigin("wb", testConsortiumID), testCheckpointTree(), outsider, impostor, testNoteSigner(t, "roundtable-RS"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +284,7 @@ func TestCheckpointUnknownSignerIgnored(t *testing.T) {
 		t.Fatalf("signedBy = %v, want only roundtable-RS", signedBy)
 	}
 	// Only unknown signers: nothing verifiable, so it is refused.
-	only, err := SignCheckpoint(CheckpointOrigin("wb"), testCheckpointTree(), outsider, impostor)
+	only, err := SignCheckpoint(CheckpointOrigin("wb", testConsortiumID), testCheckpointTree(), outsider, impostor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +347,7 @@ func TestCheckpointOverMerkleLog(t *testing.T) {
 		proof, err = InclusionProof(tx, 4, head.N)
 		return err
 	})
-	msg, err := SignCheckpoint(CheckpointOrigin("wb"), head, testNoteSigner(t, "roundtable-RS"))
+	msg, err := SignCheckpoint(CheckpointOrigin("wb", testConsortiumID), head, testNoteSigner(t, "roundtable-RS"))
 	if err != nil {
 		t.Fatal(err)
 	}

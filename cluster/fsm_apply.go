@@ -86,6 +86,9 @@ func applyReserve(tx *bbolt.Tx, sr *privacy.SignedReservation, p *prepared) (App
 	if !p.verified(pub, sr.Verify) {
 		return ApplyResult{}, refuse("signature does not verify: reservation %s is not signed by partner %s's registered key", r.ID, r.Partner)
 	}
+	if err := checkConsortium(tx, "reservation", r.ID, r.Consortium); err != nil {
+		return ApplyResult{}, err
+	}
 	cat, err := p.batch.catalog(tx, r.CatalogHash)
 	if err != nil {
 		return ApplyResult{}, err
@@ -185,6 +188,9 @@ func applyPublish(tx *bbolt.Tx, s *privacy.Signed, p *prepared) (ApplyResult, er
 	if rel.Version != privacy.FormatVersion {
 		return ApplyResult{}, refuse("release format version %d is not supported (this ledger accepts version %d)", rel.Version, privacy.FormatVersion)
 	}
+	if err := checkConsortium(tx, "release", s.ID, rel.Consortium); err != nil {
+		return ApplyResult{}, err
+	}
 	v, err := p.batch.validator(tx, rel.CatalogHash)
 	if err != nil {
 		return ApplyResult{}, err
@@ -247,8 +253,12 @@ func applyCosign(tx *bbolt.Tx, c *Cosign) (ApplyResult, error) {
 	if err != nil {
 		return ApplyResult{}, refuse("%v", err)
 	}
-	if consortium := string(bucket(tx, bucketMeta).Get([]byte(keyName))); origin != CheckpointOrigin(consortium) {
-		return ApplyResult{}, refuse("checkpoint is for %q, this ledger is %q", origin, CheckpointOrigin(consortium))
+	// The origin names the consortium id, so a co-signature made for
+	// another consortium (even one with this name and these partner keys)
+	// is refused.
+	meta := bucket(tx, bucketMeta)
+	if want := CheckpointOrigin(string(meta.Get([]byte(keyName))), string(meta.Get([]byte(keyConsortiumID)))); origin != want {
+		return ApplyResult{}, refuse("checkpoint is for %q, this ledger is %q", origin, want)
 	}
 	if canon, err := formatCheckpoint(origin, tree); err != nil || string(canon) != n.Text {
 		return ApplyResult{}, refuse("checkpoint text is not in canonical form")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
@@ -101,6 +102,7 @@ func (l *fsmLog) add(t testing.TB, cmds ...Command) []*raft.Log {
 				t.Fatal(err)
 			}
 			l.consortium, l.govNext = id, 1
+			fsmConsortia.Store(t.Name(), id) // the genesis as applied, after any edits
 		case isPlaceholder(c):
 			c = NewGovern(signStatement(t, l.consortium, l.govNext, c.Statement.Statement.Action, "c1", "c2"))
 			l.govNext++
@@ -156,12 +158,48 @@ func fsmGenesis(t testing.TB, ids ...string) Command {
 		p := fsmPartner(id)
 		ps = append(ps, governance.Partner{ID: p.ID, Name: p.Name, PublicKey: p.PublicKey})
 	}
-	return NewGenesis(Genesis{
+	g := Genesis{
 		Name: "western-balkans", Coordinators: fsmCoordinators("c1", "c2", "c3"), Threshold: 2,
 		MaxCapMicro: 3 * privacy.Micro, Partners: ps,
 		Policy:  governance.Policy{Accounting: privacy.PureDP, CapMicro: privacy.Micro},
 		Catalog: fsmCatalogJSON(t),
-	})
+	}
+	fsmRegisterGenesis(t, g)
+	return NewGenesis(g)
+}
+
+// fsmRegisterGenesis makes g the consortium fsmReservation binds this
+// test's reservations to; call it again after editing a genesis that is
+// not applied through fsmLog.
+func fsmRegisterGenesis(t testing.TB, g Genesis) {
+	t.Helper()
+	id, err := g.ID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsmConsortia.Store(t.Name(), id)
+}
+
+// fsmConsortia remembers, per test name, the consortium id of the last
+// genesis fsmGenesis made in that test, so fsmReservation can bind its
+// reservations to the ledger the test founds (a reservation signs its
+// consortium id). Tests only.
+var fsmConsortia sync.Map // test name → consortium id
+
+// fsmConsortium returns the consortium id of the last fsmGenesis in this
+// test or the nearest parent test; "" if there was none (the ledger then
+// refuses the reservation, and the test says so).
+func fsmConsortium(t testing.TB) string {
+	for name := t.Name(); ; {
+		if v, ok := fsmConsortia.Load(name); ok {
+			return v.(string)
+		}
+		i := strings.LastIndexByte(name, '/')
+		if i < 0 {
+			return ""
+		}
+		name = name[:i]
+	}
 }
 
 // fsmCoordinators names coordinator keys (fsmKey("coordinator "+name)).
@@ -249,7 +287,7 @@ func period(t testing.TB, s string) aggregate.Period {
 func fsmReservation(t testing.TB, catHash, id, partner, signer, per string, spend int64) privacy.SignedReservation {
 	t.Helper()
 	sr, err := privacy.SignReservation(privacy.Reservation{
-		ID: id, Partner: partner, CatalogHash: catHash, Period: period(t, per),
+		ID: id, Consortium: fsmConsortium(t), Partner: partner, CatalogHash: catHash, Period: period(t, per),
 		Accounting: privacy.PureDP, SpendMicro: spend, Indicators: []string{"victims", "referral_source"},
 	}, fsmKey(signer))
 	if err != nil {
@@ -293,7 +331,7 @@ func fixtureCatalog(t testing.TB, hash string) *aggregate.Catalog {
 func fixtureRelease(t testing.TB, cat *aggregate.Catalog, r privacy.Reservation, key ed25519.PrivateKey, seed int64) privacy.Signed {
 	t.Helper()
 	rel := fixtureTemplate(t, cat, r)
-	rel.Partner, rel.CatalogHash, rel.Period, rel.Reservation = r.Partner, r.CatalogHash, r.Period, r.ID
+	rel.Consortium, rel.Partner, rel.CatalogHash, rel.Period, rel.Reservation = r.Consortium, r.Partner, r.CatalogHash, r.Period, r.ID
 	i := int64(0)
 	for k := range rel.Indicators {
 		ir := &rel.Indicators[k]
@@ -344,7 +382,7 @@ func fixtureTemplate(t testing.TB, cat *aggregate.Catalog, r privacy.Reservation
 	} else {
 		params.Epsilon = budget
 	}
-	res := privacy.Reservation{ID: "template", Partner: "RS", CatalogHash: cat.Hash(), Period: per,
+	res := privacy.Reservation{ID: "template", Consortium: "template", Partner: "RS", CatalogHash: cat.Hash(), Period: per,
 		Accounting: r.Accounting, SpendMicro: r.SpendMicro, Indicators: r.Indicators}
 	s, err := privacy.BuildRelease(context.Background(), cat, tables, params, res, fsmKey("template"))
 	if err != nil {

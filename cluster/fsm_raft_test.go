@@ -229,6 +229,7 @@ func BenchmarkFSMRaftCluster(b *testing.B) {
 	leader := fsmLeader(b, nodes)
 	g := fsmGenesis(b, "AL", "BA", "RS")
 	g.Genesis.Policy.CapMicro = 1 << 50
+	fsmRegisterGenesis(b, *g.Genesis)
 	genesis, err := g.Encode()
 	if err != nil {
 		b.Fatal(err)

@@ -61,7 +61,7 @@ func randomLedger(t *testing.T, seed uint64, n int) (*FSM, []*raft.Log, []ApplyR
 				head.Hash = mustTreeHashOf(t, ref, head.N)
 			}
 			p := partners[rng.IntN(len(partners))]
-			step(enc(t, NewCosign(p, (&fsmBase{}).cosignNote(t, p, CheckpointOrigin("western-balkans"), head))))
+			step(enc(t, NewCosign(p, (&fsmBase{}).cosignNote(t, p, CheckpointOrigin("western-balkans", fsmConsortium(t)), head))))
 		case k < 92:
 			step(signedAt(t, ref, govAddReplica(fmt.Sprintf("replica-%d", rng.IntN(3)))))
 		case k < 94:
@@ -157,8 +157,9 @@ func TestFSMRestart(t *testing.T) {
 	f := openTestFSM(t, dir)
 	l := &fsmLog{}
 	cat := fsmCatalogHash(t)
+	genesis := fsmGenesis(t, "RS", "AL") // first: r1 names its consortium
 	r1 := fsmReservation(t, cat, "r1", "RS", "RS", "2024-Q1", 100_000)
-	mustApply(t, f, l, fsmGenesis(t, "RS", "AL"), NewReserve(r1), NewPublish(fsmRelease(t, r1.Reservation, "RS", 1)))
+	mustApply(t, f, l, genesis, NewReserve(r1), NewPublish(fsmRelease(t, r1.Reservation, "RS", 1)))
 	oldSnap := snapshotBytes(t, f) // at index 3
 	r2 := fsmReservation(t, cat, "r2", "RS", "RS", "2024-Q2", 100_000)
 	mustApply(t, f, l, NewReserve(r2), NewPublish(fsmRelease(t, r2.Reservation, "RS", 2)))

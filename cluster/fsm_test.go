@@ -33,12 +33,13 @@ type fsmBase struct {
 func newFSMBase(t testing.TB) *fsmBase {
 	t.Helper()
 	b := &fsmBase{f: newTestFSM(t), log: &fsmLog{}, cat: fsmCatalogHash(t)}
+	genesis := fsmGenesis(t, "AL", "BA", "RS", "MK") // first: the reservations name its consortium
 	b.r1 = fsmReservation(t, b.cat, "r1", "RS", "RS", "2024-Q1", 800_000)
 	b.r2 = fsmReservation(t, b.cat, "r2", "RS", "RS", "2024-Q2", 300_000)
 	b.r3 = fsmReservation(t, b.cat, "r3", "RS", "RS", "2023-Q3", 800_000)
 	b.p1 = fsmRelease(t, b.r1.Reservation, "RS", 1)
 	mustApply(t, b.f, b.log,
-		fsmGenesis(t, "AL", "BA", "RS", "MK"),
+		genesis,
 		govRemovePartner("MK"),
 		NewReserve(b.r1), NewReserve(b.r2), NewReserve(b.r3),
 		NewPublish(b.p1),
@@ -64,7 +65,7 @@ func (b *fsmBase) cosignNote(t testing.TB, signer, origin string, tree tlog.Tree
 }
 
 func TestFSMRefusals(t *testing.T) {
-	origin := CheckpointOrigin("western-balkans")
+	origin := func(t *testing.T) string { return CheckpointOrigin("western-balkans", fsmConsortium(t)) }
 	tests := []struct {
 		name string
 		cmd  func(t *testing.T, b *fsmBase) []byte // encoded command
@@ -127,13 +128,13 @@ func TestFSMRefusals(t *testing.T) {
 		}, `reservation "nope" does not exist`},
 		{"unsupported release format", func(t *testing.T, b *fsmBase) []byte {
 			s := fsmRelease(t, b.r2.Reservation, "RS", 2)
-			s.Release.Version = 2
+			s.Release.Version = 1 // before releases named their consortium
 			s2, err := privacy.Sign(s.Release, fsmKey("RS"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return enc(t, NewPublish(s2))
-		}, "release format version 2 is not supported"},
+		}, "release format version 1 is not supported (this ledger accepts version 2)"},
 		{"reservation id taken by a different reservation", func(t *testing.T, b *fsmBase) []byte {
 			return enc(t, NewReserve(fsmReservation(t, b.cat, "r2", "RS", "RS", "2024-Q2", 200_000)))
 		}, "reservation id r2 is already taken"},
@@ -202,19 +203,23 @@ func TestFSMRefusals(t *testing.T) {
 			return b.signed(t, govRemovePartner("XK"))
 		}, "partner XK is not registered"},
 		{"cosign beyond the tree", func(t *testing.T, b *fsmBase) []byte {
-			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", origin, tlog.Tree{N: 5})))
+			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", origin(t), tlog.Tree{N: 5})))
 		}, "checkpoint size 5 is not in the ledger (it has 1 releases)"},
 		{"cosign a wrong root", func(t *testing.T, b *fsmBase) []byte {
-			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", origin, tlog.Tree{N: 1, Hash: tlog.RecordHash([]byte("x"))})))
+			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", origin(t), tlog.Tree{N: 1, Hash: tlog.RecordHash([]byte("x"))})))
 		}, "does not match the ledger's"},
 		{"cosign with another partner's key", func(t *testing.T, b *fsmBase) []byte {
 			th, _ := b.f.TreeHead()
-			return enc(t, NewCosign("RS", b.cosignNote(t, "AL", origin, th)))
+			return enc(t, NewCosign("RS", b.cosignNote(t, "AL", origin(t), th)))
 		}, "signature does not verify: checkpoint is not signed by partner RS's registered key"},
 		{"cosign another ledger's checkpoint", func(t *testing.T, b *fsmBase) []byte {
 			th, _ := b.f.TreeHead()
-			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", CheckpointOrigin("elsewhere"), th)))
-		}, `checkpoint is for "roundtable/elsewhere"`},
+			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", CheckpointOrigin("elsewhere", fsmConsortium(t)), th)))
+		}, `checkpoint is for "roundtable/elsewhere/`},
+		{"cosign a checkpoint of another consortium of the same name", func(t *testing.T, b *fsmBase) []byte {
+			th, _ := b.f.TreeHead()
+			return enc(t, NewCosign("RS", b.cosignNote(t, "RS", CheckpointOrigin("western-balkans", strings.Repeat("0", 64)), th)))
+		}, `checkpoint is for "roundtable/western-balkans/0000000000000000`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -404,7 +409,7 @@ func TestFSMCatalogVersions(t *testing.T) {
 
 func TestFSMCheckpoints(t *testing.T) {
 	b := newFSMBase(t)
-	origin := CheckpointOrigin("western-balkans")
+	origin := CheckpointOrigin("western-balkans", fsmConsortium(t))
 	mustApply(t, b.f, b.log, NewPublish(fsmRelease(t, b.r2.Reservation, "RS", 2)))
 	if _, _, _, err := b.f.Checkpoint(); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Checkpoint before any cosign: %v, want ErrNotFound", err)

@@ -46,6 +46,19 @@ func (c *batchCache) validator(tx *bbolt.Tx, hash string) (*privacy.Validator, e
 	return v, nil
 }
 
+// checkConsortium refuses a reservation or release signed for another
+// consortium than this ledger's (the genesis hash stored at genesis). The
+// id is signed content, so an entry validly signed by a partner for
+// consortium A, replayed into consortium B where the same partner holds
+// the same key, is refused here rather than admitted on its signature.
+func checkConsortium(tx *bbolt.Tx, kind, id, consortium string) error {
+	ours := string(bucket(tx, bucketMeta).Get([]byte(keyConsortiumID)))
+	if consortium != ours {
+		return refuse("%s %s is signed for consortium %q, this ledger is consortium %s", kind, id, consortium, ours)
+	}
+	return nil
+}
+
 // checkReservationContent refuses a reservation no release could match:
 // its indicators must be the catalog's, each once, in the catalog's order
 // (the order of a release's indicators), and its spend one a release may

@@ -22,7 +22,7 @@ import (
 func TestFSMRefusesInvalidReleaseContent(t *testing.T) {
 	b := newFSMBase(t)
 	cat := fixtureCatalog(t, b.cat)
-	all := privacy.Reservation{ID: "all", Partner: "RS", CatalogHash: b.cat, Period: period(t, "2024-Q3"),
+	all := privacy.Reservation{ID: "all", Consortium: fsmConsortium(t), Partner: "RS", CatalogHash: b.cat, Period: period(t, "2024-Q3"),
 		Accounting: privacy.PureDP, SpendMicro: 200_000, Indicators: []string{"victims", "referral_source", "age"}}
 	sr, err := privacy.SignReservation(all, fsmKey("RS"))
 	if err != nil {
@@ -227,7 +227,7 @@ func TestFSMRefusesInvalidReservationContent(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := privacy.Reservation{ID: "bad", Partner: "RS", CatalogHash: b.cat, Period: period(t, "2024-Q4"),
+			r := privacy.Reservation{ID: "bad", Consortium: fsmConsortium(t), Partner: "RS", CatalogHash: b.cat, Period: period(t, "2024-Q4"),
 				Accounting: privacy.PureDP, SpendMicro: 1000, Indicators: []string{"victims"}}
 			tc.edit(&r)
 			sr, err := privacy.SignReservation(r, fsmKey("RS"))
@@ -246,7 +246,8 @@ func TestFSMValidatesZCDPRelease(t *testing.T) {
 	b := &fsmBase{f: newTestFSM(t), log: &fsmLog{}, cat: fsmCatalogHash(t)}
 	g := fsmGenesis(t, "RS", "AL")
 	g.Genesis.Policy = governance.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.Micro}
-	r := privacy.Reservation{ID: "z1", Partner: "RS", CatalogHash: b.cat, Period: period(t, "2024-Q1"),
+	fsmRegisterGenesis(t, *g.Genesis)
+	r := privacy.Reservation{ID: "z1", Consortium: fsmConsortium(t), Partner: "RS", CatalogHash: b.cat, Period: period(t, "2024-Q1"),
 		Accounting: privacy.ZCDP, SpendMicro: 50_000, Indicators: []string{"victims", "referral_source", "age"}}
 	sr, err := privacy.SignReservation(r, fsmKey("RS"))
 	if err != nil {

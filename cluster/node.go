@@ -713,10 +713,10 @@ func (n *Node) hasConsortium() bool {
 // checkpointOrigin is the origin line of this ledger's checkpoints.
 func (n *Node) checkpointOrigin() (string, bool) {
 	c, err := n.fsm.Consortium()
-	if err != nil || c.Name == "" {
+	if err != nil || c.Name == "" || c.ID == "" {
 		return "", false
 	}
-	return CheckpointOrigin(c.Name), true
+	return CheckpointOrigin(c.Name, c.ID), true
 }
 
 // ParseGenesis reads a genesis file: the JSON form of Genesis (see

@@ -68,7 +68,7 @@ func newTestRegion(tb testing.TB) *testRegion {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r.genesis, err = json.Marshal(Genesis{
+	g := Genesis{
 		Name:         "Test Region",
 		Coordinators: fsmCoordinators("c1", "c2", "c3"),
 		Threshold:    2,
@@ -76,10 +76,12 @@ func newTestRegion(tb testing.TB) *testRegion {
 		Partners:     partners,
 		Policy:       governance.Policy{Accounting: privacy.PureDP, CapMicro: testCapMicro},
 		Catalog:      catJSON,
-	})
+	}
+	r.genesis, err = json.Marshal(g)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	fsmRegisterGenesis(tb, g) // makeRelease binds reservations to it
 	return r
 }
 
@@ -212,7 +214,7 @@ func makeRelease(tb testing.TB, key ed25519.PrivateKey, catalogHash, partner str
 		tb.Fatal(err)
 	}
 	res := privacy.Reservation{
-		ID: hex.EncodeToString(id[:]), Partner: partner, CatalogHash: catalogHash, Period: period,
+		ID: hex.EncodeToString(id[:]), Consortium: fsmConsortium(tb), Partner: partner, CatalogHash: catalogHash, Period: period,
 		Accounting: privacy.PureDP, SpendMicro: spend, Indicators: []string{"referral_source"},
 	}
 	sr, err := privacy.SignReservation(res, key)

@@ -55,6 +55,10 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 	if err != nil {
 		return api.PublishResult{}, ledgerErr(err)
 	}
+	consortium, err := fsm.ConsortiumID() // signed into the reservation and release
+	if err != nil {
+		return api.PublishResult{}, ledgerErr(err)
+	}
 	for _, name := range indicators {
 		if _, ok := cat.Indicator(name); !ok {
 			return api.PublishResult{}, fmt.Errorf("%w: unknown indicator %q", api.ErrInvalid, name)
@@ -74,7 +78,7 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 		return api.PublishResult{}, err
 	}
 	res := privacy.Reservation{
-		ID: hex.EncodeToString(id), Partner: n.st.Partner(), CatalogHash: cat.Hash(), Period: period,
+		ID: hex.EncodeToString(id), Consortium: consortium, Partner: n.st.Partner(), CatalogHash: cat.Hash(), Period: period,
 		Accounting: pol.Accounting, SpendMicro: privacy.ToMicro(budget), Indicators: indicators,
 	}
 	// Check everything that can be checked locally before spending budget.

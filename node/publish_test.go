@@ -43,7 +43,11 @@ func interruptedPublish(ctx context.Context, t *testing.T, n *Node, period strin
 	}
 	id := make([]byte, 16)
 	rand.Read(id)
-	res := privacy.Reservation{ID: hex.EncodeToString(id), Partner: n.st.Partner(), CatalogHash: cat.Hash(),
+	consortium, err := fsm.ConsortiumID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := privacy.Reservation{ID: hex.EncodeToString(id), Consortium: consortium, Partner: n.st.Partner(), CatalogHash: cat.Hash(),
 		Period: mustPeriod(t, period), Accounting: pol.Accounting, SpendMicro: privacy.ToMicro(budget),
 		Indicators: []string{"victims", "exploitation"}}
 	sres, err := privacy.SignReservation(res, n.st.SigningKey())

@@ -149,7 +149,7 @@ func buildRelease(ctx context.Context, cat *aggregate.Catalog, tables []measurem
 		return Signed{}, fmt.Errorf("build release: %w", err)
 	}
 	r := Release{
-		Version: FormatVersion, Partner: p.Partner, CatalogHash: cat.Hash(), Period: p.Period,
+		Version: FormatVersion, Consortium: res.Consortium, Partner: p.Partner, CatalogHash: cat.Hash(), Period: p.Period,
 		Reservation: res.ID, Accounting: p.Accounting, SpendMicro: ToMicro(p.Total()),
 	}
 	if err := checkReservation(res, r, plan); err != nil {
@@ -185,6 +185,9 @@ func buildRelease(ctx context.Context, cat *aggregate.Catalog, tables []measurem
 func checkReservation(res Reservation, r Release, plan []plannedIndicator) error {
 	if res.ID == "" {
 		return fmt.Errorf("reservation has no id")
+	}
+	if res.Consortium == "" {
+		return fmt.Errorf("reservation %s names no consortium: the ledger refuses a release that is not bound to its consortium", res.ID)
 	}
 	mismatch := func(field string, got, want any) error {
 		return fmt.Errorf("reservation %s: %s is %v but the release needs %v", res.ID, field, got, want)

@@ -135,7 +135,7 @@ func TestEvidenceCoverage(t *testing.T) {
 			p := tc.p
 			p.Period, p.Partner = testPeriod, "XK"
 			tables := []measurement{&fixedTable{ind: ind, counts: counts, l0: 1, share: 1}}
-			res := Reservation{ID: "cov", Partner: "XK", CatalogHash: cat.Hash(), Period: testPeriod,
+			res := Reservation{ID: "cov", Consortium: testConsortium, Partner: "XK", CatalogHash: cat.Hash(), Period: testPeriod,
 				Accounting: p.Accounting, SpendMicro: ToMicro(p.Total()), Indicators: []string{ind.Name}}
 			covered, total := 0, 0
 			var half int64 = -1

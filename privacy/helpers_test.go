@@ -78,7 +78,7 @@ func reservationFor(cat *aggregate.Catalog, tables []*aggregate.Table, p Release
 			names = append(names, n)
 		}
 	}
-	return Reservation{ID: "res-1", Partner: p.Partner, CatalogHash: cat.Hash(), Period: p.Period,
+	return Reservation{ID: "res-1", Consortium: testConsortium, Partner: p.Partner, CatalogHash: cat.Hash(), Period: p.Period,
 		Accounting: p.Accounting, SpendMicro: ToMicro(p.Total()), Indicators: names}
 }
 
@@ -101,3 +101,7 @@ func (f *fixedTable) L0() int                         { return f.l0 }
 func (f *fixedTable) LInf() int64                     { return 1 }
 func (f *fixedTable) Share() float64                  { return f.share }
 func (f *fixedTable) Values() []float64               { return f.values }
+
+// testConsortium stands for a consortium id (a genesis hash): a release
+// names the consortium it is published in.
+const testConsortium = "5e1f0c4ad2b9e3f7a6c8d1b0e2f4a6c8d0e2f4a6c8b1d3f5a7c9e0b2d4f6a8c0"

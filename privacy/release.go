@@ -32,7 +32,9 @@ const (
 )
 
 // FormatVersion is the release format version this code writes and reads.
-const FormatVersion = 1
+// Version 2 added Consortium: a release signed for one consortium cannot be
+// replayed into another. The ledger refuses version 1.
+const FormatVersion = 2
 
 // Micro is the fixed-point unit in which budgets are accounted: 1 ε (or 1 ρ)
 // is 1,000,000 Micro. The ledger's state machine adds integers, never
@@ -54,7 +56,11 @@ func ToMicro(x float64) int64 {
 // order, no maps) is what the ID hashes and the signature covers, so every
 // node verifies the same bytes.
 type Release struct {
-	Version     int                `json:"version"`
+	Version int `json:"version"`
+	// Consortium is the consortium id (the genesis hash) the release is
+	// published in. It is signed content, so a release is worthless in any
+	// other consortium, even one whose partners hold the same keys.
+	Consortium  string             `json:"consortium"`
 	Partner     string             `json:"partner"`
 	CatalogHash string             `json:"catalog_hash"`
 	Period      aggregate.Period   `json:"period"`
@@ -162,7 +168,10 @@ func (s *Signed) VerifyCanonical(pub ed25519.PublicKey, body []byte) error {
 // and the release that follows names it. A reservation is spent whether or
 // not its release is ever published, which is the safe direction.
 type Reservation struct {
-	ID          string           `json:"id"`
+	ID string `json:"id"`
+	// Consortium is the consortium id (the genesis hash) the budget is
+	// reserved in; signed, like a release's.
+	Consortium  string           `json:"consortium"`
 	Partner     string           `json:"partner"`
 	CatalogHash string           `json:"catalog_hash"`
 	Period      aggregate.Period `json:"period"`
@@ -177,7 +186,10 @@ type SignedReservation struct {
 	Signature   []byte      `json:"signature"`
 }
 
-const reservationContext = "roundtable reservation v1\n"
+// reservationContext separates reservation signatures from other uses of a
+// partner's key. v2 covers the consortium id: a v1 signature (made before
+// reservations named their consortium) never verifies.
+const reservationContext = "roundtable reservation v2\n"
 
 func (r *Reservation) canonical() ([]byte, error) {
 	b, err := json.Marshal(r)

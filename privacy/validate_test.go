@@ -121,7 +121,7 @@ func TestValidateRefusals(t *testing.T) {
 		edit func(r *Release)
 		want string
 	}{
-		{"format version", func(r *Release) { r.Version = 2 }, "format version 2"},
+		{"format version", func(r *Release) { r.Version = 1 }, "format version 1, want 2"},
 		{"other catalog", func(r *Release) { r.CatalogHash = "ab" }, "catalog ab"},
 		{"unknown accounting", func(r *Release) { r.Accounting = "=1" }, `accounting "=1"`},
 		{"no spend", func(r *Release) { r.SpendMicro = 0 }, "spend 0 micro"},

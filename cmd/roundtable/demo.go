@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"io"
+
 	"github.com/spf13/cobra"
 
 	"roundtable/node/demo"
@@ -18,11 +21,19 @@ ledger, and serves the dashboard. It prints the URLs and one token per role,
 and stops cleanly on Ctrl-C.
 
 With --check it does the same without waiting: it verifies the ledger as a
-researcher would, queries a regional series, prints a summary and exits 0,
+researcher would (from the genesis, running the 'roundtable verify --genesis'
+command it prints), queries a regional series, prints a summary and exits 0,
 or non-zero with the reason.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = cmd.OutOrStdout()
+			o.RunCLI = func(ctx context.Context, args []string, out io.Writer) error {
+				root := newRoot()
+				root.SetArgs(args)
+				root.SetOut(out)
+				root.SetErr(io.Discard) // progress lines; the report goes to out
+				return root.ExecuteContext(ctx)
+			}
 			return demo.Run(cmd.Context(), o)
 		},
 	}

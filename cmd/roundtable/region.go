@@ -159,9 +159,19 @@ every governance statement is bound to. It names:
 			if err := g.Validate(); err != nil {
 				return err
 			}
+			id, err := g.ID()
+			if err != nil {
+				return err
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
-			return enc.Encode(g)
+			if err := enc.Encode(g); err != nil {
+				return err
+			}
+			// On stderr, so stdout stays the file: the id to publish, which
+			// researchers check their copy against (verify --consortium).
+			fmt.Fprintf(cmd.ErrOrStderr(), "consortium id: %s\n", id)
+			return nil
 		},
 	}
 	c.Flags().StringVar(&name, "consortium", "western-balkans", "consortium name")

@@ -112,7 +112,7 @@ func newVerifyCmd() *cobra.Command {
 	var servers []string
 	var bundle, offline, export string
 	c := &cobra.Command{
-		Use:   "verify --server URL [--server URL...] [--release ID] [--keys FILE | --tofu] [--state FILE] [--bundle OUT] | --offline BUNDLE [--export CSV]",
+		Use:   "verify --server URL [--server URL...] --genesis FILE [--consortium ID] [--release ID] [--state FILE] [--bundle OUT] | --offline BUNDLE [--genesis FILE | --consortium ID] [--export CSV]",
 		Short: "Check every release's signature, inclusion and the ledger's consistency",
 		Long: `verify proves that the published numbers were signed by their partners and
 never altered: it checks the regional checkpoint (signed by a majority of
@@ -124,29 +124,40 @@ Give --server more than once to compare what several nodes show: their
 checkpoints must lie on one history (same root at the same size, and a
 consistency proof between different sizes). A split view is fatal.
 
-Partner keys come from --keys FILE or from an earlier run's state file.
---tofu trusts the server's keys on first use, with a warning: a fake server
-could then show you anything. --bundle writes everything needed to check
-again offline; --offline checks such a bundle, and --export a CSV pulled from
-/v1/export.csv against it, with no network. The last line is "result: OK" or
-"result: FAILED"; the exit status is non-zero on FAILED.`,
-		Example: `  roundtable verify --server http://127.0.0.1:8090 --keys partner-keys.json
-  roundtable verify --server http://127.0.0.1:8080 --server http://127.0.0.1:8081
-  roundtable verify --server http://127.0.0.1:8090 --bundle ledger-2024.json
-  roundtable verify --offline ledger-2024.json --export export.csv`,
+The trust root is the consortium's genesis file (--genesis FILE): its hash is
+the consortium id, which the coordinators publish (--consortium ID checks the
+file against it). verify replays the server's governance history from the
+genesis (every statement signed by the threshold of coordinators) and takes
+partner keys only from that replay: a server that shows other keys, another
+consortium's checkpoint, or a partner governance never added, fails.
+
+Alternatives: --keys FILE trusts partner keys from a file (and so whoever
+wrote it); a later run reuses the keys pinned in its state file; --tofu
+trusts the server's keys on first use, with a warning: a fake server could
+then show you anything.
+
+--bundle writes everything needed to check again offline (with --genesis: the
+genesis and the governance history too); --offline checks such a bundle, and
+--export a CSV pulled from /v1/export.csv against it, with no network. The
+last line is "result: OK" or "result: FAILED"; the exit status is non-zero
+on FAILED.`,
+		Example: `  roundtable verify --genesis genesis.json --server http://127.0.0.1:8090
+  roundtable verify --genesis genesis.json --server http://127.0.0.1:8080 --server http://127.0.0.1:8081
+  roundtable verify --genesis genesis.json --server http://127.0.0.1:8090 --bundle ledger-2024.json
+  roundtable verify --offline ledger-2024.json --consortium 3f9c… --export export.csv`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var rep verify.Report
 			var err error
 			switch {
 			case offline != "":
-				var keys verify.Keys
+				oo := verify.OfflineOptions{Bundle: offline, Export: export, Genesis: o.Genesis, Consortium: o.Consortium}
 				if o.Keys != "" {
-					if keys, err = verify.LoadKeys(o.Keys); err != nil {
+					if oo.Keys, err = verify.LoadKeys(o.Keys); err != nil {
 						return err
 					}
 				}
-				rep, err = verify.Offline(offline, export, keys)
+				rep, err = verify.Offline(oo)
 			case len(servers) == 0:
 				return fmt.Errorf("give --server URL, or --offline BUNDLE")
 			case len(servers) > 1:
@@ -175,10 +186,12 @@ again offline; --offline checks such a bundle, and --export a CSV pulled from
 	}
 	f := c.Flags()
 	f.StringArrayVar(&servers, "server", nil, "a node's base URL; repeat to compare several nodes' checkpoints")
-	f.BoolVar(&o.TOFU, "tofu", false, "trust the server's partner keys on first use (prints a warning; prefer --keys)")
+	f.StringVar(&o.Genesis, "genesis", "", "the consortium's genesis file: the trust root (partner keys come only from governance replayed from it)")
+	f.StringVar(&o.Consortium, "consortium", "", "the consortium id the coordinators publish: the genesis must hash to it")
+	f.BoolVar(&o.TOFU, "tofu", false, "trust the server's partner keys on first use (prints a warning; prefer --genesis)")
 	f.StringVar(&o.Token, "token", os.Getenv("ROUNDTABLE_TOKEN"), "API token if the node requires one to read (default $ROUNDTABLE_TOKEN)")
 	f.StringVar(&o.ReleaseID, "release", "", "verify only this release")
-	f.StringVar(&o.Keys, "keys", "", `trusted partner keys, JSON {"RS": "<base64>", ...}`)
+	f.StringVar(&o.Keys, "keys", "", `trusted partner keys, JSON {"RS": "<base64>", ...} (trusts whoever wrote the file; prefer --genesis)`)
 	f.StringVar(&o.StateFile, "state", "", "where the last verified checkpoint is kept (default ~/.config/roundtable/verify-HOST.json)")
 	f.StringVar(&bundle, "bundle", "", "after verifying, write an offline bundle here")
 	f.StringVar(&offline, "offline", "", "verify this bundle without network")

@@ -116,7 +116,7 @@ func TestEvidenceSeriesCoverageEndToEnd(t *testing.T) {
 			} else {
 				params.Epsilon = acc.budget
 			}
-			res := privacy.Reservation{ID: "e2e", Partner: "RS", CatalogHash: cat.Hash(), Period: period,
+			res := privacy.Reservation{ID: "e2e", Consortium: "e2e-consortium", Partner: "RS", CatalogHash: cat.Hash(), Period: period,
 				Accounting: acc.accounting, SpendMicro: privacy.ToMicro(acc.budget), Indicators: []string{"victims"}}
 			tallies := make([]coverage, len(queries))
 			for rep := range reps {

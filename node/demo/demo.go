@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ type Options struct {
 	Dir      string // where the region's files go; "" = a temporary directory
 	From, To int    // years of synthetic data
 	Out      io.Writer
+	// RunCLI, if set, runs a roundtable command line (without the program
+	// name) as the binary would, writing its output to out. With Check, the
+	// demo runs the verify command it prints through it, exactly as a
+	// researcher would type it.
+	RunCLI func(ctx context.Context, args []string, out io.Writer) error
 }
 
 // The demo's region and its budget. Each quarter gets one release of the
@@ -347,17 +353,47 @@ func (r *region) awaitCheckpoint(ctx context.Context) error {
 	}
 }
 
+// verifyArgs is the verify command a researcher runs against the replica:
+// the genesis is the trust root, so partner keys come only from governance
+// replayed from it, never from the server.
+func (r *region) verifyArgs() []string {
+	return []string{"verify", "--genesis", filepath.Join(r.dir, GenesisFile),
+		"--server", "http://" + r.nodes[len(r.nodes)-1].HTTPAddr(), "--state", filepath.Join(r.dir, "verify-state.json")}
+}
+
+// shellLine prints args as a command line to paste (quoting what needs it).
+func shellLine(args []string) string {
+	out := []string{"roundtable"}
+	for _, a := range args {
+		if strings.ContainsAny(a, " \t'\"$`\\") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
+}
+
 // check does what a researcher would: verify the ledger through the
-// replica, then query a regional series.
+// replica from the genesis, then query a regional series.
 func (r *region) check(ctx context.Context) error {
 	replica := "http://" + r.nodes[len(r.nodes)-1].HTTPAddr()
-	rep, err := verify.Run(ctx, verify.Options{Server: replica, StateFile: filepath.Join(r.dir, "verify-state.json"), TOFU: true})
+	rep, err := verify.Run(ctx, verify.Options{Server: replica, StateFile: filepath.Join(r.dir, "verify-state.json"), Genesis: filepath.Join(r.dir, GenesisFile)})
 	if err != nil {
 		return fmt.Errorf("verify the ledger: %w", err)
 	}
-	r.step("verified %d releases from %d partners: signatures, inclusion proofs, checkpoint signed by %v", rep.Verified, len(rep.Partners), rep.Signers)
+	r.step("verified %d releases from %d partners from the genesis (consortium %s…): signatures, inclusion proofs, checkpoint signed by %v", rep.Verified, len(rep.Partners), rep.Consortium[:16], rep.Signers)
 	if rep.Verified == 0 || rep.Failed > 0 {
 		return fmt.Errorf("verification: %d verified, %d failed", rep.Verified, rep.Failed)
+	}
+	line := shellLine(r.verifyArgs())
+	fmt.Fprintf(r.out, "\nVerify it yourself: %s\n", line)
+	if r.o.RunCLI != nil {
+		var out strings.Builder
+		err := r.o.RunCLI(ctx, r.verifyArgs(), &out)
+		if err != nil || !strings.HasSuffix(out.String(), "result:      OK\n") {
+			return fmt.Errorf("the printed command %s did not pass (%v):\n%s", line, err, out.String())
+		}
+		r.step("ran it: result OK")
 	}
 	q := url.Values{"indicator": {"victims"}, "rollup": {"region,year"}}
 	res, err := client.New(replica, "").Series(ctx, q)
@@ -400,7 +436,7 @@ func (r *region) serve(ctx context.Context) error {
 	}
 	fmt.Fprintf(r.out, "\nGovernance: the coordinator key is %s (1 of 1, passphrase %q), the genesis %s.\n",
 		r.coordKey, passphrase, filepath.Join(r.dir, GenesisFile))
-	fmt.Fprintf(r.out, "\nTry: roundtable verify --server http://%s --state %s\n", r.nodes[len(r.nodes)-1].HTTPAddr(), filepath.Join(r.dir, "verify-state.json"))
+	fmt.Fprintf(r.out, "\nVerify the ledger from the genesis: %s\n", shellLine(r.verifyArgs()))
 	fmt.Fprintln(r.out, "Press Ctrl-C to stop.")
 	<-ctx.Done()
 	fmt.Fprintln(r.out, "\nstopping the region…")

@@ -24,6 +24,11 @@ func TestDemoCheck(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "demo check passed") {
 		t.Fatalf("demo --check: %s", r)
 	}
+	// It prints the researcher's command, verifying from the genesis, and
+	// ran exactly that command line through the binary's own CLI.
+	if !strings.Contains(r.stdout, "Verify it yourself: roundtable verify --genesis ") || !strings.Contains(r.stdout, "ran it: result OK") || strings.Contains(r.stdout, "--tofu") {
+		t.Errorf("demo --check did not print and run 'roundtable verify --genesis …':\n%s", r.stdout)
+	}
 }
 
 // initPartner makes a certificate and a store for partner RS in a fresh

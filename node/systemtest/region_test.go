@@ -3,7 +3,14 @@ package systemtest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -12,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 )
 
@@ -34,6 +42,8 @@ type member struct {
 	dir        string
 	http, raft string
 	p          *proc
+	// genesis is the consortium's genesis file, a researcher's trust root.
+	genesis string
 	// gov signs governance statements: the consortium's two coordinator
 	// keys (threshold 2) and their passphrase file.
 	gov govKeys
@@ -131,6 +141,9 @@ func startRegion(ctx context.Context, t *testing.T, partners ...string) []*membe
 	g := mustRun(ctx, t, "", genesis...)
 	gfile := filepath.Join(root, "genesis.json")
 	writeFile(t, gfile, g.stdout)
+	for _, m := range ms {
+		m.genesis = gfile
+	}
 
 	ms[0].serve(t, "--bootstrap", gfile)
 	ms[0].waitInCluster(ctx, t)
@@ -331,15 +344,66 @@ func TestRegionSurvivesLeaderCrash(t *testing.T) {
 			t.Fatal("no follower")
 		}
 		state := filepath.Join(t.TempDir(), "verify-state.json")
-		r := run(ctx, t, "", "verify", "--server", follower.url(), "--state", state, "--tofu")
-		if r.code != 0 {
+		r := run(ctx, t, "", "verify", "--genesis", follower.genesis, "--server", follower.url(), "--state", state)
+		if r.code != 0 || !strings.HasSuffix(r.stdout, "result:      OK\n") || !strings.Contains(r.stdout, "governance replayed from the genesis") {
 			t.Fatalf("verify against %s: %s", follower.partner, r)
 		}
 		// Running again checks consistency with the checkpoint kept in state.
-		if r := run(ctx, t, "", "verify", "--server", follower.url(), "--state", state); r.code != 0 {
+		if r := run(ctx, t, "", "verify", "--genesis", follower.genesis, "--server", follower.url(), "--state", state); r.code != 0 {
 			t.Fatalf("second verify against %s: %s", follower.partner, r)
 		}
 	})
+
+	t.Run("verify refuses a server with forged governance", func(t *testing.T) {
+		fake := forgedGovernanceProxy(t, ms[0].url())
+		// Trusting the server's keys on first use, the forgery passes.
+		r := run(ctx, t, "", "verify", "--tofu", "--server", fake, "--state", filepath.Join(t.TempDir(), "tofu.json"))
+		if r.code != 0 || !strings.HasSuffix(r.stdout, "result:      OK\n") {
+			t.Fatalf("with --tofu the forged governance is not looked at, so this should pass: %s", r)
+		}
+		// From the genesis, the statement without the coordinators'
+		// signatures is refused: exit non-zero, last line FAILED.
+		r = run(ctx, t, "", "verify", "--genesis", ms[0].genesis, "--server", fake, "--state", filepath.Join(t.TempDir(), "genesis.json"))
+		if r.code == 0 || !strings.HasSuffix(r.stdout, "result:      FAILED\n") || !strings.Contains(r.stdout, "valid coordinator signature(s), the threshold is 2 of 2") {
+			t.Fatalf("verify --genesis against forged governance: %s", r)
+		}
+	})
+}
+
+// forgedGovernanceProxy serves upstream's API, except that /v1/governance
+// gains a statement adding partner EV signed by a key that is no
+// coordinator's: what a server would show to pass off EV's releases.
+func forgedGovernanceProxy(t *testing.T, upstream string) string {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	mux := http.NewServeMux()
+	mux.Handle("/", proxy)
+	mux.HandleFunc("GET /v1/governance", func(w http.ResponseWriter, r *http.Request) {
+		var h api.GovernanceHistory
+		if err := getJSON(r.Context(), upstream+"/v1/governance", &h); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		evPub, _, _ := ed25519.GenerateKey(rand.Reader)
+		_, forger, _ := ed25519.GenerateKey(rand.Reader)
+		s := governance.Signed{Statement: governance.Statement{Consortium: h.Consortium, Seq: h.Next,
+			Action: governance.Action{Type: governance.AddPartner, Partner: &governance.Partner{ID: "EV", Name: "forged", PublicKey: evPub}}}}
+		if err := s.Sign(forger); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		h.Statements = append(h.Statements, s)
+		h.Next++
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(h)
+	})
+	srv := httptest.NewServer(mux) // 127.0.0.1
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 func partners(ms []*member) []string {

@@ -37,52 +37,108 @@ func Bundle(ctx context.Context, opts Options, bundlePath string) (Report, error
 	return rep, nil
 }
 
+// OfflineOptions configures the check of a bundle written by Bundle.
+type OfflineOptions struct {
+	// Bundle is the bundle's path.
+	Bundle string
+	// Export, if set, is an export CSV (GET /v1/export.csv) whose every
+	// row must equal the cell or quantile of the signed release it names.
+	Export string
+	// Genesis, if set, is the consortium's genesis file: the bundle's
+	// governance history is replayed from it, and partner keys come only
+	// from that replay.
+	Genesis string
+	// Consortium, if set, is the consortium id the coordinators published:
+	// the genesis (Genesis, or else the one inside the bundle) must hash
+	// to it. A bundle's own genesis checked this way is a full trust root.
+	Consortium string
+	// Keys, if set, are trusted partner keys to check against instead of
+	// a genesis (they trust whoever wrote them).
+	Keys Keys
+}
+
 // Offline verifies a bundle written by Bundle without any network: the
-// checkpoint's signatures and majority, every release's signature and
-// inclusion proof. With keys nil it trusts the keys inside the bundle
-// (the report says so); pass your own to check against them. If
-// exportCSVPath is not "", every row of that export (GET /v1/export.csv)
-// must equal the cell or quantile of the signed release it names.
-func Offline(bundlePath, exportCSVPath string, keys Keys) (Report, error) {
-	b, err := os.ReadFile(bundlePath)
+// checkpoint's signatures and majority, every release's consortium,
+// signature and inclusion proof. The trust root is, in order: the genesis
+// given, the keys given, the genesis inside the bundle (replaying the
+// bundle's governance history; pinned only if Consortium is given), or
+// else the keys inside the bundle (the report says they are the bundle's
+// word).
+func Offline(opts OfflineOptions) (Report, error) {
+	b, err := os.ReadFile(opts.Bundle)
 	if err != nil {
 		return Report{}, fmt.Errorf("bundle: %w", err)
 	}
 	var m material
 	if err := json.Unmarshal(b, &m); err != nil {
-		return Report{}, fmt.Errorf("bundle %s: %w", bundlePath, err)
+		return Report{}, fmt.Errorf("bundle %s: %w", opts.Bundle, err)
 	}
 	if m.Format != bundleFormat {
-		return Report{}, fmt.Errorf("bundle %s: format %q, this verifier reads %q", bundlePath, m.Format, bundleFormat)
+		return Report{}, fmt.Errorf("bundle %s: format %q, this verifier reads %q (make the bundle again with this version)", opts.Bundle, m.Format, bundleFormat)
 	}
-	tr := trust{keys: keys, source: "given by the caller"}
-	if keys == nil {
-		tr.source = "from the bundle itself (not independently pinned; pass your own keys to check against them)"
-		tr.keys = Keys{}
-		for p, k := range m.Keys {
-			tr.keys[p] = k
-		}
+	tr, err := offlineTrust(&m, opts)
+	if err != nil {
+		return Report{Bundle: opts.Bundle, Consortium: tr.consortium}, err
 	}
-	tr.partners = partnerSet(m.Partners, keyCodes(tr.keys))
 	rep, _, err := check(&m, tr)
-	rep.Server, rep.Bundle = m.Server, bundlePath
+	rep.Server, rep.Bundle = m.Server, opts.Bundle
 	if err != nil {
 		return rep, err
 	}
-	if exportCSVPath == "" {
+	if opts.Export == "" {
 		return rep, nil
 	}
-	f, err := os.Open(exportCSVPath)
+	f, err := os.Open(opts.Export)
 	if err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}
 	defer f.Close()
-	rows, errs := checkExport(f, exportCSVPath, m.Releases)
+	rows, errs := checkExport(f, opts.Export, m.Releases)
 	rep.ExportRows = rows
 	for _, e := range errs {
 		rep.Failures = append(rep.Failures, e.Error())
 	}
 	return rep, errors.Join(errs...)
+}
+
+// offlineTrust picks the trust root for a bundle (see Offline).
+func offlineTrust(m *material, opts OfflineOptions) (trust, error) {
+	var pg pinnedGenesis
+	var err error
+	switch {
+	case opts.Genesis != "":
+		pg, err = loadGenesis(opts.Genesis, opts.Consortium)
+	case opts.Keys != nil:
+		if opts.Consortium != "" {
+			return trust{}, fmt.Errorf("verify: --consortium checks a genesis; with --keys there is none")
+		}
+		tr := trust{keys: opts.Keys, source: "given by the caller"}
+		tr.partners = partnerSet(m.Partners, keyCodes(tr.keys))
+		return tr, nil
+	case len(m.Genesis) > 0:
+		pg, err = parseGenesis(m.Genesis, "inside bundle "+opts.Bundle, opts.Consortium)
+	case opts.Consortium != "":
+		return trust{}, fmt.Errorf("%w: bundle %s carries no genesis to check against --consortium (make it with --genesis)", ErrNoTrustRoot, opts.Bundle)
+	default:
+		tr := trust{keys: Keys{}, source: "from the bundle itself (not independently pinned; pass --genesis FILE or your own keys to check against them)"}
+		for p, k := range m.Keys {
+			tr.keys[p] = k
+		}
+		tr.partners = partnerSet(m.Partners, keyCodes(tr.keys))
+		return tr, nil
+	}
+	if err != nil {
+		return trust{}, err
+	}
+	hist := api.GovernanceHistory{Consortium: pg.id, Statements: m.Governance}
+	if len(m.Governance) > 0 {
+		hist.Consortium = m.Governance[0].Statement.Consortium // Replay checks every statement's
+	}
+	tr, err := genesisTrust(pg, hist, m.Releases, nil, "")
+	if err == nil && opts.Genesis == "" && opts.Consortium == "" {
+		tr.source += " (the bundle's own genesis, consortium " + pg.id + ": compare that id with the one the coordinators publish, or pass --consortium ID)"
+	}
+	return tr, err
 }
 
 // maxExportErrors caps the per-row errors so a wholly wrong file gives a

@@ -44,7 +44,7 @@ func bundled(t *testing.T) (bundlePath, csvPath string, l *ledger) {
 
 func TestOfflineRoundTrip(t *testing.T) {
 	bundlePath, csvPath, l := bundled(t)
-	rep, err := Offline(bundlePath, csvPath, nil)
+	rep, err := Offline(OfflineOptions{Bundle: bundlePath, Export: csvPath})
 	if err != nil {
 		t.Fatalf("Offline: %v", err)
 	}
@@ -56,17 +56,17 @@ func TestOfflineRoundTrip(t *testing.T) {
 	for p, k := range l.keys {
 		own[p] = k.Public().(ed25519.PublicKey)
 	}
-	if rep, err := Offline(bundlePath, "", own); err != nil || rep.KeySource != "given by the caller" {
+	if rep, err := Offline(OfflineOptions{Bundle: bundlePath, Keys: own}); err != nil || rep.KeySource != "given by the caller" {
 		t.Errorf("offline with own keys: %q, %v", rep.KeySource, err)
 	}
 	// A wrong key for a partner that did not sign the checkpoint fails
 	// that partner's release; for a signer, its signature stops counting.
 	own["MK"] = partnerKey("MK", "other").Public().(ed25519.PublicKey)
-	if _, err := Offline(bundlePath, "", own); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "partner MK") {
+	if _, err := Offline(OfflineOptions{Bundle: bundlePath, Keys: own}); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "partner MK") {
 		t.Errorf("offline with a wrong MK key: %v, want %v", err, ErrSignature)
 	}
 	own["RS"] = partnerKey("RS", "other").Public().(ed25519.PublicKey)
-	if _, err := Offline(bundlePath, "", own); !errors.Is(err, ErrNotRegional) {
+	if _, err := Offline(OfflineOptions{Bundle: bundlePath, Keys: own}); !errors.Is(err, ErrNotRegional) {
 		t.Errorf("offline with a wrong RS key: %v, want %v", err, ErrNotRegional)
 	}
 }
@@ -104,7 +104,7 @@ func TestOfflineTamperedBundle(t *testing.T) {
 			if err := os.WriteFile(bundlePath, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Offline(bundlePath, "", nil)
+			_, err := Offline(OfflineOptions{Bundle: bundlePath})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.naming) {
 				t.Errorf("error %v, want %v naming %q", err, tc.want, tc.naming)
 			}
@@ -135,7 +135,7 @@ func TestOfflineCSVRowAltered(t *testing.T) {
 			if err := os.WriteFile(csvPath, []byte(altered), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := Offline(bundlePath, csvPath, nil)
+			rep, err := Offline(OfflineOptions{Bundle: bundlePath, Export: csvPath})
 			if !errors.Is(err, ErrExport) {
 				t.Fatalf("error %v, want %v", err, ErrExport)
 			}
@@ -160,7 +160,7 @@ func TestOfflineCSVMalformed(t *testing.T) {
 		if err := os.WriteFile(csvPath, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Offline(bundlePath, csvPath, nil); !errors.Is(err, ErrExport) {
+		if _, err := Offline(OfflineOptions{Bundle: bundlePath, Export: csvPath}); !errors.Is(err, ErrExport) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -172,7 +172,7 @@ func TestOfflineBadBundleFile(t *testing.T) {
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Offline(path, "", nil); err == nil || !strings.Contains(err.Error(), path) {
+		if _, err := Offline(OfflineOptions{Bundle: path}); err == nil || !strings.Contains(err.Error(), path) {
 			t.Errorf("bundle %q: %v", body, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,12 +14,15 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"roundtable/cluster"
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/privacy"
 )
 
-// bundleFormat names the bundle's JSON layout.
-const bundleFormat = "roundtable-verify-bundle/1"
+// bundleFormat names the bundle's JSON layout. Version 2 carries the
+// genesis and the governance history, and releases that name their
+// consortium.
+const bundleFormat = "roundtable-verify-bundle/2"
 
 // material is everything a verification looks at, as fetched or as read
 // from a bundle: the same pure check runs on both.
@@ -31,6 +35,10 @@ type material struct {
 	Complete    bool                  `json:"complete"` // Releases is the whole ledger, not a selection
 	Releases    []bundleRelease       `json:"releases"`
 	Consistency []consistencyResponse `json:"consistency,omitempty"`
+	// Genesis and Governance, in a bundle made with --genesis: the genesis
+	// file and the history replayed from it, so --offline replays them too.
+	Genesis    json.RawMessage     `json:"genesis,omitempty"`
+	Governance []governance.Signed `json:"governance,omitempty"`
 	// listed is the server's release list, kept for the keys it reports
 	// when only one release is verified.
 	listed []bundleRelease
@@ -45,12 +53,18 @@ type bundleRelease struct {
 }
 
 // trust is the verification's trust anchor: partner keys and the partner
-// set a majority is counted over.
+// set a majority is counted over, and, when a genesis is pinned, the
+// consortium and its checkpoint origin.
 type trust struct {
 	keys     Keys
 	partners []string // sorted, distinct
 	source   string   // for the report
 	pinned   []string // partners pinned for the first time on this run
+
+	consortium  string // the pinned consortium id; "" without a genesis
+	origin      string // the checkpoint origin that id implies
+	fromGenesis bool   // keys come from governance replayed from the genesis
+	governance  int    // statements replayed
 }
 
 // buildTrust picks the trust anchor for an online run: the --keys file if
@@ -78,7 +92,7 @@ func buildTrust(m *material, fileKeys Keys, keysPath string, st state, statePath
 			tr.source = "WARNING: trust on first use: the keys are this server's word (now pinned in " + statePath + ")"
 		}
 	}
-	for _, r := range append(slices.Clone(m.Releases), m.listed...) {
+	for _, r := range servedReleases(m) {
 		p := r.Signed.Release.Partner
 		if len(r.PublicKey) == 0 {
 			continue
@@ -111,12 +125,17 @@ func buildTrust(m *material, fileKeys Keys, keysPath string, st state, statePath
 // the verified checkpoint. Release failures are all collected (joined), so
 // one run names every bad release.
 func check(m *material, tr trust) (Report, SavedCheckpoint, error) {
-	rep := Report{KeySource: tr.source, Partners: tr.partners, NewlyPinned: tr.pinned, ByPartner: map[string]int{}}
+	rep := Report{KeySource: tr.source, Partners: tr.partners, NewlyPinned: tr.pinned, ByPartner: map[string]int{}, Governance: tr.governance}
 	cp, signers, err := openCheckpoint(m.Checkpoint, tr)
 	if err != nil {
 		return rep, cp, err
 	}
 	rep.Origin, rep.Size, rep.Root, rep.Signers = cp.Origin, cp.Size, cp.rootB64(), signers
+	consortium, err := releaseConsortium(tr, cp.Origin)
+	if err != nil {
+		return rep, cp, err
+	}
+	rep.Consortium = consortium
 	if !cluster.IsRegional(signers, tr.partners) {
 		return rep, cp, fmt.Errorf("%w: checkpoint of size %d is signed by %d of %d partners [%s] (signed: [%s]); a strict majority, %d, is needed",
 			ErrNotRegional, cp.Size, len(signers), len(tr.partners), strings.Join(tr.partners, " "), strings.Join(signers, " "), len(tr.partners)/2+1)
@@ -137,7 +156,7 @@ func check(m *material, tr trust) (Report, SavedCheckpoint, error) {
 			continue
 		}
 		seen[r.Leaf] = r.Signed.ID
-		pending, err := checkRelease(r, tr.keys, cp, trees)
+		pending, err := checkRelease(r, tr, consortium, cp, trees)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -178,9 +197,6 @@ func openCheckpoint(c api.Checkpoint, tr trust) (SavedCheckpoint, []string, erro
 	origin, tree, names, err := cluster.OpenCheckpoint([]byte(c.Note), note.VerifierList(vs...))
 	if err != nil {
 		return SavedCheckpoint{}, nil, fmt.Errorf("%w: %w", ErrCheckpoint, err)
-	}
-	if !strings.HasPrefix(origin, cluster.CheckpointOriginPrefix) {
-		return SavedCheckpoint{}, nil, fmt.Errorf("%w: origin %q is not a roundtable ledger (want %s<consortium>)", ErrCheckpoint, origin, cluster.CheckpointOriginPrefix)
 	}
 	if c.Size != tree.N || !bytes.Equal(c.Root, tree.Hash[:]) {
 		return SavedCheckpoint{}, nil, fmt.Errorf("%w: the server's fields say size %d root %s, its signed note says size %d root %s",
@@ -223,10 +239,10 @@ func tieTrees(c consistencyResponse, trees map[int64]tlog.Hash, rels []bundleRel
 	return nil
 }
 
-// checkRelease checks one release's signature and its inclusion in the
-// checkpointed tree. pending means the release is newer than the
+// checkRelease checks one release's consortium, signature and inclusion in
+// the checkpointed tree. pending means the release is newer than the
 // checkpoint: its signature verified, but no signed tree covers it yet.
-func checkRelease(r *bundleRelease, keys Keys, cp SavedCheckpoint, trees map[int64]tlog.Hash) (pending bool, err error) {
+func checkRelease(r *bundleRelease, tr trust, consortium string, cp SavedCheckpoint, trees map[int64]tlog.Hash) (pending bool, err error) {
 	s := &r.Signed
 	p := s.Release.Partner
 	fail := func(kind error, check string, err error) error {
@@ -235,8 +251,14 @@ func checkRelease(r *bundleRelease, keys Keys, cp SavedCheckpoint, trees map[int
 		}
 		return fmt.Errorf("release %s (partner %s, leaf %d): %s: %w", s.ID, p, r.Leaf, check, kind)
 	}
-	key, ok := keys[p]
-	if !ok {
+	if s.Release.Consortium != consortium {
+		return false, fail(ErrConsortium, fmt.Sprintf("signed for consortium %q, this is consortium %s", s.Release.Consortium, consortium), nil)
+	}
+	key, ok := tr.keys[p]
+	switch {
+	case !ok && tr.fromGenesis:
+		return false, fail(ErrUnknownPartner, "governance never added partner "+p, nil)
+	case !ok:
 		return false, fail(ErrSignature, "no trusted key for partner "+p, nil)
 	}
 	if err := s.Verify(key); err != nil {

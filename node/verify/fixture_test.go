@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster"
+	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/privacy"
 )
@@ -31,11 +33,79 @@ import (
 
 var partners = []string{"AL", "BA", "ME", "MK", "RS", "XK"}
 
-const origin = "roundtable/western-balkans"
-
 func partnerKey(p, salt string) ed25519.PrivateKey {
 	seed := sha256.Sum256([]byte("verify fixture " + salt + p))
 	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// The fixture consortium: founded by a genesis naming the partners' keys
+// and coordinators c1, c2, c3 (2 of 3). Its id is what every fixture
+// release and checkpoint origin names.
+var (
+	fixtureGenesisJSON = makeGenesis("western-balkans", "", partners)
+	fixtureConsortium  = mustGenesisID(fixtureGenesisJSON)
+	origin             = cluster.CheckpointOrigin("western-balkans", fixtureConsortium)
+)
+
+// coordinatorKey is coordinator name's key; salt makes another party's.
+func coordinatorKey(name, salt string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("verify fixture coordinator " + salt + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// makeGenesis writes a genesis naming founders (keys partnerKey(p, salt))
+// and coordinators c1, c2, c3 (keys coordinatorKey(c, salt)), 2 of 3.
+func makeGenesis(name, salt string, founders []string) []byte {
+	g := governance.Genesis{Name: name, Threshold: 2, MaxCapMicro: 3_000_000,
+		Policy: governance.Policy{Accounting: privacy.PureDP, CapMicro: 1_000_000}, Catalog: json.RawMessage(`{"version": 1}`)}
+	for _, c := range []string{"c1", "c2", "c3"} {
+		g.Coordinators = append(g.Coordinators, governance.Coordinator{Name: c, PublicKey: coordinatorKey(c, salt).Public().(ed25519.PublicKey)})
+	}
+	for _, p := range founders {
+		g.Partners = append(g.Partners, governance.Partner{ID: p, Name: "NGO " + p, PublicKey: partnerKey(p, salt).Public().(ed25519.PublicKey)})
+	}
+	b, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func mustGenesisID(b []byte) string {
+	id, err := governance.IDOfFile(b)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
+// writeGenesis writes the fixture genesis (or data) to a file for
+// Options.Genesis.
+func writeGenesis(t testing.TB, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "genesis.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// statement is a governance statement for the fixture consortium at seq,
+// signed by the named coordinators (keys coordinatorKey(name, salt)).
+func statement(t testing.TB, consortium string, seq uint64, a governance.Action, salt string, signers ...string) governance.Signed {
+	t.Helper()
+	s := governance.Signed{Statement: governance.Statement{Consortium: consortium, Seq: seq, Action: a}}
+	for _, n := range signers {
+		if err := s.Sign(coordinatorKey(n, salt)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// honestGovernance is the fixture consortium's history: no statement yet.
+func honestGovernance() api.GovernanceHistory {
+	return api.GovernanceHistory{Consortium: fixtureConsortium, Next: 1, Threshold: 2, Statements: []governance.Signed{}}
 }
 
 // ledger is a Merkle log of signed releases in a temp bbolt file.
@@ -64,7 +134,7 @@ func newLedger(t testing.TB) *ledger {
 func fixtureRelease(partner string, quarter int, v int64) privacy.Release {
 	f := float64(v)
 	return privacy.Release{
-		Version: privacy.FormatVersion, Partner: partner, CatalogHash: "cafe",
+		Version: privacy.FormatVersion, Consortium: fixtureConsortium, Partner: partner, CatalogHash: "cafe",
 		Period:      aggregate.Period{Year: 2024, Quarter: quarter},
 		Reservation: fmt.Sprintf("res-%s-%d-%d", partner, quarter, v),
 		Accounting:  privacy.PureDP, SpendMicro: 600_000,
@@ -152,6 +222,8 @@ type fakeNode struct {
 	proof func(*api.ReleaseResponse)
 	// partners is the consortium as /v1/cluster reports it.
 	partners []string
+	// gov is the governance history /v1/governance serves.
+	gov api.GovernanceHistory
 	// proofs, if set, is the ledger inclusion and consistency proofs are
 	// made from, standing in for a node whose tree forked after the
 	// checkpoint.
@@ -167,10 +239,11 @@ func (n *fakeNode) proofLedger() *ledger {
 
 func startNode(t testing.TB, l *ledger, cp api.Checkpoint) (*fakeNode, string) {
 	t.Helper()
-	n := &fakeNode{l: l, cp: cp, partners: partners}
+	n := &fakeNode{l: l, cp: cp, partners: partners, gov: honestGovernance()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/cluster", n.cluster)
 	mux.HandleFunc("GET /v1/checkpoint", n.checkpoint)
+	mux.HandleFunc("GET /v1/governance", n.governance)
 	mux.HandleFunc("GET /v1/releases", n.releases)
 	mux.HandleFunc("GET /v1/releases/{id}", n.release)
 	mux.HandleFunc("GET /v1/consistency", n.consistency)
@@ -213,6 +286,12 @@ func (n *fakeNode) cluster(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	writeJSON(w, 200, api.ClusterInfo{Consortium: "western-balkans", Partners: n.partners})
+}
+
+func (n *fakeNode) governance(w http.ResponseWriter, r *http.Request) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	writeJSON(w, 200, n.gov)
 }
 
 func (n *fakeNode) checkpoint(w http.ResponseWriter, r *http.Request) {

@@ -13,7 +13,13 @@ type Report struct {
 	StateFile string `json:"state_file,omitempty"`
 	Bundle    string `json:"bundle,omitempty"`
 	// KeySource says where the trusted partner keys came from.
-	KeySource   string   `json:"key_source"`
+	KeySource string `json:"key_source"`
+	// Consortium is the consortium id the checkpoint and every release are
+	// bound to: the genesis's, or (without one) what the origin names.
+	Consortium string `json:"consortium,omitempty"`
+	// Governance counts the governance statements replayed from the
+	// genesis (0 without one).
+	Governance  int      `json:"governance,omitempty"`
 	NewlyPinned []string `json:"newly_pinned,omitempty"` // partners whose key was pinned on this run
 	Partners    []string `json:"partners"`               // the set a majority is counted over
 	// The verified checkpoint.
@@ -50,13 +56,20 @@ func (r Report) Write(w io.Writer, err error) error {
 	if r.Bundle != "" {
 		fmt.Fprintf(&b, "bundle:      %s\n", r.Bundle)
 	}
-	fmt.Fprintf(&b, "keys:        %s\n", r.KeySource)
+	if r.Consortium != "" {
+		fmt.Fprintf(&b, "consortium:  %s\n", r.Consortium)
+	}
+	if r.KeySource != "" {
+		fmt.Fprintf(&b, "keys:        %s\n", r.KeySource)
+	}
 	if len(r.NewlyPinned) > 0 {
 		fmt.Fprintf(&b, "             newly pinned: %s\n", strings.Join(r.NewlyPinned, " "))
 	}
-	fmt.Fprintf(&b, "checkpoint:  %s size %d root %s\n", r.Origin, r.Size, r.Root)
-	fmt.Fprintf(&b, "signed by:   %s (%d of %d partners: %s)\n", strings.Join(r.Signers, " "), len(r.Signers), len(r.Partners), strings.Join(r.Partners, " "))
-	fmt.Fprintf(&b, "releases:    %d verified, %d pending (newer than the checkpoint), %d failed, of %d\n", r.Verified, r.Pending, r.Failed, r.Releases)
+	if r.Origin != "" { // a run that failed before a checkpoint verified has none
+		fmt.Fprintf(&b, "checkpoint:  %s size %d root %s\n", r.Origin, r.Size, r.Root)
+		fmt.Fprintf(&b, "signed by:   %s (%d of %d partners: %s)\n", strings.Join(r.Signers, " "), len(r.Signers), len(r.Partners), strings.Join(r.Partners, " "))
+		fmt.Fprintf(&b, "releases:    %d verified, %d pending (newer than the checkpoint), %d failed, of %d\n", r.Verified, r.Pending, r.Failed, r.Releases)
+	}
 	for _, p := range r.Partners {
 		if n := r.ByPartner[p]; n > 0 {
 			fmt.Fprintf(&b, "             %s: %d\n", p, n)

@@ -38,7 +38,10 @@ func (c SavedCheckpoint) rootB64() string { return b64(c.Root) }
 // state is the researcher's memory between runs: the last checkpoint that
 // verified, and the partner keys and partner set pinned so far.
 type state struct {
-	Server     string            `json:"server,omitempty"`
+	Server string `json:"server,omitempty"`
+	// Consortium is the consortium id every run with this file verified;
+	// a server of another consortium is refused.
+	Consortium string            `json:"consortium,omitempty"`
 	Checkpoint *SavedCheckpoint  `json:"checkpoint,omitempty"`
 	Keys       map[string]string `json:"keys,omitempty"` // partner -> base64 ed25519 key
 	Partners   []string          `json:"partners,omitempty"`

@@ -1,16 +1,21 @@
 // Package verify is the researcher's verifier behind `roundtable verify`:
 // it proves that the aggregates a node serves were published by the partner
-// that signed them and were never altered, using only the partners' public
-// keys.
+// that signed them and were never altered, trusting only the consortium's
+// genesis.
 //
-// It checks, in order: the checkpoint note's ed25519 signatures against the
-// pinned partner keys (golang.org/x/mod/sumdb/note, C2SP tlog-checkpoint) and
-// that a strict majority of partners signed it; each release's ID and
-// signature (privacy.Signed.Verify); each release's RFC 6962 inclusion proof
-// (section 2.1.1) for its leaf bytes cluster.LeafData; and the RFC 6962
-// consistency proof (section 2.1.2) from the checkpoint the last run saved to
-// the new one, so a ledger that rewrites history is caught as a fork. State
-// is written only after everything verified. See DESIGN.md.
+// It checks, in order: the governance history the server serves, replayed
+// from the genesis (cluster/governance.Replay: every statement signed by the
+// threshold of coordinators), which alone gives the partner keys; that every
+// key the server reports agrees; the checkpoint note's ed25519 signatures
+// (golang.org/x/mod/sumdb/note, C2SP tlog-checkpoint), that its origin names
+// this consortium and that a strict majority of the active partners signed
+// it; each release's consortium, ID and signature (privacy.Signed.Verify);
+// each release's RFC 6962 inclusion proof (section 2.1.1) for its leaf bytes
+// cluster.LeafData; and the RFC 6962 consistency proof (section 2.1.2) from
+// the checkpoint the last run saved to the new one, so a ledger that
+// rewrites history is caught as a fork. State is written only after
+// everything verified. Without a genesis, keys come from a keys file, an
+// earlier run's state, or (with a warning) the server. See DESIGN.md.
 package verify
 
 import (
@@ -24,6 +29,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"roundtable/node/api"
 )
 
 // Errors a verification returns (wrapped, possibly joined), so a caller can
@@ -62,16 +69,23 @@ var (
 type Options struct {
 	// Server is the node's base URL, e.g. http://127.0.0.1:8080.
 	Server string
-	// StateFile holds the last verified checkpoint and the pinned keys;
-	// default ~/.config/roundtable/verify-<host>.json.
+	// StateFile holds the last verified checkpoint, the consortium id and
+	// the pinned keys; default ~/.config/roundtable/verify-<host>.json.
 	StateFile string
+	// Genesis is the path of the consortium's genesis file: the trust
+	// root. Its hash is the consortium id; the server's governance history
+	// is replayed from it and partner keys come only from that replay.
+	Genesis string
+	// Consortium, if set, is the consortium id the coordinators published:
+	// the genesis file must hash to it.
+	Consortium string
 	// Keys is an optional path to a trusted partner-keys file,
-	// JSON {"RS": "<base64 ed25519 public key>", ...}. Without it, keys are
-	// pinned on first use and kept in StateFile.
+	// JSON {"RS": "<base64 ed25519 public key>", ...}: an alternative to
+	// Genesis that trusts whoever wrote the file.
 	Keys string
-	// TOFU allows trusting the server's partner keys on first use when no
-	// keys file is given and the state file has none pinned. The report's
-	// key source then carries a warning.
+	// TOFU allows trusting the server's partner keys on first use when
+	// neither a genesis nor a keys file is given and the state file has
+	// none pinned. The report's key source then carries a warning.
 	TOFU bool
 	// ReleaseID, if set, verifies that one release instead of all.
 	ReleaseID string
@@ -131,19 +145,24 @@ func run(ctx context.Context, opts Options) (Report, *material, error) {
 	if err != nil {
 		return Report{}, nil, err
 	}
-	var fileKeys Keys
-	if opts.Keys != "" {
-		if fileKeys, err = LoadKeys(opts.Keys); err != nil {
+	var pg *pinnedGenesis
+	if opts.Genesis != "" {
+		g, err := loadGenesis(opts.Genesis, opts.Consortium)
+		if err != nil {
 			return Report{}, nil, err
 		}
+		if err := checkStateConsortium(st, g.id, opts.StateFile); err != nil {
+			return Report{}, nil, err
+		}
+		pg = &g
 	}
 	m, err := c.fetch(ctx, opts.ReleaseID)
 	if err != nil {
 		return Report{}, nil, err
 	}
-	tr, err := buildTrust(m, fileKeys, opts.Keys, st, opts.StateFile, opts.TOFU)
+	tr, err := c.trust(ctx, opts, m, st, pg)
 	if err != nil {
-		return Report{}, m, err
+		return Report{Consortium: tr.consortium}, m, err
 	}
 	if err := c.fetchConsistency(ctx, m); err != nil {
 		return Report{}, m, err
@@ -152,6 +171,9 @@ func run(ctx context.Context, opts Options) (Report, *material, error) {
 	rep.Server = opts.Server
 	rep.StateFile = opts.StateFile
 	if err != nil {
+		return rep, m, err
+	}
+	if err := checkStateConsortium(st, rep.Consortium, opts.StateFile); err != nil {
 		return rep, m, err
 	}
 	c.logf("checkpoint %s size %d signed by %s", cp.Origin, cp.Size, strings.Join(rep.Signers, ", "))
@@ -166,6 +188,7 @@ func run(ctx context.Context, opts Options) (Report, *material, error) {
 	}
 	m.Partners = tr.partners
 	st.Server = opts.Server
+	st.Consortium = rep.Consortium
 	st.Checkpoint = &cp
 	st.Keys = encodeKeys(tr.keys)
 	st.Partners = tr.partners
@@ -175,7 +198,44 @@ func run(ctx context.Context, opts Options) (Report, *material, error) {
 	return rep, m, nil
 }
 
+// trust picks the run's trust anchor: the genesis (replaying the server's
+// governance history from it), else the keys file, else keys pinned by an
+// earlier run or, with TOFU, on this one.
+func (c *client) trust(ctx context.Context, opts Options, m *material, st state, pg *pinnedGenesis) (trust, error) {
+	if pg == nil {
+		var fileKeys Keys
+		if opts.Keys != "" {
+			var err error
+			if fileKeys, err = LoadKeys(opts.Keys); err != nil {
+				return trust{}, err
+			}
+		}
+		return buildTrust(m, fileKeys, opts.Keys, st, opts.StateFile, opts.TOFU)
+	}
+	var hist api.GovernanceHistory
+	if err := c.getJSON(ctx, "/v1/governance", &hist); err != nil {
+		return trust{consortium: pg.id}, fmt.Errorf("governance history: %w", err)
+	}
+	pinned, err := decodeKeys(st.Keys, opts.StateFile)
+	if err != nil {
+		return trust{consortium: pg.id}, err
+	}
+	tr, err := genesisTrust(*pg, hist, servedReleases(m), pinned, opts.StateFile)
+	if err != nil {
+		return tr, err
+	}
+	m.Genesis, m.Governance = pg.raw, hist.Statements
+	c.logf("governance: %d statement(s) replayed from the genesis, consortium %s", len(hist.Statements), pg.id)
+	return tr, nil
+}
+
 func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.Genesis != "" && (o.Keys != "" || o.TOFU):
+		return o, fmt.Errorf("verify: --genesis is the trust root; do not combine it with --keys or --tofu")
+	case o.Consortium != "" && o.Genesis == "":
+		return o, fmt.Errorf("verify: --consortium ID checks a genesis file: give --genesis FILE too (the server does not serve the genesis; a bundle made with --genesis carries it, for --offline)")
+	}
 	u, err := url.Parse(o.Server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return o, fmt.Errorf("verify: server %q: want a URL like http://127.0.0.1:8080", o.Server)
