@@ -29,6 +29,19 @@ const budgetDecimals = 6
 // unit holds and anything above the most one release may spend, saying
 // what would be accepted.
 func ParseBudget(s string) (Budget, error) {
+	b, err := parseAmount(s)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.Check(); err != nil {
+		return 0, &BudgetError{Text: s, Reason: strings.TrimPrefix(err.Error(), "budget "+b.String()+" ")}
+	}
+	return b, nil
+}
+
+// parseAmount reads ParseBudget's decimals, zero included: an amount spent
+// or left may be zero, a budget to spend may not.
+func parseAmount(s string) (Budget, error) {
 	bad := func(why string) (Budget, error) { return 0, &BudgetError{Text: s, Reason: why} }
 	t := strings.TrimSpace(s)
 	switch {
@@ -54,11 +67,7 @@ func ParseBudget(s string) (Budget, error) {
 	for _, c := range whole + frac + strings.Repeat("0", budgetDecimals-len(frac)) {
 		m = m*10 + int64(c-'0')
 	}
-	b := Budget(m)
-	if err := b.Check(); err != nil {
-		return bad(strings.TrimPrefix(err.Error(), "budget "+b.String()+" "))
-	}
-	return b, nil
+	return Budget(m), nil
 }
 
 // BudgetError is ParseBudget's refusal of a budget's text.
@@ -131,8 +140,10 @@ func (*Budget) Type() string { return "decimal" }
 func (b Budget) MarshalJSON() ([]byte, error) { return []byte(b.String()), nil }
 
 // UnmarshalJSON reads a JSON number, or a string holding one, from its
-// literal text with ParseBudget's rules: the float a JSON library would
-// make of 4.014 is never formed. null leaves the budget unset (zero).
+// literal text with ParseBudget's rules, except that zero is read (an
+// amount spent or left may be zero; a request's budget is Checked where
+// it is used): the float a JSON library would make of 4.014 is never
+// formed. null leaves the budget unset (zero).
 func (b *Budget) UnmarshalJSON(data []byte) error {
 	data = bytes.TrimSpace(data)
 	if string(data) == "null" {
@@ -144,7 +155,7 @@ func (b *Budget) UnmarshalJSON(data []byte) error {
 			return err
 		}
 	}
-	v, err := ParseBudget(text)
+	v, err := parseAmount(text)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,11 @@ func TestBudgetJSON(t *testing.T) {
 	if req.A != 4_014_000 || req.B != 250_000 || req.C != 0 {
 		t.Errorf("decoded %+v", req)
 	}
-	for _, in := range []string{`{"A":1e3}`, `{"A":4.0140001}`, `{"A":-1}`, `{"A":0}`, `{"A":true}`, `{"A":"x"}`} {
+	// An amount spent or left may be zero; Check refuses it as a budget.
+	if err := json.Unmarshal([]byte(`{"A":0}`), &req); err != nil || req.A != 0 || req.A.Check() == nil {
+		t.Errorf("zero: %+v, %v", req, err)
+	}
+	for _, in := range []string{`{"A":1e3}`, `{"A":4.0140001}`, `{"A":-1}`, `{"A":true}`, `{"A":"x"}`} {
 		if err := json.Unmarshal([]byte(in), &req); err == nil {
 			t.Errorf("%s decoded as %+v, want an error", in, req)
 		}

@@ -151,6 +151,10 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
 		return errParam("epsilon", "give epsilon or target_ci, not both")
 	case req.TargetCI == 0 && req.Epsilon == 0:
 		return errParam("epsilon", "required (or target_ci): the budget to plan for, e.g. 0.5")
+	case req.TargetCI == 0:
+		if err := req.Epsilon.Check(); err != nil {
+			return errParam("epsilon", err.Error())
+		}
 	}
 	p, err := s.checkReleaseRequest(r, req.Period, req.Indicators)
 	if err != nil {
@@ -173,7 +177,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Epsilon == 0 {
-		return errParam("epsilon", "required: the budget to spend on each quarter of the period (ε, or ρ under zCDP), e.g. 0.5; see POST /v1/plan for what it buys")
+		return errParam("epsilon", "required and positive: the budget to spend on each quarter of the period (ε, or ρ under zCDP), e.g. 0.5; see POST /v1/plan for what it buys")
+	}
+	if err := req.Epsilon.Check(); err != nil {
+		return errParam("epsilon", err.Error())
 	}
 	p, err := s.checkReleaseRequest(r, req.Period, req.Indicators)
 	if err != nil {
