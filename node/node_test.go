@@ -391,7 +391,8 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 		if _, _, err := (*backend)(rs).Budget(ctx, "ME"); !errors.Is(err, api.ErrNotFound) {
 			t.Errorf("budget of an unknown partner: %v, want ErrNotFound", err)
 		}
-		// Over the cap is refused by the ledger and spends nothing.
+		// Over what is left is refused (by the node's check, before a
+		// reservation exists) and spends nothing.
 		_, err := al.Publish(ctx, mustPeriod(t, "2024-Q1"), []string{"victims"}, 800_000)
 		var refusal *privacy.Refusal
 		if !errors.As(err, &refusal) {

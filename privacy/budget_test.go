@@ -181,3 +181,111 @@ func TestBuildSpendsTheReservation(t *testing.T) {
 		}
 	}
 }
+
+func TestNewCharge(t *testing.T) {
+	pol := Policy{Accounting: PureDP, CapMicro: Micro}
+	spentOn := func(m map[string]int64) func(aggregate.Period) int64 {
+		return func(q aggregate.Period) int64 { return m[q.String()] }
+	}
+	year := aggregate.Period{Year: 2024}
+	cases := []struct {
+		name   string
+		pol    Policy
+		period aggregate.Period
+		budget Budget
+		spent  map[string]int64
+		want   string // the summary, or the error
+	}{
+		{"year, even", pol, year, 500_000, nil, "will spend ε 0.5 on each of 2024-Q1..Q4 of RS; 0.5 of 1 left in each after this"},
+		{"year, uneven", pol, year, 250_000, map[string]int64{"2024-Q2": 500_000},
+			"will spend ε 0.25 on each of 2024-Q1..Q4 of RS; left after this, of 1 each: Q1 0.75, Q2 0.25, Q3 0.75, Q4 0.75"},
+		{"quarter", Policy{Accounting: ZCDP, CapMicro: 100_000}, aggregate.Period{Year: 2024, Quarter: 3}, 4_000, nil,
+			"will spend ρ 0.004 on 2024-Q3 of RS; 0.096 of 0.1 left after this"},
+		{"to the cap exactly", pol, year, Micro, nil, "will spend ε 1 on each of 2024-Q1..Q4 of RS; 0 of 1 left in each after this"},
+		{"above the cap", pol, year, Micro + 1, nil, "over budget: ε 1.000001 is above the consortium's cap of 1 per quarter"},
+		{"above one quarter's rest", pol, year, 600_000, map[string]int64{"2024-Q4": 500_000}, "over budget: 2024-Q4 has 0.500000 left"},
+		{"zero", pol, year, 0, nil, "ε budget 0 is not positive"},
+	}
+	for _, tc := range cases {
+		c, err := NewCharge(tc.pol, "RS", tc.period, []string{"victims"}, tc.budget, spentOn(tc.spent))
+		got := c.Summary
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPlanWarnings(t *testing.T) {
+	rows := []PlanRow{{Indicator: "victims", Total: 800_000}, {Indicator: "services", Total: 4_000_000}}
+	cases := []struct {
+		given     Budget
+		rows      []PlanRow
+		cap, left Budget
+		want      []string
+	}{
+		{Micro, nil, Micro, Micro, nil},
+		{Micro + 1, nil, Micro, -1, []string{"the budget ε 1.000001 is above the consortium's cap of 1 per quarter"}},
+		{600_000, nil, Micro, 500_000, []string{"the budget ε 0.6 is more than the 0.5 left in this period"}},
+		{0, rows, 3 * Micro, 500_000, []string{"victims needs ε 0.8 is more than the 0.5 left", "services needs ε 4 is above the consortium's cap of 3"}},
+		{0, rows, 0, -1, nil}, // no node: nothing known to check against
+	}
+	for i, tc := range cases {
+		got := PlanWarnings(PureDP, tc.given, tc.rows, tc.cap, tc.left)
+		if len(got) != len(tc.want) {
+			t.Errorf("case %d: %q, want %q", i, got, tc.want)
+			continue
+		}
+		for j := range got {
+			if !strings.HasPrefix(got[j], tc.want[j]) {
+				t.Errorf("case %d: %q, want %q", i, got[j], tc.want[j])
+			}
+		}
+	}
+}
+
+// A yearly release's year cell is about half as wide as the same cell
+// summed from four quarterly releases at the same ε: exactly half for
+// Gaussian noise, ln 20 against the normal–Laplace quantile of four
+// Laplace draws (≈ 1.86) for Laplace noise.
+func TestCompareCadences(t *testing.T) {
+	cat := aggregate.CatalogV1()
+	for _, acc := range []string{PureDP, ZCDP} {
+		b := Budget(Micro)
+		if acc == ZCDP {
+			b = 100_000
+		}
+		rows, err := Plan(cat, nil, PlanParams{Accounting: acc, Budget: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := CompareCadences(rows)
+		if len(cs) != len(rows)-1 { // not the age quantiles
+			t.Fatalf("%s: %d cadence rows for %d plan rows", acc, len(cs), len(rows))
+		}
+		for _, c := range cs {
+			ratio := float64(c.QuarterlyYear) / float64(c.Yearly)
+			lo, hi := 1.78, 1.94 // whole people: ceil moves small ratios a little
+			if acc == ZCDP {
+				lo, hi = 1.93, 2.07
+			}
+			if ratio < lo || ratio > hi || c.Quarter < c.Yearly-1 || c.Quarter > c.Yearly+1 {
+				t.Errorf("%s %s: yearly ±%d, quarterly year ±%d (ratio %.3f, want [%v, %v]), quarter ±%d",
+					acc, c.Indicator, c.Yearly, c.QuarterlyYear, ratio, lo, hi, c.Quarter)
+			}
+		}
+	}
+}
+
+func TestCatalogSelectOrders(t *testing.T) {
+	cat := aggregate.CatalogV1()
+	got, err := cat.Select([]string{"age", "exploitation", "victims"})
+	if err != nil || strings.Join(got, ",") != "victims,exploitation,age" {
+		t.Errorf("Select: %v, %v", got, err)
+	}
+	if all, err := cat.Select(nil); err != nil || len(all) != len(cat.Indicators) {
+		t.Errorf("Select(nil): %v, %v", all, err)
+	}
+}
