@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Kinds of indicator.
@@ -125,4 +126,32 @@ func (c *Catalog) Indicator(name string) (*Indicator, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Select returns the named indicators in catalog order, the order a
+// release and its reservation list them in, or every indicator when none
+// is named. It refuses a name the catalog does not have, naming the ones
+// it does, and a name given twice.
+func (c *Catalog) Select(names []string) ([]string, error) {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if _, ok := c.Indicator(n); !ok {
+			all := make([]string, len(c.Indicators))
+			for i := range c.Indicators {
+				all[i] = c.Indicators[i].Name
+			}
+			return nil, fmt.Errorf("indicator %q is not in catalog version %d; it has %s", n, c.Version, strings.Join(all, ", "))
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("indicator %q is named twice", n)
+		}
+		seen[n] = true
+	}
+	var out []string
+	for i := range c.Indicators {
+		if len(names) == 0 || seen[c.Indicators[i].Name] {
+			out = append(out, c.Indicators[i].Name)
+		}
+	}
+	return out, nil
 }

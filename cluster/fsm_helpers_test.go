@@ -376,14 +376,9 @@ func fixtureTemplate(t testing.TB, cat *aggregate.Catalog, r privacy.Reservation
 	if err != nil {
 		t.Fatalf("fixture tables: %v", err)
 	}
-	params := privacy.ReleaseParams{Accounting: r.Accounting, Period: per, Partner: "RS"}
-	if budget := float64(r.SpendMicro) / privacy.Micro; r.Accounting == privacy.ZCDP {
-		params.Rho = budget
-	} else {
-		params.Epsilon = budget
-	}
 	res := privacy.Reservation{ID: "template", Consortium: "template", Partner: "RS", CatalogHash: cat.Hash(), Period: per,
 		Accounting: r.Accounting, SpendMicro: r.SpendMicro, Indicators: r.Indicators}
+	params := res.Params()
 	s, err := privacy.BuildRelease(context.Background(), cat, tables, params, res, fsmKey("template"))
 	if err != nil {
 		t.Fatalf("fixture release: %v", err)

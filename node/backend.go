@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -249,34 +250,44 @@ func (b *backend) Import(ctx context.Context, r io.Reader, filename, format stri
 	return out, nil
 }
 
-func (b *backend) Plan(ctx context.Context, period aggregate.Period, indicators []string, budget float64) ([]privacy.PlanRow, error) {
+func (b *backend) Plan(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, target int64) (api.PlanAnswer, error) {
 	cat, err := b.currentCatalog(ctx)
 	if err != nil {
-		return nil, err
+		return api.PlanAnswer{}, err
 	}
 	pol, err := b.ledger.FSM().Policy()
 	if err != nil {
-		return nil, ledgerErr(err)
+		return api.PlanAnswer{}, ledgerErr(err)
 	}
-	rows, err := privacy.Plan(cat, indicators, planParams(pol, budget))
+	rows, err := privacy.Plan(cat, indicators, privacy.PlanParams{Accounting: pol.Accounting, Budget: budget, TargetHalfWidth: target})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		return api.PlanAnswer{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
 	}
-	return rows, nil
+	ans := api.PlanAnswer{Period: period.String(), Accounting: pol.Accounting, Epsilon: budget, TargetCI: target,
+		Rows: rows, Cadences: privacy.CompareCadences(rows), Cap: privacy.Budget(pol.CapMicro)}
+	left := privacy.Budget(-1)
+	if b.st != nil {
+		spends, err := b.ledger.FSM().Spend(b.st.Partner())
+		if err != nil {
+			return api.PlanAnswer{}, ledgerErr(err)
+		}
+		left = privacy.Budget(pol.CapMicro)
+		for _, s := range spends {
+			if slices.Contains(period.Quarters(), s.Quarter) {
+				left = min(left, privacy.Budget(pol.CapMicro-s.SpentMicro))
+			}
+		}
+		ans.Left = &left
+	}
+	ans.Warnings = privacy.PlanWarnings(pol.Accounting, budget, rows, ans.Cap, left)
+	return ans, nil
 }
 
-// planParams reads a budget as ε under pure DP and as ρ under zCDP.
-func planParams(pol privacy.Policy, budget float64) privacy.PlanParams {
-	p := privacy.PlanParams{Accounting: pol.Accounting}
-	if pol.Accounting == privacy.ZCDP {
-		p.Rho = budget
-	} else {
-		p.Epsilon = budget
-	}
-	return p
+func (b *backend) CheckPublish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (privacy.Charge, error) {
+	return b.node().CheckPublish(ctx, period, indicators, budget)
 }
 
-func (b *backend) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget float64) (api.PublishResult, error) {
+func (b *backend) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
 	return b.node().Publish(ctx, period, indicators, budget)
 }
 

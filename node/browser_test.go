@@ -21,7 +21,7 @@ func TestDashboardLiveRegion(t *testing.T) {
 	// the trend, country, corridor and budget charts all have data.
 	for _, n := range r.nodes {
 		for _, q := range mustPeriod(t, "2024").Quarters() {
-			if _, err := n.Publish(ctx, q, nil, 0.2); err != nil {
+			if _, err := n.Publish(ctx, q, nil, 200_000); err != nil {
 				t.Fatalf("publish %s %s: %v", n.ID(), q, err)
 			}
 		}

@@ -79,7 +79,7 @@ func TestLateEntryAcrossReleases(t *testing.T) {
 	importCSV(ctx, t, n, head+"P7-may,P-7,2024-05-10\n")
 	importCSV(ctx, t, n, head+"P7-march,P-7,2024-03-03\n")
 
-	interruptedPublish(ctx, t, n, "2024-Q1", 0.25, afterSign)
+	interruptedPublish(ctx, t, n, "2024-Q1", 250_000, afterSign)
 	if q := fixedQuarter(t, n, "P-7"); q != 1 {
 		t.Fatalf("with the signed Q1 release pending, P-7 is fixed to Q%d, want Q1", q)
 	}
@@ -98,7 +98,7 @@ func TestLateEntryAcrossReleases(t *testing.T) {
 	if !counts(t, n, "2024-Q2", "P-7", nil) {
 		t.Fatal("recomputing the quarter does not count P-7 in Q2; the test would prove nothing")
 	}
-	if _, err := n.Publish(ctx, mustPeriod(t, "2024-Q2"), []string{"victims"}, 0.1); err != nil {
+	if _, err := n.Publish(ctx, mustPeriod(t, "2024-Q2"), []string{"victims"}, 100_000); err != nil {
 		t.Fatalf("Q2 release: %v", err)
 	}
 	book, err := n.st.QuarterBook()

@@ -31,7 +31,7 @@ import (
 const testPassphrase = "node test passphrase"
 
 // testCap is the consortium's budget cap per partner and quarter (ε).
-const testCap = 1.0
+const testCap privacy.Budget = 1 * privacy.Micro
 
 // testRegion is a live in-process region: real stores, real raft over
 // mutual TLS on loopback, real HTTP APIs.
@@ -73,8 +73,8 @@ func newRegion(t *testing.T, partners ...string) *testRegion {
 	}
 	genesis, err := json.Marshal(cluster.Genesis{Name: "node-test",
 		Coordinators: []governance.Coordinator{{Name: "coordinator", PublicKey: testCoordinator().Public().(ed25519.PublicKey)}},
-		Threshold:    1, MaxCapMicro: privacy.ToMicro(10 * testCap), Partners: members,
-		Policy:  governance.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(testCap)},
+		Threshold:    1, MaxCapMicro: (10 * testCap).Micro(), Partners: members,
+		Policy:  governance.Policy{Accounting: privacy.PureDP, CapMicro: testCap.Micro()},
 		Catalog: cat})
 	if err != nil {
 		t.Fatal(err)
@@ -302,11 +302,11 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 	rs, al, ba := r.nodes[0], r.nodes[1], r.nodes[2]
 
 	// Publish from a follower too: its reservation is forwarded to the leader.
-	res, err := al.Publish(ctx, mustPeriod(t, "2024-Q1"), []string{"victims", "citizenship"}, 0.3)
+	res, err := al.Publish(ctx, mustPeriod(t, "2024-Q1"), []string{"victims", "citizenship"}, 300_000)
 	if err != nil {
 		t.Fatalf("publish AL: %v", err)
 	}
-	if _, err := rs.Publish(ctx, mustPeriod(t, "2024"), []string{"victims"}, 0.1); err != nil {
+	if _, err := rs.Publish(ctx, mustPeriod(t, "2024"), []string{"victims"}, 100_000); err != nil {
 		t.Fatalf("publish RS: %v", err)
 	}
 	if res.Partner != "AL" || res.Period != "2024-Q1" || res.SpentMicro != 300000 || len(res.Indicators) != 2 {
@@ -315,6 +315,11 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 
 	t.Run("inclusion proof against the regional checkpoint", func(t *testing.T) {
 		b := (*backend)(ba) // a third node, neither publisher
+		// Both releases applied on ba before its checkpoint is read: the
+		// regional checkpoint then covers both.
+		if _, err := ba.Ledger().ConsistentRead(ctx); err != nil {
+			t.Fatal(err)
+		}
 		cp := waitRegionalCheckpoint(ctx, t, ba)
 		if len(cp.Signers) < 2 {
 			t.Errorf("regional checkpoint signed by %v, want a majority of 3", cp.Signers)
@@ -374,7 +379,7 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if pol.CapMicro != privacy.ToMicro(testCap) {
+				if pol.CapMicro != testCap.Micro() {
 					t.Errorf("%s: cap %d", n.ID(), pol.CapMicro)
 				}
 				var got int64
@@ -391,8 +396,9 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 		if _, _, err := (*backend)(rs).Budget(ctx, "ME"); !errors.Is(err, api.ErrNotFound) {
 			t.Errorf("budget of an unknown partner: %v, want ErrNotFound", err)
 		}
-		// Over the cap is refused by the ledger and spends nothing.
-		_, err := al.Publish(ctx, mustPeriod(t, "2024-Q1"), []string{"victims"}, 0.8)
+		// Over what is left is refused (by the node's check, before a
+		// reservation exists) and spends nothing.
+		_, err := al.Publish(ctx, mustPeriod(t, "2024-Q1"), []string{"victims"}, 800_000)
 		var refusal *privacy.Refusal
 		if !errors.As(err, &refusal) {
 			t.Errorf("publish over the cap: %v, want a refusal", err)
@@ -404,7 +410,7 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 
 	t.Run("replica refuses to publish", func(t *testing.T) {
 		rep := r.addReplica(ctx, "research")
-		if _, err := rep.Publish(ctx, mustPeriod(t, "2024-Q2"), nil, 0.1); !errors.Is(err, api.ErrNotPartner) {
+		if _, err := rep.Publish(ctx, mustPeriod(t, "2024-Q2"), nil, 100_000); !errors.Is(err, api.ErrNotPartner) {
 			t.Errorf("replica Publish: %v, want ErrNotPartner", err)
 		}
 		if _, err := (*backend)(rep).Import(ctx, strings.NewReader("x"), "x.csv", "csv", api.ImportSource{}); !errors.Is(err, api.ErrNotPartner) {
@@ -415,7 +421,7 @@ func TestRegionReleaseWorkflow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = client.New("http://"+rep.HTTPAddr(), tok).Publish(ctx, "2024-Q2", nil, 0.1)
+		_, err = client.New("http://"+rep.HTTPAddr(), tok).Publish(ctx, "2024-Q2", nil, 100_000)
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Status != 409 {
 			t.Errorf("replica POST /v1/releases: %v, want 409", err)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"roundtable/aggregate"
@@ -28,11 +27,12 @@ type pending struct {
 	Release     *privacy.Signed           `json:"release,omitempty"` // set once noise is drawn and signed
 }
 
-// Publish runs the release workflow for this node's partner: reserve the
-// budget in the ledger (before any noise exists), tabulate the records,
-// draw noise and sign, and append the release. A refusal by the ledger is
-// returned as a *privacy.Refusal.
-func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget float64) (api.PublishResult, error) {
+// Publish runs the release workflow for this node's partner: check every
+// parameter against the ledger (CheckPublish), reserve the budget in the
+// ledger (before any noise exists), tabulate the records, draw noise and
+// sign, and append the release. A refusal by the ledger is returned as a
+// *privacy.Refusal.
+func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
 	if n.st == nil {
 		return api.PublishResult{}, api.ErrNotPartner
 	}
@@ -41,49 +41,23 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 	if err := n.finishPending(ctx); err != nil {
 		return api.PublishResult{}, fmt.Errorf("an earlier release is still in flight: %w", err)
 	}
-	// Read the catalog and policy the leader has, not a stale local copy
-	// (a node that just joined may not have applied the genesis yet).
-	if _, err := n.ledger.ConsistentRead(ctx); err != nil {
-		return api.PublishResult{}, fmt.Errorf("%w: %v", api.ErrNotInCluster, err)
+	charge, cat, err := n.checkRelease(ctx, period, indicators, budget)
+	if err != nil {
+		return api.PublishResult{}, err
 	}
-	fsm := n.ledger.FSM()
-	cat, _, err := fsm.CurrentCatalog()
+	consortium, err := n.ledger.FSM().ConsortiumID() // signed into the reservation and release
 	if err != nil {
 		return api.PublishResult{}, ledgerErr(err)
-	}
-	pol, err := fsm.Policy()
-	if err != nil {
-		return api.PublishResult{}, ledgerErr(err)
-	}
-	consortium, err := fsm.ConsortiumID() // signed into the reservation and release
-	if err != nil {
-		return api.PublishResult{}, ledgerErr(err)
-	}
-	for _, name := range indicators {
-		if _, ok := cat.Indicator(name); !ok {
-			return api.PublishResult{}, fmt.Errorf("%w: unknown indicator %q", api.ErrInvalid, name)
-		}
-	}
-	// A release lists its indicators once each in catalog order, and the
-	// ledger admits only a reservation that does too.
-	asked := indicators
-	indicators = nil
-	for _, ind := range cat.Indicators {
-		if len(asked) == 0 || slices.Contains(asked, ind.Name) {
-			indicators = append(indicators, ind.Name)
-		}
 	}
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return api.PublishResult{}, err
 	}
 	res := privacy.Reservation{
-		ID: hex.EncodeToString(id), Consortium: consortium, Partner: n.st.Partner(), CatalogHash: cat.Hash(), Period: period,
-		Accounting: pol.Accounting, SpendMicro: privacy.ToMicro(budget), Indicators: indicators,
+		ID: hex.EncodeToString(id), Consortium: consortium, Partner: charge.Partner, CatalogHash: cat.Hash(), Period: period,
+		Accounting: charge.Accounting, SpendMicro: budget.Micro(), Indicators: charge.Indicators,
 	}
-	// Check everything that can be checked locally before spending budget.
-	params := releaseParams(pol, budget, period, n.st.Partner())
-	if err := params.Validate(); err != nil {
+	if err := res.Params().Validate(); err != nil {
 		return api.PublishResult{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
 	}
 	sres, err := privacy.SignReservation(res, n.st.SigningKey())
@@ -97,14 +71,64 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 	return n.runPending(ctx, &p)
 }
 
-func releaseParams(pol privacy.Policy, budget float64, period aggregate.Period, partner string) privacy.ReleaseParams {
-	p := privacy.ReleaseParams{Accounting: pol.Accounting, Period: period, Partner: partner}
-	if pol.Accounting == privacy.ZCDP {
-		p.Rho = budget
-	} else {
-		p.Epsilon = budget
+// CheckPublish checks a release's parameters as Publish does, and says
+// what it would spend; it reserves nothing.
+func (n *Node) CheckPublish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (privacy.Charge, error) {
+	if n.st == nil {
+		return privacy.Charge{}, api.ErrNotPartner
 	}
-	return p
+	c, _, err := n.checkRelease(ctx, period, indicators, budget)
+	return c, err
+}
+
+// checkRelease checks everything about a release that can be checked
+// before budget is reserved: the indicators (put in the catalog's order,
+// the order the ledger admits), the budget (positive, within the cap and
+// what is left on every quarter of the period) and the period, against
+// the catalog, policy and spend the leader has. A request refused here
+// has spent nothing and printed nothing. What the ledger admits can still
+// change before the reservation lands (another release of this partner
+// from elsewhere); the ledger's own check is final.
+func (n *Node) checkRelease(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (privacy.Charge, *aggregate.Catalog, error) {
+	// Read the catalog and policy the leader has, not a stale local copy
+	// (a node that just joined may not have applied the genesis yet).
+	if _, err := n.ledger.ConsistentRead(ctx); err != nil {
+		return privacy.Charge{}, nil, fmt.Errorf("%w: %v", api.ErrNotInCluster, err)
+	}
+	fsm := n.ledger.FSM()
+	cat, _, err := fsm.CurrentCatalog()
+	if err != nil {
+		return privacy.Charge{}, nil, ledgerErr(err)
+	}
+	pol, err := fsm.Policy()
+	if err != nil {
+		return privacy.Charge{}, nil, ledgerErr(err)
+	}
+	names, err := cat.Select(indicators)
+	if err != nil {
+		return privacy.Charge{}, nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	if period.Year < 1900 || period.Year > 9999 || period.Quarter < 0 || period.Quarter > 4 {
+		return privacy.Charge{}, nil, fmt.Errorf("%w: period %v is not a quarter or a year", api.ErrInvalid, period)
+	}
+	spends, err := fsm.Spend(n.st.Partner())
+	if err != nil {
+		return privacy.Charge{}, nil, ledgerErr(err)
+	}
+	spent := func(q aggregate.Period) int64 {
+		for _, s := range spends {
+			if s.Quarter == q {
+				return s.SpentMicro
+			}
+		}
+		return 0
+	}
+	c, err := privacy.NewCharge(pol, n.st.Partner(), period, names, budget, spent)
+	var refusal *privacy.Refusal
+	if err != nil && !errors.As(err, &refusal) {
+		return privacy.Charge{}, nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	return c, cat, err
 }
 
 // runPending drives p to the end: reserve, noise and sign, publish.
@@ -174,9 +198,7 @@ func (n *Node) draw(ctx context.Context, res privacy.Reservation) (privacy.Signe
 	if err := n.st.FixQuarters(fixed); err != nil {
 		return privacy.Signed{}, err
 	}
-	pol := privacy.Policy{Accounting: res.Accounting}
-	budget := float64(res.SpendMicro) / privacy.Micro
-	return privacy.BuildRelease(ctx, cat, tables, releaseParams(pol, budget, res.Period, res.Partner), res, n.st.SigningKey())
+	return privacy.BuildRelease(ctx, cat, tables, res.Params(), res, n.st.SigningKey())
 }
 
 func (n *Node) savePending(p *pending) error {

@@ -30,7 +30,7 @@ func (c crashPoint) String() string {
 // interruptedPublish runs the release workflow's steps (the same calls
 // Publish and runPending make) up to stop, and leaves the pending entry
 // as a crash at that point would.
-func interruptedPublish(ctx context.Context, t *testing.T, n *Node, period string, budget float64, stop crashPoint) pending {
+func interruptedPublish(ctx context.Context, t *testing.T, n *Node, period string, budget privacy.Budget, stop crashPoint) pending {
 	t.Helper()
 	fsm := n.ledger.FSM()
 	cat, _, err := fsm.CurrentCatalog()
@@ -48,7 +48,7 @@ func interruptedPublish(ctx context.Context, t *testing.T, n *Node, period strin
 		t.Fatal(err)
 	}
 	res := privacy.Reservation{ID: hex.EncodeToString(id), Consortium: consortium, Partner: n.st.Partner(), CatalogHash: cat.Hash(),
-		Period: mustPeriod(t, period), Accounting: pol.Accounting, SpendMicro: privacy.ToMicro(budget),
+		Period: mustPeriod(t, period), Accounting: pol.Accounting, SpendMicro: budget.Micro(),
 		Indicators: []string{"victims", "exploitation"}}
 	sres, err := privacy.SignReservation(res, n.st.SigningKey())
 	if err != nil {
@@ -106,7 +106,7 @@ func releasesOf(t *testing.T, n *Node, reservation string) []privacy.Signed {
 func TestPendingReleaseSurvivesCrash(t *testing.T) {
 	ctx := t.Context()
 	r := newRegion(t, "RS", "AL", "BA")
-	const budget = 0.25
+	const budget privacy.Budget = 250_000
 	cases := []struct {
 		stop    crashPoint
 		restart bool
@@ -134,7 +134,7 @@ func TestPendingReleaseSurvivesCrash(t *testing.T) {
 					return nil
 				})
 			} else {
-				res, err := n.Publish(ctx, mustPeriod(t, "2025-Q1"), []string{"victims"}, 0.1)
+				res, err := n.Publish(ctx, mustPeriod(t, "2025-Q1"), []string{"victims"}, 100_000)
 				if err != nil {
 					t.Fatalf("publish with a release pending: %v", err)
 				}
@@ -178,8 +178,8 @@ func TestPendingReleaseSurvivesCrash(t *testing.T) {
 						t.Errorf("%s: published values differ from the signed pending release", m.ID())
 					}
 				}
-				if s := spentOn(t, m, "AL", c.period); s != privacy.ToMicro(budget) {
-					t.Errorf("%s: AL spent %d µε on %s, want one release's %d", m.ID(), s, c.period, privacy.ToMicro(budget))
+				if s := spentOn(t, m, "AL", c.period); s != budget.Micro() {
+					t.Errorf("%s: AL spent %d µε on %s, want one release's %d", m.ID(), s, c.period, budget.Micro())
 				}
 			}
 			if !c.restart && next.Release.Reservation == resID {

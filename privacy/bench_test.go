@@ -33,7 +33,7 @@ func BenchmarkRelease1M(b *testing.B) {
 	cat := aggregate.CatalogV1()
 	key := testKey(b)
 	ctx := context.Background()
-	p := ReleaseParams{Accounting: PureDP, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+	p := ReleaseParams{Accounting: PureDP, Budget: 1 * Micro, Period: testPeriod, Partner: "RS"}
 	var tab, build time.Duration
 	b.ResetTimer()
 	for range b.N {
@@ -63,9 +63,9 @@ func BenchmarkRelease1M(b *testing.B) {
 func BenchmarkValidateRelease(b *testing.B) {
 	cat, tables := testTables(b, 2000)
 	for _, accounting := range []string{PureDP, ZCDP} {
-		p := ReleaseParams{Accounting: accounting, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+		p := ReleaseParams{Accounting: accounting, Budget: 1 * Micro, Period: testPeriod, Partner: "RS"}
 		if accounting == ZCDP {
-			p.Epsilon, p.Rho = 0, 0.1
+			p.Budget = 0.1 * Micro
 		}
 		s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(b))
 		if err != nil {

@@ -12,13 +12,12 @@ import (
 	"roundtable/aggregate"
 )
 
-// ReleaseParams are a partner's choices for one release. Exactly one of
-// Epsilon (PureDP) or Rho (ZCDP) is set; it is the total for the release
-// and is charged to every quarter of Period.
+// ReleaseParams are a partner's choices for one release. Budget is the
+// release's total, ε under PureDP or ρ under ZCDP, charged to every
+// quarter of Period; the release's SpendMicro is exactly Budget.
 type ReleaseParams struct {
 	Accounting string
-	Epsilon    float64
-	Rho        float64
+	Budget     Budget
 	// Weights overrides the catalog's weights for this release (indicator
 	// name → weight > 0). Indicators not named keep the catalog's weight,
 	// or 1 if the catalog sets none.
@@ -27,33 +26,19 @@ type ReleaseParams struct {
 	Partner string
 }
 
-// Total is the release's budget in its accounting unit (ε or ρ).
-func (p ReleaseParams) Total() float64 {
-	if p.Accounting == ZCDP {
-		return p.Rho
-	}
-	return p.Epsilon
+// Params are the release parameters a reservation pays for: a release
+// built from them spends exactly the reservation's SpendMicro.
+func (r Reservation) Params() ReleaseParams {
+	return ReleaseParams{Accounting: r.Accounting, Budget: Budget(r.SpendMicro), Period: r.Period, Partner: r.Partner}
 }
 
 // Validate refuses parameters no release could honour.
 func (p ReleaseParams) Validate() error {
-	switch p.Accounting {
-	case PureDP:
-		if p.Rho != 0 {
-			return fmt.Errorf("release params: ρ = %v given with %s accounting; use ε", p.Rho, PureDP)
-		}
-		if err := checkBudget("ε", p.Epsilon); err != nil {
-			return err
-		}
-	case ZCDP:
-		if p.Epsilon != 0 {
-			return fmt.Errorf("release params: ε = %v given with %s accounting; use ρ", p.Epsilon, ZCDP)
-		}
-		if err := checkBudget("ρ", p.Rho); err != nil {
-			return err
-		}
-	default:
+	if p.Accounting != PureDP && p.Accounting != ZCDP {
 		return fmt.Errorf("release params: accounting %q is not one of %s, %s", p.Accounting, PureDP, ZCDP)
+	}
+	if err := p.Budget.Check(); err != nil {
+		return fmt.Errorf("release params: %s %w", unitName(p.Accounting), err)
 	}
 	if p.Partner == "" {
 		return fmt.Errorf("release params: partner is empty")
@@ -69,19 +54,17 @@ func (p ReleaseParams) Validate() error {
 	return nil
 }
 
+// unitName is the budget's symbol under an accounting: ε or ρ.
+func unitName(accounting string) string {
+	if accounting == ZCDP {
+		return "ρ"
+	}
+	return "ε"
+}
+
 // maxBudget bounds ε and ρ: far beyond any sane policy, and small enough
 // that Micro arithmetic cannot overflow.
 const maxBudget = 1000
-
-func checkBudget(name string, x float64) error {
-	if !(x > 0) || x > maxBudget {
-		return fmt.Errorf("release params: %s must be in (0, %d], got %v", name, maxBudget, x)
-	}
-	if ToMicro(x) < 1 {
-		return fmt.Errorf("release params: %s = %v is below one micro unit", name, x)
-	}
-	return nil
-}
 
 // measurement is what the engine needs of one exact table;
 // *aggregate.Table provides it. Keeping it an interface lets the evidence
@@ -150,7 +133,7 @@ func buildRelease(ctx context.Context, cat *aggregate.Catalog, tables []measurem
 	}
 	r := Release{
 		Version: FormatVersion, Consortium: res.Consortium, Partner: p.Partner, CatalogHash: cat.Hash(), Period: p.Period,
-		Reservation: res.ID, Accounting: p.Accounting, SpendMicro: ToMicro(p.Total()),
+		Reservation: res.ID, Accounting: p.Accounting, SpendMicro: p.Budget.Micro(),
 	}
 	if err := checkReservation(res, r, plan); err != nil {
 		return Signed{}, fmt.Errorf("build release: %w", err)
@@ -243,22 +226,37 @@ func planRelease(cat *aggregate.Catalog, tables []measurement, p ReleaseParams) 
 		}
 	}
 	var plan []plannedIndicator
-	var sumW float64
+	var ws []float64
 	for i := range cat.Indicators {
 		ind := &cat.Indicators[i]
 		if ts, ok := byName[ind.Name]; ok {
 			if err := checkShares(ind.Name, ts); err != nil {
 				return nil, err
 			}
-			w := weight(ind, p.Weights)
-			sumW += w
-			plan = append(plan, plannedIndicator{ind: ind, budget: w, tables: ts})
+			ws = append(ws, weight(ind, p.Weights))
+			plan = append(plan, plannedIndicator{ind: ind, tables: ts})
 		}
 	}
-	for i := range plan {
-		plan[i].budget = p.Total() * plan[i].budget / sumW
+	for i, b := range splitBudget(p.Budget, ws) {
+		plan[i].budget = b
 	}
 	return plan, nil
+}
+
+// splitBudget divides a release's budget between indicators in proportion
+// to their weights. The spend charged is the integer budget itself, never
+// a sum of these floats; they add up to it within a few ulps, which the
+// Validator's checkSpend allows.
+func splitBudget(b Budget, weights []float64) []float64 {
+	var sum float64
+	for _, w := range weights {
+		sum += w
+	}
+	out := make([]float64, len(weights))
+	for i, w := range weights {
+		out[i] = b.Value() * w / sum
+	}
+	return out
 }
 
 func weight(ind *aggregate.Indicator, override map[string]float64) float64 {

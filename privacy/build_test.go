@@ -13,7 +13,7 @@ import (
 
 func TestBuildReleasePureDP(t *testing.T) {
 	cat, tables := testTables(t, 2000)
-	p := ReleaseParams{Accounting: PureDP, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+	p := ReleaseParams{Accounting: PureDP, Budget: Micro, Period: testPeriod, Partner: "RS"}
 	key := testKey(t)
 	s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), key)
 	if err != nil {
@@ -99,7 +99,7 @@ func checkQuantiles(t *testing.T, ir IndicatorRelease, ind aggregate.Indicator) 
 
 func TestBuildReleaseZCDP(t *testing.T) {
 	cat, tables := testTables(t, 500)
-	p := ReleaseParams{Accounting: ZCDP, Rho: 0.5, Period: testPeriod, Partner: "AL"}
+	p := ReleaseParams{Accounting: ZCDP, Budget: 0.5 * Micro, Period: testPeriod, Partner: "AL"}
 	s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestBuildReleaseWeightsAndSubset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := ReleaseParams{Accounting: PureDP, Epsilon: 2, Period: testPeriod, Partner: "ME", Weights: map[string]float64{"services": 3}}
+	p := ReleaseParams{Accounting: PureDP, Budget: 2 * Micro, Period: testPeriod, Partner: "ME", Weights: map[string]float64{"services": 3}}
 	s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestBuildReleaseWeightsAndSubset(t *testing.T) {
 
 func TestBuildReleaseDeterministicOrder(t *testing.T) {
 	cat, tables := testTables(t, 300)
-	p := ReleaseParams{Accounting: PureDP, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+	p := ReleaseParams{Accounting: PureDP, Budget: Micro, Period: testPeriod, Partner: "RS"}
 	keys := func() []string {
 		s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
 		if err != nil {
@@ -176,7 +176,7 @@ func TestBuildReleaseDeterministicOrder(t *testing.T) {
 
 func TestBuildReleaseRefuses(t *testing.T) {
 	cat, tables := testTables(t, 100)
-	good := ReleaseParams{Accounting: PureDP, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+	good := ReleaseParams{Accounting: PureDP, Budget: Micro, Period: testPeriod, Partner: "RS"}
 	other := aggregate.CatalogV1()
 	other.Indicators = other.Indicators[1:]
 	cases := []struct {
@@ -184,11 +184,10 @@ func TestBuildReleaseRefuses(t *testing.T) {
 		edit func(p *ReleaseParams, r *Reservation, cat **aggregate.Catalog)
 		want string
 	}{
-		{"zero epsilon", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Epsilon = 0 }, "ε must be in"},
-		{"negative epsilon", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Epsilon = -1 }, "ε must be in"},
-		{"NaN epsilon", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Epsilon = math.NaN() }, "ε must be in"},
-		{"rho with pure", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Rho = 0.1 }, "use ε"},
-		{"epsilon with zcdp", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Accounting = ZCDP }, "use ρ"},
+		{"zero epsilon", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Budget = 0 }, "ε budget 0 is not positive"},
+		{"negative epsilon", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Budget = -Micro }, "ε budget -1 is not positive"},
+		{"epsilon above the most", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Budget = MaxSpendMicro + 1 }, "is above 1000"},
+		{"accounting not reserved", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Accounting = ZCDP }, "accounting is pure but the release needs zcdp"},
 		{"unknown accounting", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Accounting = "renyi" }, "not one of"},
 		{"no partner", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) { p.Partner = "" }, "partner is empty"},
 		{"bad weight", func(p *ReleaseParams, r *Reservation, _ **aggregate.Catalog) {
@@ -248,7 +247,7 @@ func TestSharesOverBudgetRefused(t *testing.T) {
 		&fixedTable{ind: ind, counts: []int64{1}, l0: 1, share: 0.7},
 		&fixedTable{ind: ind, counts: []int64{1}, l0: 1, share: 0.7},
 	}
-	p := ReleaseParams{Accounting: PureDP, Epsilon: 1, Period: testPeriod, Partner: "RS"}
+	p := ReleaseParams{Accounting: PureDP, Budget: Micro, Period: testPeriod, Partner: "RS"}
 	_, err := planRelease(cat, ts, p)
 	if err == nil || !strings.Contains(err.Error(), "sum to 1.4") {
 		t.Fatalf("err = %v, want shares refusal", err)

@@ -24,7 +24,7 @@ func planTable() (string, error) {
 	epsilons := []float64{0.5, 1, 2}
 	var rows [][]PlanRow
 	for _, e := range epsilons {
-		r, err := Plan(cat, nil, PlanParams{Accounting: PureDP, Epsilon: e})
+		r, err := Plan(cat, nil, PlanParams{Accounting: PureDP, Budget: Budget(e * Micro)})
 		if err != nil {
 			return "", err
 		}

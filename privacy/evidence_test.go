@@ -126,9 +126,9 @@ func TestEvidenceCoverage(t *testing.T) {
 		scale  float64 // b, or the least σ the budget allows
 		trials int
 	}{
-		{"laplace b=20", ReleaseParams{Accounting: PureDP, Epsilon: 0.05}, Laplace, 20, reps},
-		{"gaussian σ≈20", ReleaseParams{Accounting: ZCDP, Rho: 1.0 / (2 * 400)}, Gaussian, 20, reps},
-		{"laplace b=2 (integer step)", ReleaseParams{Accounting: PureDP, Epsilon: 0.5}, Laplace, 2, reps / 4},
+		{"laplace b=20", ReleaseParams{Accounting: PureDP, Budget: 0.05 * Micro}, Laplace, 20, reps},
+		{"gaussian σ≈20", ReleaseParams{Accounting: ZCDP, Budget: Micro / (2 * 400)}, Gaussian, 20, reps},
+		{"laplace b=2 (integer step)", ReleaseParams{Accounting: PureDP, Budget: 0.5 * Micro}, Laplace, 2, reps / 4},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,7 +136,7 @@ func TestEvidenceCoverage(t *testing.T) {
 			p.Period, p.Partner = testPeriod, "XK"
 			tables := []measurement{&fixedTable{ind: ind, counts: counts, l0: 1, share: 1}}
 			res := Reservation{ID: "cov", Consortium: testConsortium, Partner: "XK", CatalogHash: cat.Hash(), Period: testPeriod,
-				Accounting: p.Accounting, SpendMicro: ToMicro(p.Total()), Indicators: []string{ind.Name}}
+				Accounting: p.Accounting, SpendMicro: p.Budget.Micro(), Indicators: []string{ind.Name}}
 			covered, total := 0, 0
 			var half int64 = -1
 			var scale float64

@@ -79,7 +79,7 @@ func reservationFor(cat *aggregate.Catalog, tables []*aggregate.Table, p Release
 		}
 	}
 	return Reservation{ID: "res-1", Consortium: testConsortium, Partner: p.Partner, CatalogHash: cat.Hash(), Period: p.Period,
-		Accounting: p.Accounting, SpendMicro: ToMicro(p.Total()), Indicators: names}
+		Accounting: p.Accounting, SpendMicro: p.Budget.Micro(), Indicators: names}
 }
 
 // fixedTable is a measurement with given counts, for tests that need a

@@ -9,13 +9,12 @@ import (
 	"roundtable/aggregate"
 )
 
-// PlanParams describe a release being planned. Set Epsilon (PureDP) or Rho
-// (ZCDP) to see the accuracy that budget buys, or TargetHalfWidth to see
-// the budget a given accuracy needs.
+// PlanParams describe a release being planned. Set Budget (ε under PureDP,
+// ρ under ZCDP) to see the accuracy that budget buys, or TargetHalfWidth
+// to see the budget a given accuracy needs.
 type PlanParams struct {
 	Accounting string
-	Epsilon    float64
-	Rho        float64
+	Budget     Budget
 	// TargetHalfWidth, if positive, asks for the smallest release total
 	// giving each indicator a 95% half-width of at most this many people
 	// (for quantile indicators: a rank error of at most this many people).
@@ -28,7 +27,7 @@ type PlanParams struct {
 type PlanRow struct {
 	Indicator string  `json:"indicator"`
 	Mechanism string  `json:"mechanism"`
-	Total     float64 `json:"total"`      // the release's ε or ρ this row assumes
+	Total     Budget  `json:"total"`      // the release's ε or ρ this row assumes
 	Budget    float64 `json:"budget"`     // this indicator's ε or ρ
 	Cell      float64 `json:"cell"`       // ε or ρ of one cell of the full table (quantiles: of the tree)
 	Scale     float64 `json:"scale"`      // Laplace b or Gaussian σ of one cell (quantiles: of one tree node)
@@ -51,10 +50,6 @@ func Plan(cat *aggregate.Catalog, indicators []string, p PlanParams) ([]PlanRow,
 	if p.Accounting != PureDP && p.Accounting != ZCDP {
 		return nil, fmt.Errorf("plan: accounting %q is not one of %s, %s", p.Accounting, PureDP, ZCDP)
 	}
-	total := p.Epsilon
-	if p.Accounting == ZCDP {
-		total = p.Rho
-	}
 	rows := make([]PlanRow, len(inds))
 	for i, ind := range inds {
 		if p.TargetHalfWidth > 0 {
@@ -63,7 +58,7 @@ func Plan(cat *aggregate.Catalog, indicators []string, p PlanParams) ([]PlanRow,
 			if err := checkPlanBudget(p); err != nil {
 				return nil, err
 			}
-			rows[i], err = planRow(p.Accounting, ind, fracs[i], total)
+			rows[i], err = planRow(p.Accounting, ind, fracs[i], p.Budget)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("plan: %s: %w", ind.Name, err)
@@ -73,7 +68,7 @@ func Plan(cat *aggregate.Catalog, indicators []string, p PlanParams) ([]PlanRow,
 }
 
 func checkPlanBudget(p PlanParams) error {
-	rp := ReleaseParams{Accounting: p.Accounting, Epsilon: p.Epsilon, Rho: p.Rho, Partner: "plan", Period: aggregate.Period{Year: 1}}
+	rp := ReleaseParams{Accounting: p.Accounting, Budget: p.Budget, Partner: "plan", Period: aggregate.Period{Year: 1}}
 	if err := rp.Validate(); err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}
@@ -83,25 +78,17 @@ func checkPlanBudget(p PlanParams) error {
 // planSplit selects the indicators (all if none are named) in catalog
 // order and returns each one's fraction of the release budget.
 func planSplit(cat *aggregate.Catalog, names []string, weights map[string]float64) ([]*aggregate.Indicator, []float64, error) {
-	want := map[string]bool{}
-	for _, n := range names {
-		if _, ok := cat.Indicator(n); !ok {
-			return nil, nil, fmt.Errorf("indicator %q is not in catalog version %d", n, cat.Version)
-		}
-		if want[n] {
-			return nil, nil, fmt.Errorf("indicator %q is named twice", n)
-		}
-		want[n] = true
+	selected, err := cat.Select(names)
+	if err != nil {
+		return nil, nil, err
 	}
 	var inds []*aggregate.Indicator
 	var ws []float64
 	var sum float64
-	for i := range cat.Indicators {
-		ind := &cat.Indicators[i]
-		if len(names) == 0 || want[ind.Name] {
-			w := weight(ind, weights)
-			inds, ws, sum = append(inds, ind), append(ws, w), sum+w
-		}
+	for _, n := range selected {
+		ind, _ := cat.Indicator(n)
+		w := weight(ind, weights)
+		inds, ws, sum = append(inds, ind), append(ws, w), sum+w
 	}
 	for _, n := range slices.Sorted(maps.Keys(weights)) {
 		if w := weights[n]; !(w > 0) || math.IsInf(w, 0) {
@@ -118,8 +105,8 @@ func planSplit(cat *aggregate.Catalog, names []string, weights map[string]float6
 }
 
 // planRow calibrates the indicator exactly as BuildRelease would.
-func planRow(accounting string, ind *aggregate.Indicator, frac, total float64) (PlanRow, error) {
-	row := PlanRow{Indicator: ind.Name, Total: total, Budget: total * frac}
+func planRow(accounting string, ind *aggregate.Indicator, frac float64, total Budget) (PlanRow, error) {
+	row := PlanRow{Indicator: ind.Name, Total: total, Budget: total.Value() * frac}
 	if ind.Kind == aggregate.KindQuantiles {
 		q, err := newQuantileNoise(accounting, row.Budget, ind.Lower, ind.Upper, ind.Ranks)
 		if err != nil {
@@ -152,7 +139,7 @@ func planRow(accounting string, ind *aggregate.Indicator, frac, total float64) (
 // budget, so bisection on the Micro grid finds it.
 func planTarget(accounting string, ind *aggregate.Indicator, frac float64, target int64) (PlanRow, error) {
 	meets := func(micro int64) (PlanRow, bool, error) {
-		row, err := planRow(accounting, ind, frac, float64(micro)/Micro)
+		row, err := planRow(accounting, ind, frac, Budget(micro))
 		if err != nil {
 			return PlanRow{}, false, err
 		}
@@ -189,4 +176,68 @@ func planTarget(accounting string, ind *aggregate.Indicator, frac float64, targe
 	}
 	row, _, err := meets(hi)
 	return row, err
+}
+
+// CadenceRow compares, for one indicator at the same budget per quarter,
+// the 95% half-width of a year's cell under the two release cadences: one
+// yearly release (which spends the budget on each of the year's four
+// quarters), or four quarterly releases (each spending it on its quarter)
+// whose cells are summed. Both cost a person the same: a person counts in
+// one quarter per year, so either way their loss is the budget.
+type CadenceRow struct {
+	Indicator     string `json:"indicator"`
+	Yearly        int64  `json:"yearly"`         // a year's cell from one yearly release
+	Quarter       int64  `json:"quarter"`        // a quarter's cell from a quarterly release
+	QuarterlyYear int64  `json:"quarterly_year"` // a year's cell summed from four quarterly releases
+}
+
+// CompareCadences turns plan rows into cadence rows, for the count
+// indicators (a quantile of a year cannot be summed from quarters). The
+// half-widths are those of one full-table cell, from the interval series
+// points use (aggregate.HalfWidth95): the consistent estimates, which also
+// use the margins, are narrower under either cadence.
+func CompareCadences(rows []PlanRow) []CadenceRow {
+	var out []CadenceRow
+	for _, r := range rows {
+		if r.Scale <= 0 || r.Mechanism == "" || r.HalfWidth == 0 && r.RankError > 0 {
+			continue
+		}
+		variance, laplace := r.Scale*r.Scale, 0.0
+		if r.Mechanism == Laplace {
+			variance = 2 * r.Scale * r.Scale
+			laplace = variance
+		}
+		out = append(out, CadenceRow{
+			Indicator:     r.Indicator,
+			Yearly:        int64(math.Ceil(aggregate.HalfWidth95(variance, laplace))),
+			Quarter:       r.HalfWidth,
+			QuarterlyYear: int64(math.Ceil(aggregate.HalfWidth95(4*variance, laplace))),
+		})
+	}
+	return out
+}
+
+// PlanWarnings says which budgets of a plan the ledger would refuse: the
+// given budget, or (for a target) each row's proposed total, when it is
+// above the consortium's cap per quarter (cap; 0 if unknown) or above
+// what is left on the period's most-spent quarter (left; < 0 if unknown).
+func PlanWarnings(accounting string, given Budget, rows []PlanRow, cap, left Budget) []string {
+	u := unitName(accounting)
+	var out []string
+	check := func(what string, b Budget) {
+		switch {
+		case cap > 0 && b > cap:
+			out = append(out, fmt.Sprintf("%s %s %s is above the consortium's cap of %s per quarter: the ledger would refuse it", what, u, b, cap))
+		case left >= 0 && b > left:
+			out = append(out, fmt.Sprintf("%s %s %s is more than the %s left in this period: the ledger would refuse it", what, u, b, left))
+		}
+	}
+	if given > 0 {
+		check("the budget", given)
+		return out
+	}
+	for _, r := range rows {
+		check(r.Indicator+" needs", r.Total)
+	}
+	return out
 }

@@ -11,7 +11,7 @@ import (
 
 func TestPlanLaplaceKnownValues(t *testing.T) {
 	cat := aggregate.CatalogV1()
-	rows, err := Plan(cat, nil, PlanParams{Accounting: PureDP, Epsilon: 1})
+	rows, err := Plan(cat, nil, PlanParams{Accounting: PureDP, Budget: 1 * Micro})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,10 +72,7 @@ func TestPlanTarget(t *testing.T) {
 				t.Errorf("%s %s: half-width %v at the planned total %v exceeds 10", acc, r.Indicator, got, r.Total)
 			}
 			// One micro less must miss the target: the total is the smallest.
-			p := PlanParams{Accounting: acc, Epsilon: r.Total - 1e-6}
-			if acc == ZCDP {
-				p = PlanParams{Accounting: acc, Rho: r.Total - 1e-6}
-			}
+			p := PlanParams{Accounting: acc, Budget: r.Total - 1}
 			less, err := Plan(cat, []string{"citizenship", "services", "age"}, p)
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +94,7 @@ func TestPlanTarget(t *testing.T) {
 		// indicators): m ≤ 10 ⟺ b ≤ 10.5/ln 20 ⟺ ε_total ≥ 3·ln 20/10.5.
 		if acc == PureDP {
 			want := 3 * math.Log(20) / 10.5
-			if got := rows[0].Total; got < want || got > want+1.1e-6 {
+			if got := rows[0].Total.Value(); got < want || got > want+1.1e-6 {
 				t.Errorf("citizenship total %v, want ⌈%v⌉ in micro", got, want)
 			}
 		}
@@ -111,9 +108,9 @@ func TestPlanMatchesRelease(t *testing.T) {
 		p := ReleaseParams{Accounting: acc, Period: testPeriod, Partner: "BA"}
 		pp := PlanParams{Accounting: acc}
 		if acc == PureDP {
-			p.Epsilon, pp.Epsilon = 2, 2
+			p.Budget, pp.Budget = 2*Micro, 2*Micro
 		} else {
-			p.Rho, pp.Rho = 0.2, 0.2
+			p.Budget, pp.Budget = 0.2*Micro, 0.2*Micro
 		}
 		s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
 		if err != nil {
@@ -143,13 +140,12 @@ func TestPlanRefuses(t *testing.T) {
 		p    PlanParams
 		want string
 	}{
-		{[]string{"nope"}, PlanParams{Accounting: PureDP, Epsilon: 1}, `"nope" is not in catalog`},
-		{[]string{"age", "age"}, PlanParams{Accounting: PureDP, Epsilon: 1}, "named twice"},
-		{nil, PlanParams{Accounting: PureDP}, "ε must be in"},
-		{nil, PlanParams{Accounting: ZCDP, Epsilon: 1}, "use ρ"},
-		{nil, PlanParams{Accounting: "x", Epsilon: 1}, "not one of"},
-		{[]string{"age"}, PlanParams{Accounting: PureDP, Epsilon: 1, Weights: map[string]float64{"victims": 2}}, "not planned"},
-		{nil, PlanParams{Accounting: PureDP, Epsilon: 1, Weights: map[string]float64{"victims": -2}}, "positive"},
+		{[]string{"nope"}, PlanParams{Accounting: PureDP, Budget: Micro}, `"nope" is not in catalog`},
+		{[]string{"age", "age"}, PlanParams{Accounting: PureDP, Budget: Micro}, "named twice"},
+		{nil, PlanParams{Accounting: PureDP}, "ε budget 0 is not positive"},
+		{nil, PlanParams{Accounting: "x", Budget: Micro}, "not one of"},
+		{[]string{"age"}, PlanParams{Accounting: PureDP, Budget: Micro, Weights: map[string]float64{"victims": 2}}, "not planned"},
+		{nil, PlanParams{Accounting: PureDP, Budget: Micro, Weights: map[string]float64{"victims": -2}}, "positive"},
 	}
 	for _, c := range cases {
 		if _, err := Plan(cat, c.inds, c.p); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -41,16 +41,6 @@ const FormatVersion = 2
 // floats, so every node reaches the same total on every architecture.
 const Micro = 1_000_000
 
-// ToMicro converts ε or ρ to Micro units, rounding up so a release never
-// spends less than it claims.
-func ToMicro(x float64) int64 {
-	m := int64(x * Micro)
-	if float64(m) < x*Micro {
-		m++
-	}
-	return m
-}
-
 // Release is what a partner publishes: noisy cells with their scales and
 // intervals for one period. Its canonical JSON encoding (fields in struct
 // order, no maps) is what the ID hashes and the signature covers, so every

@@ -196,8 +196,11 @@ func checkBudgetFields(ir *IndicatorRelease, accounting string) (float64, error)
 }
 
 // checkSpend requires the indicators' budgets to add up to the spend
-// charged: more than (spend − 1 micro) — ToMicro rounds a budget up — and
-// no more than spend, each within budgetSlack.
+// charged: no more than spend, and more than (spend − 1 micro), each
+// within budgetSlack. The builder splits the integer spend itself, so its
+// sum is the spend to within rounding; the micro below is kept for
+// releases already in ledgers, whose builders rounded a float budget up to
+// the spend, so that replaying them gives the same verdict.
 func checkSpend(spendMicro int64, sum float64) error {
 	lo := float64(float64(spendMicro-1)/Micro) * (1 - budgetSlack)
 	hi := float64(float64(spendMicro)/Micro) * (1 + budgetSlack)

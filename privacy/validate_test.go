@@ -45,12 +45,7 @@ func TestValidateAcceptsEveryBuiltRelease(t *testing.T) {
 		// a node reserves them.
 		spend := int64(math.Exp(rng.Float64() * math.Log(10*Micro)))
 		spend = max(spend, 1)
-		p := ReleaseParams{Accounting: accounting, Period: per, Partner: "RS"}
-		if accounting == ZCDP {
-			p.Rho = float64(spend) / Micro
-		} else {
-			p.Epsilon = float64(spend) / Micro
-		}
+		p := ReleaseParams{Accounting: accounting, Budget: Budget(spend), Period: per, Partner: "RS"}
 		if rng.IntN(3) == 0 {
 			p.Weights = map[string]float64{names[0]: 0.1 + 10*rng.Float64()}
 		}
@@ -108,7 +103,7 @@ func TestIntervalConstants(t *testing.T) {
 // fields and the spend's bounds, on a release the builder made.
 func TestValidateRefusals(t *testing.T) {
 	cat, tables := testTables(t, 500)
-	p := ReleaseParams{Accounting: PureDP, Epsilon: 0.7, Period: testPeriod, Partner: "RS"}
+	p := ReleaseParams{Accounting: PureDP, Budget: 0.7 * Micro, Period: testPeriod, Partner: "RS"}
 	s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
 	if err != nil {
 		t.Fatal(err)

@@ -370,7 +370,7 @@ func newCatalogSetCmd() *cobra.Command {
 
 func newPolicySetCmd() *cobra.Command {
 	var s signing
-	var epsCap, rhoCap float64
+	var epsCap, rhoCap privacy.Budget
 	c := &cobra.Command{
 		Use:     "set (--epsilon-cap E | --rho-cap R) --key FILE",
 		Short:   "Set the budget cap per partner per quarter",
@@ -378,9 +378,9 @@ func newPolicySetCmd() *cobra.Command {
 		Example: `  roundtable policy set --server http://127.0.0.1:8080 --epsilon-cap 3 --key ./coordinator.key`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(epsCap)}
+			p := privacy.Policy{Accounting: privacy.PureDP, CapMicro: epsCap.Micro()}
 			if rhoCap > 0 {
-				p = privacy.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.ToMicro(rhoCap)}
+				p = privacy.Policy{Accounting: privacy.ZCDP, CapMicro: rhoCap.Micro()}
 			}
 			if err := p.Validate(); err != nil {
 				return err
@@ -389,8 +389,8 @@ func newPolicySetCmd() *cobra.Command {
 		},
 	}
 	s.flags(c)
-	c.Flags().Float64Var(&epsCap, "epsilon-cap", 0, "pure ε-DP cap per partner per quarter")
-	c.Flags().Float64Var(&rhoCap, "rho-cap", 0, "ρ-zCDP cap per partner per quarter")
+	c.Flags().Var(&epsCap, "epsilon-cap", "pure ε-DP cap per partner per quarter")
+	c.Flags().Var(&rhoCap, "rho-cap", "ρ-zCDP cap per partner per quarter")
 	c.MarkFlagsMutuallyExclusive("epsilon-cap", "rho-cap")
 	c.MarkFlagsOneRequired("epsilon-cap", "rho-cap")
 	return c

@@ -16,8 +16,8 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run a whole region on this machine: four partners, a researcher replica, the dashboard",
 		Long: `demo makes a regional CA and certificates, starts partner nodes for AL, BA, XK
 and RS and a researcher read replica on loopback, fills each partner's store
-with synthetic records for 2019–2024, publishes quarterly releases through the
-ledger, and serves the dashboard. It prints the URLs and one token per role,
+with synthetic records for 2019–2024, publishes one release per partner and year
+(the default cadence) through the ledger, and serves the dashboard. It prints the URLs and one token per role,
 and stops cleanly on Ctrl-C.
 
 With --check it does the same without waiting: it verifies the ledger as a

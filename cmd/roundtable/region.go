@@ -122,7 +122,8 @@ func newGenesisCmd() *cobra.Command {
 	var name string
 	var partners, coords []string
 	var threshold int
-	var epsilon, rho, ceiling float64
+	epsilon := privacy.Budget(privacy.Micro)
+	var rho, ceiling privacy.Budget
 	var catalogFile string
 	c := &cobra.Command{
 		Use:   "genesis --consortium NAME --coordinator NAME=KEY... --threshold K --cap-ceiling C --partner CODE=NAME=PUBKEY... [--epsilon-cap E | --rho-cap R]",
@@ -155,7 +156,7 @@ every governance statement is bound to. It names:
 			if err != nil {
 				return err
 			}
-			g.Coordinators, g.Threshold, g.MaxCapMicro = cs, threshold, privacy.ToMicro(ceiling)
+			g.Coordinators, g.Threshold, g.MaxCapMicro = cs, threshold, ceiling.Micro()
 			if err := g.Validate(); err != nil {
 				return err
 			}
@@ -177,16 +178,16 @@ every governance statement is bound to. It names:
 	c.Flags().StringVar(&name, "consortium", "western-balkans", "consortium name")
 	c.Flags().StringArrayVar(&coords, "coordinator", nil, "NAME=PUBLIC-KEY (hex or base64) of a coordinator, once per coordinator")
 	c.Flags().IntVar(&threshold, "threshold", 0, "coordinator signatures every governance statement needs (1 ≤ K ≤ number of coordinators)")
-	c.Flags().Float64Var(&ceiling, "cap-ceiling", 0, "the highest cap any policy may ever set, in the cap's unit (ε, or ρ with --rho-cap)")
+	c.Flags().Var(&ceiling, "cap-ceiling", "the highest cap any policy may ever set, in the cap's unit (ε, or ρ with --rho-cap)")
 	c.Flags().StringArrayVar(&partners, "partner", nil, "CODE=NAME=PUBLIC-KEY (hex or base64), once per founding partner")
-	c.Flags().Float64Var(&epsilon, "epsilon-cap", 1, "pure ε-DP cap per partner per quarter")
-	c.Flags().Float64Var(&rho, "rho-cap", 0, "use ρ-zCDP accounting with this cap per partner per quarter instead")
+	c.Flags().Var(&epsilon, "epsilon-cap", "pure ε-DP cap per partner per quarter")
+	c.Flags().Var(&rho, "rho-cap", "use ρ-zCDP accounting with this cap per partner per quarter instead")
 	c.Flags().StringVar(&catalogFile, "catalog", "", "indicator catalog JSON (default: the built-in v1 catalog)")
 	mustRequire(c, "partner", "coordinator", "threshold", "cap-ceiling")
 	return c
 }
 
-func buildGenesis(name string, specs []string, epsilon, rho float64, catalogFile string) (cluster.Genesis, error) {
+func buildGenesis(name string, specs []string, epsilon, rho privacy.Budget, catalogFile string) (cluster.Genesis, error) {
 	var ps []governance.Partner
 	for _, s := range specs {
 		parts := strings.SplitN(s, "=", 3)
@@ -199,9 +200,9 @@ func buildGenesis(name string, specs []string, epsilon, rho float64, catalogFile
 		}
 		ps = append(ps, governance.Partner{ID: strings.ToUpper(parts[0]), Name: parts[1], PublicKey: key})
 	}
-	policy := privacy.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(epsilon)}
+	policy := privacy.Policy{Accounting: privacy.PureDP, CapMicro: epsilon.Micro()}
 	if rho > 0 {
-		policy = privacy.Policy{Accounting: privacy.ZCDP, CapMicro: privacy.ToMicro(rho)}
+		policy = privacy.Policy{Accounting: privacy.ZCDP, CapMicro: rho.Micro()}
 	}
 	if err := policy.Validate(); err != nil {
 		return cluster.Genesis{}, err

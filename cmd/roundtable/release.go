@@ -13,6 +13,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/node"
+	"roundtable/node/api"
 	"roundtable/node/client"
 	"roundtable/privacy"
 )
@@ -29,22 +30,37 @@ func localClient(dir string) (*client.Client, error) {
 func newPublishCmd() *cobra.Command {
 	var dir, period string
 	var indicators []string
-	var epsilon float64
+	var budget privacy.Budget
+	var dryRun bool
 	c := &cobra.Command{
-		Use:   "publish --data-dir DIR --period 2024-Q1 [--indicator NAME...] [--epsilon E]",
+		Use:   "publish --data-dir DIR --period 2024 --epsilon E [--indicator NAME...] [--dry-run]",
 		Short: "Publish a noise-protected, signed release of this partner's records",
 		Long: `publish asks the node serving DIR (roundtable serve) to release the catalog's
-indicators for one quarter or year: it reserves the budget in the regional
-ledger first, then tabulates the records, adds noise, signs the result and
-appends it to the ledger. Nothing exact ever leaves the node.
+indicators for one year or one quarter. The node first checks everything
+(period, indicators, the budget against the consortium's cap and what is left)
+and says what the release will spend; then it reserves the budget in the
+regional ledger, tabulates the records, adds noise, signs the result and
+appends it to the ledger. Nothing exact ever leaves the node. A request
+refused by those checks spends nothing.
 
-The budget is ε under the consortium's pure-DP policy (ρ under zCDP). A year
-spends it on each of its four quarters. Check accuracy first with
-'roundtable plan'.`,
-		Example: `  roundtable publish --data-dir ./rs --period 2024-Q1 --epsilon 0.5
-  roundtable publish --data-dir ./rs --period 2024 --indicator victims --indicator exploitation --epsilon 0.25`,
+--epsilon is required: the budget is ε under the consortium's pure-DP policy
+(ρ under zCDP), a decimal with at most six places. It is charged to every
+quarter of the period.
+
+Publish a year once it has closed (--period 2024): a person counts in one
+quarter per year, so a yearly release spends the same per person as four
+quarterly releases at the same ε, and a year's totals come out about half as
+wide. Quarterly releases (--period 2024-Q1) stay possible. Check accuracy
+first with 'roundtable plan'.`,
+		Example: `  roundtable publish --data-dir ./rs --period 2024 --epsilon 0.5
+  roundtable publish --data-dir ./rs --period 2024 --epsilon 0.5 --dry-run
+  roundtable publish --data-dir ./rs --period 2025-Q1 --indicator victims --indicator exploitation --epsilon 0.25`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("epsilon") {
+				return errors.New("publish needs --epsilon: the budget to spend on each quarter of the period (ε, or ρ under a zCDP policy), " +
+					"e.g. --epsilon 0.5; 'roundtable plan' shows what a budget buys and what is left. Nothing was reserved")
+			}
 			if _, err := aggregate.ParsePeriod(period); err != nil {
 				return err
 			}
@@ -52,90 +68,133 @@ spends it on each of its four quarters. Check accuracy first with
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "reserving budget, tabulating, noising and signing %s …\n", period)
-			res, err := cl.Publish(cmd.Context(), period, indicators, epsilon)
+			charge, err := cl.CheckPublish(cmd.Context(), period, indicators, budget)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "published release %s\n  partner %s, period %s, leaf %d, spent %s per quarter\n  indicators: %s\n",
-				res.ID, res.Partner, res.Period, res.Leaf, micro(res.SpentMicro), strings.Join(res.Indicators, ", "))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n  indicators: %s\n", charge.Summary, strings.Join(charge.Indicators, ", "))
+			if dryRun {
+				fmt.Fprintln(cmd.OutOrStdout(), "dry run: nothing was reserved or published")
+				return nil
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "reserving budget, tabulating, noising and signing %s …\n", period)
+			res, err := cl.Publish(cmd.Context(), period, indicators, budget)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "published release %s\n  partner %s, period %s, leaf %d, spent %s on each quarter\n",
+				res.ID, res.Partner, res.Period, res.Leaf, privacy.Budget(res.SpentMicro))
 			return nil
 		},
 	}
 	c.Flags().StringVar(&dir, "data-dir", "", "the data directory of the running node")
-	c.Flags().StringVar(&period, "period", "", "quarter (2024-Q1) or year (2024)")
-	c.Flags().StringArrayVar(&indicators, "indicator", nil, "indicator to release (repeat; default: the whole catalog)")
-	c.Flags().Float64Var(&epsilon, "epsilon", 1, "budget for this release: ε (pure DP) or ρ (zCDP)")
+	c.Flags().StringVar(&period, "period", "", "year (2024, the default cadence) or quarter (2024-Q1)")
+	c.Flags().StringArrayVar(&indicators, "indicator", nil, "indicator to release (repeat, any order; default: the whole catalog)")
+	c.Flags().Var(&budget, "epsilon", "required: budget charged to each quarter of the period, ε (pure DP) or ρ (zCDP), at most 6 decimals")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "check and say what the release would spend; reserve nothing")
 	mustRequire(c, "data-dir", "period")
 	return c
 }
 
-func micro(m int64) string { return fmt.Sprintf("%.6g", float64(m)/privacy.Micro) }
-
 func newPlanCmd() *cobra.Command {
 	var dir, period, accounting string
 	var indicators []string
-	var epsilon float64
+	var budget privacy.Budget
 	var target int64
 	c := &cobra.Command{
-		Use:   "plan --data-dir DIR --period 2024-Q1 [--epsilon E | --target-ci N]",
+		Use:   "plan --data-dir DIR --period 2024 (--epsilon E | --target-ci N)",
 		Short: "Show the expected 95% interval of each indicator at a budget, or the budget for a target",
 		Long: `plan tells you, before you spend anything, how precise a release will be: for
 each indicator, the expected half-width of one cell's 95% confidence interval
 at the given ε, or the ε needed to reach --target-ci. It depends only on the
-catalog and the budget, never on your records.
+catalog and the budget, never on your records. With --epsilon it also shows
+the two cadences side by side at that ε: one yearly release against four
+quarterly ones (the same cost per person).
 
-With a node serving DIR it uses the ledger's catalog and policy; otherwise it
-uses the built-in v1 catalog (and --accounting).`,
-		Example: `  roundtable plan --data-dir ./rs --period 2024-Q1 --epsilon 1
+With a node serving DIR it uses the ledger's catalog and policy, and warns
+when a budget (given, or proposed for a target) is above the consortium's cap
+per quarter or above what is left on the period's quarters; otherwise it uses
+the built-in v1 catalog (and --accounting) and cannot check the budget.`,
+		Example: `  roundtable plan --data-dir ./rs --period 2024 --epsilon 1
   roundtable plan --data-dir ./rs --period 2024 --target-ci 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := aggregate.ParsePeriod(period); err != nil {
 				return err
 			}
-			if target > 0 && cmd.Flags().Changed("epsilon") {
+			given := cmd.Flags().Changed("epsilon")
+			switch {
+			case target < 0:
+				return errors.New("--target-ci must be a positive number of people")
+			case target > 0 && given:
 				return errors.New("give --epsilon or --target-ci, not both")
+			case target == 0 && !given:
+				return errors.New("plan needs --epsilon E (the budget to plan for, e.g. 0.5) or --target-ci N (the 95% half-width wanted, in people)")
 			}
-			var rows []privacy.PlanRow
-			if cl, err := localClient(dir); err == nil && target == 0 {
-				ans, err := cl.Plan(cmd.Context(), period, indicators, epsilon)
+			var ans api.PlanAnswer
+			if cl, err := localClient(dir); err == nil {
+				if ans, err = cl.Plan(cmd.Context(), period, indicators, budget, target); err != nil {
+					return err
+				}
+			} else {
+				p := privacy.PlanParams{Accounting: accounting, Budget: budget, TargetHalfWidth: target}
+				rows, err := privacy.Plan(aggregate.CatalogV1(), indicators, p)
 				if err != nil {
 					return err
 				}
-				rows = ans.Rows
-			} else {
-				p := privacy.PlanParams{Accounting: accounting, TargetHalfWidth: target}
-				if target == 0 {
-					if accounting == privacy.ZCDP {
-						p.Rho = epsilon
-					} else {
-						p.Epsilon = epsilon
-					}
-				}
-				if rows, err = privacy.Plan(aggregate.CatalogV1(), indicators, p); err != nil {
-					return err
-				}
+				ans = api.PlanAnswer{Period: period, Accounting: accounting, Epsilon: budget, TargetCI: target,
+					Rows: rows, Cadences: privacy.CompareCadences(rows)}
 			}
-			return writePlan(cmd.OutOrStdout(), period, rows)
+			return writePlan(cmd.OutOrStdout(), ans)
 		},
 	}
 	c.Flags().StringVar(&dir, "data-dir", "", "the node's data directory")
-	c.Flags().StringVar(&period, "period", "", "quarter (2024-Q1) or year (2024)")
+	c.Flags().StringVar(&period, "period", "", "year (2024) or quarter (2024-Q1)")
 	c.Flags().StringArrayVar(&indicators, "indicator", nil, "indicator (repeat; default: the whole catalog)")
-	c.Flags().Float64Var(&epsilon, "epsilon", 1, "budget of the release: ε (pure DP) or ρ (zCDP)")
+	c.Flags().Var(&budget, "epsilon", "budget of the release: ε (pure DP) or ρ (zCDP), at most 6 decimals")
 	c.Flags().Int64Var(&target, "target-ci", 0, "instead: the 95% half-width wanted for one cell, in people")
 	c.Flags().StringVar(&accounting, "accounting", privacy.PureDP, "pure or zcdp, when no node is serving")
 	mustRequire(c, "period")
 	return c
 }
 
-func writePlan(w io.Writer, period string, rows []privacy.PlanRow) error {
-	fmt.Fprintf(w, "Expected accuracy for %s (depends only on the budget, not on the data)\n\n", period)
+func writePlan(w io.Writer, a api.PlanAnswer) error {
+	u := "ε"
+	if a.Accounting == privacy.ZCDP {
+		u = "ρ"
+	}
+	fmt.Fprintf(w, "Expected accuracy for %s (depends only on the budget, not on the data)\n\n", a.Period)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "indicator\tmechanism\trelease budget\tindicator budget\tnoise scale\t95% CI ±\t")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%.4g\t%.3g\t%d\t\n", r.Indicator, r.Mechanism, r.Total, r.Budget, r.Scale, r.HalfWidth)
+	for _, r := range a.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%.3g\t%d\t\n", r.Indicator, r.Mechanism, r.Total, r.Budget, r.Scale, r.HalfWidth)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if a.Epsilon > 0 && len(a.Cadences) > 0 {
+		fmt.Fprintf(w, "\nYearly or quarterly, at %s %s per quarter (the same cost per person: one quarter per year)\n", u, a.Epsilon)
+		fmt.Fprintln(w, "95% ± of one cell of a year, in people:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "indicator\tone yearly release\tfour quarterly releases, summed\t(each quarter)\t")
+		for _, r := range a.Cadences {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", r.Indicator, r.Yearly, r.QuarterlyYear, r.Quarter)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	switch {
+	case a.Cap == 0:
+		fmt.Fprintln(w, "No node is serving --data-dir: the consortium's cap and what is left were not checked.")
+	case a.Left != nil:
+		fmt.Fprintf(w, "Budget: cap %s %s per quarter; %s left on the most-spent quarter of %s.\n", u, a.Cap, *a.Left, a.Period)
+	default:
+		fmt.Fprintf(w, "Budget: cap %s %s per quarter.\n", u, a.Cap)
+	}
+	for _, warn := range a.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warn)
+	}
+	return nil
 }

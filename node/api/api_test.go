@@ -23,6 +23,7 @@ import (
 
 	"roundtable/node/api"
 	"roundtable/node/api/apitest"
+	"roundtable/privacy"
 )
 
 func TestTokenStore(t *testing.T) {
@@ -581,4 +582,33 @@ func mustTokens(t *testing.T) *api.TokenStore {
 		t.Fatal(err)
 	}
 	return ts
+}
+
+// POST /v1/releases reads epsilon exactly from its decimal text, requires
+// it, and with dry_run answers the charge without publishing.
+func TestPublishBudgetIsExact(t *testing.T) {
+	e := newEnv(t, true, apitest.Options{FromYear: 2024, ToYear: 2024, CapMicro: 5 * privacy.Micro})
+	code, body := e.do(t, api.RoleOperator, "POST", "/v1/releases", []byte(`{"period":"2025","indicators":["exploitation","victims"],"epsilon":4.014,"dry_run":true}`), "application/json")
+	if code != 200 {
+		t.Fatalf("dry run: %d %s", code, body)
+	}
+	c := decode[privacy.Charge](t, body)
+	if c.Budget != 4_014_000 || len(c.Quarters) != 4 || c.Quarters[3].Left != 986_000 ||
+		strings.Join(c.Indicators, ",") != "victims,exploitation" ||
+		c.Summary != "will spend ε 4.014 on each of 2025-Q1..Q4 of RS; 0.986 of 5 left in each after this" {
+		t.Errorf("charge %+v", c)
+	}
+	code, b := e.do(t, api.RoleOperator, "POST", "/v1/releases", []byte(`{"period":"2025","epsilon":"4.014"}`), "application/json")
+	if res := decode[api.PublishResult](t, b); code != 201 || res.SpentMicro != 4_014_000 {
+		t.Errorf("epsilon \"4.014\": %d, spent %d micro, want exactly 4014000", code, res.SpentMicro)
+	}
+	for _, b := range []string{`{"period":"2026"}`, `{"period":"2026","epsilon":1e3}`, `{"period":"2026","epsilon":0.0000001}`, `{"period":"2026","epsilon":-1}`, `{"period":"2026","epsilon":1001}`} {
+		code, body := e.do(t, api.RoleOperator, "POST", "/v1/releases", []byte(b), "application/json")
+		if eb := decode[api.ErrorBody](t, body); code != 400 || !strings.Contains(eb.Error, "epsilon") {
+			t.Errorf("%s: %d %+v, want 400 naming epsilon", b, code, eb)
+		}
+	}
+	if _, publishes, _ := e.fake.Snapshot(); len(publishes) != 1 {
+		t.Errorf("%d publishes reached the backend, want the one good one", len(publishes))
+	}
 }

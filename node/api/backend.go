@@ -51,12 +51,20 @@ type Backend interface {
 	// Import validates and stores case records for this node's own partner.
 	// A file with invalid rows is refused whole (report.Imported false).
 	Import(ctx context.Context, r io.Reader, filename, format string, src ImportSource) (ImportReport, error)
-	// Plan reports the expected accuracy of a release at epsilon; no data
-	// is read.
-	Plan(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) ([]privacy.PlanRow, error)
+	// Plan reports the expected accuracy of a release at budget, or the
+	// budget each indicator needs for a 95% half-width of target people
+	// (budget 0), with warnings for budgets the ledger would refuse; no
+	// data is read.
+	Plan(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, target int64) (PlanAnswer, error)
+	// CheckPublish checks a release's parameters as Publish does before
+	// it reserves anything, and says what the release would spend. It
+	// reserves nothing. Over budget is a *privacy.Refusal.
+	CheckPublish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (privacy.Charge, error)
 	// Publish reserves budget, noises, signs and appends a release for this
-	// node's partner. A refusal by the accountant is a *privacy.Refusal.
-	Publish(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) (PublishResult, error)
+	// node's partner. Every parameter is checked (CheckPublish) before
+	// anything is reserved. A refusal by the accountant is a
+	// *privacy.Refusal.
+	Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (PublishResult, error)
 
 	// Governance returns the governance history: every admitted
 	// coordinator-signed statement, and the number the next one must carry.

@@ -107,17 +107,12 @@ func TestEvidenceSeriesCoverageEndToEnd(t *testing.T) {
 	}
 	for _, acc := range []struct {
 		accounting string
-		budget     float64 // victims' part of a quarter's cap of 1
-	}{{privacy.PureDP, 0.3}, {privacy.ZCDP, 0.05}} {
+		budget     privacy.Budget // victims' part of a quarter's cap of 1
+	}{{privacy.PureDP, 300_000}, {privacy.ZCDP, 50_000}} {
 		t.Run(acc.accounting, func(t *testing.T) {
-			params := privacy.ReleaseParams{Accounting: acc.accounting, Period: period, Partner: "RS"}
-			if acc.accounting == privacy.ZCDP {
-				params.Rho = acc.budget
-			} else {
-				params.Epsilon = acc.budget
-			}
+			params := privacy.ReleaseParams{Accounting: acc.accounting, Budget: acc.budget, Period: period, Partner: "RS"}
 			res := privacy.Reservation{ID: "e2e", Consortium: "e2e-consortium", Partner: "RS", CatalogHash: cat.Hash(), Period: period,
-				Accounting: acc.accounting, SpendMicro: privacy.ToMicro(acc.budget), Indicators: []string{"victims"}}
+				Accounting: acc.accounting, SpendMicro: acc.budget.Micro(), Indicators: []string{"victims"}}
 			tallies := make([]coverage, len(queries))
 			for rep := range reps {
 				s, err := privacy.BuildRelease(ctx, cat, tables, params, res, key)

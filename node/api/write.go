@@ -13,6 +13,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster/governance"
+	"roundtable/privacy"
 )
 
 // importFormats lists the formats the backend accepts.
@@ -122,30 +123,72 @@ func multipartFile(body io.Reader, boundary string) (io.Reader, string, string, 
 	}
 }
 
-// PlanRequest is POST /v1/plan.
+// PlanRequest is POST /v1/plan: the accuracy a budget buys (Epsilon), or
+// the budget an accuracy needs (TargetCI), never both.
 type PlanRequest struct {
 	Period     string   `json:"period"`
 	Indicators []string `json:"indicators"`
-	Epsilon    float64  `json:"epsilon"`
+	// Epsilon is the release's budget: ε, or ρ under zCDP, read exactly
+	// from its decimal text (a JSON number or string, at most six
+	// decimals), never through a float.
+	Epsilon  privacy.Budget `json:"epsilon,omitempty"`
+	TargetCI int64          `json:"target_ci,omitempty"` // the 95% half-width wanted for one cell, people
 }
 
-// PublishRequest is POST /v1/releases.
-type PublishRequest = PlanRequest
+// PlanAnswer is POST /v1/plan's answer. On a partner node, Left is what
+// remains of the cap on the period's most-spent quarter; Warnings name
+// every budget (given, or proposed for a target) the ledger would refuse.
+// Cadences compares, at the same budget, one yearly release with four
+// quarterly ones.
+type PlanAnswer struct {
+	Period     string               `json:"period"`
+	Accounting string               `json:"accounting"`
+	Epsilon    privacy.Budget       `json:"epsilon,omitempty"`
+	TargetCI   int64                `json:"target_ci,omitempty"`
+	Rows       []privacy.PlanRow    `json:"rows"`
+	Cadences   []privacy.CadenceRow `json:"cadences,omitempty"`
+	Cap        privacy.Budget       `json:"cap"`
+	Left       *privacy.Budget      `json:"left,omitempty"`
+	Warnings   []string             `json:"warnings,omitempty"`
+}
+
+// PublishRequest is POST /v1/releases. Epsilon is required (as in
+// PlanRequest). With DryRun the node checks everything a release is
+// checked for and answers what it would spend (200, a privacy.Charge),
+// reserving nothing.
+type PublishRequest struct {
+	Period     string         `json:"period"`
+	Indicators []string       `json:"indicators"`
+	Epsilon    privacy.Budget `json:"epsilon"`
+	DryRun     bool           `json:"dry_run,omitempty"`
+}
 
 func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
 	var req PlanRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	p, err := s.checkReleaseRequest(r, req)
+	switch {
+	case req.TargetCI < 0:
+		return errParam("target_ci", "must be a positive number of people")
+	case req.TargetCI > 0 && req.Epsilon != 0:
+		return errParam("epsilon", "give epsilon or target_ci, not both")
+	case req.TargetCI == 0 && req.Epsilon == 0:
+		return errParam("epsilon", "required (or target_ci): the budget to plan for, e.g. 0.5")
+	case req.TargetCI == 0:
+		if err := req.Epsilon.Check(); err != nil {
+			return errParam("epsilon", err.Error())
+		}
+	}
+	p, err := s.checkReleaseRequest(r, req.Period, req.Indicators)
 	if err != nil {
 		return err
 	}
-	rows, err := s.cfg.Backend.Plan(r.Context(), p, req.Indicators, req.Epsilon)
+	ans, err := s.cfg.Backend.Plan(r.Context(), p, req.Indicators, req.Epsilon, req.TargetCI)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"period": p.String(), "epsilon": req.Epsilon, "rows": rows})
+	writeJSON(w, http.StatusOK, ans)
 	return nil
 }
 
@@ -157,9 +200,23 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	p, err := s.checkReleaseRequest(r, req)
+	if req.Epsilon == 0 {
+		return errParam("epsilon", "required and positive: the budget to spend on each quarter of the period (ε, or ρ under zCDP), e.g. 0.5; see POST /v1/plan for what it buys")
+	}
+	if err := req.Epsilon.Check(); err != nil {
+		return errParam("epsilon", err.Error())
+	}
+	p, err := s.checkReleaseRequest(r, req.Period, req.Indicators)
 	if err != nil {
 		return err
+	}
+	if req.DryRun {
+		c, err := s.cfg.Backend.CheckPublish(r.Context(), p, req.Indicators, req.Epsilon)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, c)
+		return nil
 	}
 	res, err := s.cfg.Backend.Publish(r.Context(), p, req.Indicators, req.Epsilon)
 	if err != nil {
@@ -171,26 +228,19 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 }
 
 // checkReleaseRequest validates what the API can check itself, naming the
-// field and what would be accepted; the accountant decides the rest.
-func (s *Server) checkReleaseRequest(r *http.Request, req PlanRequest) (aggregate.Period, error) {
-	p, err := aggregate.ParsePeriod(req.Period)
+// field and what would be accepted; the backend checks the budget against
+// the ledger before anything is reserved.
+func (s *Server) checkReleaseRequest(r *http.Request, period string, indicators []string) (aggregate.Period, error) {
+	p, err := aggregate.ParsePeriod(period)
 	if err != nil {
 		return p, errParam("period", "want a quarter like 2024-Q1 or a year like 2024")
-	}
-	if !(req.Epsilon > 0) || req.Epsilon > 1000 {
-		return p, errParam("epsilon", "must be a number in (0, 1000]")
 	}
 	cat, _, err := s.cfg.Backend.Catalog(r.Context())
 	if err != nil {
 		return p, err
 	}
-	for i, n := range req.Indicators {
-		if _, ok := cat.Indicator(n); !ok {
-			return p, errParam("indicators", fmt.Sprintf("unknown indicator %q; allowed: %s", n, strings.Join(indicatorNames(cat), ", ")))
-		}
-		if contains(req.Indicators[:i], n) {
-			return p, errParam("indicators", fmt.Sprintf("indicator %q is named twice", n))
-		}
+	if _, err := cat.Select(indicators); err != nil {
+		return p, errParam("indicators", err.Error())
 	}
 	return p, nil
 }
@@ -257,6 +307,10 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return err
+		}
+		var be *privacy.BudgetError // a request's one budget is its epsilon
+		if errors.As(err, &be) {
+			return errParam("epsilon", be.Error())
 		}
 		return &httpError{Status: http.StatusBadRequest, Msg: "bad request body", Detail: "want a JSON object: " + err.Error()}
 	}

@@ -105,23 +105,25 @@ func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
 
 // Publish asks the node to release indicators for period at budget (ε, or
 // ρ under zCDP). Empty indicators means the whole catalog.
-func (c *Client) Publish(ctx context.Context, period string, indicators []string, budget float64) (api.PublishResult, error) {
+func (c *Client) Publish(ctx context.Context, period string, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
 	var res api.PublishResult
 	err := c.postJSON(ctx, "/v1/releases", api.PublishRequest{Period: period, Indicators: indicators, Epsilon: budget}, &res)
 	return res, err
 }
 
-// PlanAnswer is POST /v1/plan's answer.
-type PlanAnswer struct {
-	Period  string            `json:"period"`
-	Epsilon float64           `json:"epsilon"`
-	Rows    []privacy.PlanRow `json:"rows"`
+// CheckPublish asks the node to check a release as it would before
+// reserving budget, and what it would spend; nothing is reserved.
+func (c *Client) CheckPublish(ctx context.Context, period string, indicators []string, budget privacy.Budget) (privacy.Charge, error) {
+	var ch privacy.Charge
+	err := c.postJSON(ctx, "/v1/releases", api.PublishRequest{Period: period, Indicators: indicators, Epsilon: budget, DryRun: true}, &ch)
+	return ch, err
 }
 
-// Plan asks the node for the expected accuracy of a release.
-func (c *Client) Plan(ctx context.Context, period string, indicators []string, budget float64) (PlanAnswer, error) {
-	var res PlanAnswer
-	err := c.postJSON(ctx, "/v1/plan", api.PlanRequest{Period: period, Indicators: indicators, Epsilon: budget}, &res)
+// Plan asks the node for the expected accuracy of a release at budget,
+// or (budget 0) for the budget a 95% half-width of target people needs.
+func (c *Client) Plan(ctx context.Context, period string, indicators []string, budget privacy.Budget, target int64) (api.PlanAnswer, error) {
+	var res api.PlanAnswer
+	err := c.postJSON(ctx, "/v1/plan", api.PlanRequest{Period: period, Indicators: indicators, Epsilon: budget, TargetCI: target}, &res)
 	return res, err
 }
 

@@ -1,6 +1,6 @@
 // Package demo runs a whole region on one machine: a regional CA, partner
 // nodes for AL, BA, XK and RS and a researcher read replica on loopback,
-// synthetic records, quarterly releases through the ledger, and the
+// synthetic records, yearly releases through the ledger, and the
 // dashboard. Everything is the real thing (stores, mutual TLS, raft, the
 // DP engine); only the data is synthetic and the network is loopback.
 package demo
@@ -45,15 +45,17 @@ type Options struct {
 	RunCLI func(ctx context.Context, args []string, out io.Writer) error
 }
 
-// The demo's region and its budget. Each quarter gets one release of the
-// whole catalog at ReleaseEpsilon, leaving budget for an operator to try
+// The demo's region and its budget. Each partner publishes each closed
+// year once, the whole catalog at ReleaseBudget (the default cadence: the
+// same cost per person as four quarterly releases, half the interval on a
+// year), which leaves budget on every quarter for an operator to try
 // publishing from the dashboard.
 var demoPartners = []string{"RS", "AL", "BA", "XK"}
 
 const (
-	ReleaseEpsilon = 2.0
-	CapEpsilon     = 3.0
-	MaxCapEpsilon  = 10.0 // the genesis's ceiling on the cap
+	ReleaseBudget privacy.Budget = 2 * privacy.Micro  // ε, charged to each quarter of the year
+	CapBudget     privacy.Budget = 3 * privacy.Micro  // ε per quarter
+	MaxCapBudget  privacy.Budget = 10 * privacy.Micro // the genesis's ceiling on the cap
 	// CoordinatorKeyFile and GenesisFile are in the region's directory.
 	CoordinatorKeyFile = "coordinator.key"
 	GenesisFile        = "genesis.json"
@@ -161,9 +163,9 @@ func (r *region) up(ctx context.Context) error {
 		Name:         "western-balkans-demo",
 		Coordinators: []governance.Coordinator{{Name: "regional coordinator", PublicKey: coordPub}},
 		Threshold:    1,
-		MaxCapMicro:  privacy.ToMicro(MaxCapEpsilon),
+		MaxCapMicro:  MaxCapBudget.Micro(),
 		Partners:     partners,
-		Policy:       governance.Policy{Accounting: privacy.PureDP, CapMicro: privacy.ToMicro(CapEpsilon)},
+		Policy:       governance.Policy{Accounting: privacy.PureDP, CapMicro: CapBudget.Micro()},
 		Catalog:      cat,
 	}, "", "  ")
 	if err != nil {
@@ -296,22 +298,19 @@ func (r *region) start(n *node.Node) {
 	}()
 }
 
-// publish releases the whole catalog for every quarter of every partner,
-// partners in parallel, each through its own node.
+// publish releases the whole catalog once for every year of every
+// partner, partners in parallel, each through its own node.
 func (r *region) publish(ctx context.Context) error {
-	var quarters []aggregate.Period
-	for y := r.o.From; y <= r.o.To; y++ {
-		quarters = append(quarters, aggregate.Period{Year: y}.Quarters()...)
-	}
 	start := time.Now()
 	errs := make([]error, len(demoPartners))
 	var wg sync.WaitGroup
 	for i := range demoPartners {
 		wg.Go(func() {
 			n := r.nodes[i]
-			for _, q := range quarters {
-				if _, err := n.Publish(ctx, q, nil, ReleaseEpsilon); err != nil {
-					errs[i] = fmt.Errorf("%s %s: %w", demoPartners[i], q, err)
+			for y := r.o.From; y <= r.o.To; y++ {
+				year := aggregate.Period{Year: y}
+				if _, err := n.Publish(ctx, year, nil, ReleaseBudget); err != nil {
+					errs[i] = fmt.Errorf("%s %s: %w", demoPartners[i], year, err)
 					return
 				}
 			}
@@ -321,8 +320,8 @@ func (r *region) publish(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	r.step("published %d signed releases (whole catalog, ε = %g per quarter, cap %g) in %s",
-		len(quarters)*len(demoPartners), ReleaseEpsilon, CapEpsilon, time.Since(start).Round(time.Millisecond))
+	r.step("published %d signed yearly releases (whole catalog, ε %s on each quarter of the year, cap %s) in %s",
+		(r.o.To-r.o.From+1)*len(demoPartners), ReleaseBudget, CapBudget, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

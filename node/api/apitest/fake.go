@@ -39,7 +39,7 @@ type Options struct {
 	Replica  bool   // run as a replica (Partner ignored)
 	FromYear int    // first year with releases (default 2019)
 	ToYear   int    // last year with releases (default 2024)
-	Epsilon  float64
+	Epsilon  privacy.Budget
 	CapMicro int64 // policy cap per quarter (default 2 ε)
 	Seed     uint64
 }
@@ -84,7 +84,7 @@ type ImportCall struct {
 type PublishCall struct {
 	Period     string
 	Indicators []string
-	Epsilon    float64
+	Epsilon    privacy.Budget
 }
 
 // New builds the fixture ledger.
@@ -102,7 +102,7 @@ func New(o Options) (*Fake, error) {
 		o.ToYear = 2024
 	}
 	if o.Epsilon == 0 {
-		o.Epsilon = 1
+		o.Epsilon = privacy.Micro
 	}
 	if o.CapMicro == 0 {
 		o.CapMicro = 2 * privacy.Micro
@@ -143,8 +143,8 @@ func (f *Fake) PublicKey(partner string) ed25519.PublicKey {
 
 // publish noises synthetic tables with Laplace noise, signs, charges the
 // budget and appends. f.mu must be held or f not yet shared.
-func (f *Fake) publish(partner string, period aggregate.Period, names []string, eps float64) (api.PublishResult, error) {
-	spend := privacy.ToMicro(eps)
+func (f *Fake) publish(partner string, period aggregate.Period, names []string, budget privacy.Budget) (api.PublishResult, error) {
+	spend, eps := budget.Micro(), budget.Value()
 	newSpend, err := privacy.Admit(f.policy, privacy.PureDP, period, spend, func(q aggregate.Period) int64 { return f.spent[partner][q] })
 	if err != nil {
 		return api.PublishResult{}, err
@@ -465,24 +465,42 @@ func (f *Fake) Import(ctx context.Context, r io.Reader, filename, format string,
 	return rep, nil
 }
 
-// Plan implements api.Backend with the real planner (it reads no data).
-func (f *Fake) Plan(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) ([]privacy.PlanRow, error) {
-	rows, err := privacy.Plan(f.cat, indicators, privacy.PlanParams{Accounting: privacy.PureDP, Epsilon: epsilon})
+// Plan implements api.Backend with the real planner (it reads no data)
+// and the real warnings.
+func (f *Fake) Plan(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, target int64) (api.PlanAnswer, error) {
+	rows, err := privacy.Plan(f.cat, indicators, privacy.PlanParams{Accounting: privacy.PureDP, Budget: budget, TargetHalfWidth: target})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		return api.PlanAnswer{}, fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
-	return rows, nil
+	ans := api.PlanAnswer{Period: period.String(), Accounting: privacy.PureDP, Epsilon: budget, TargetCI: target,
+		Rows: rows, Cadences: privacy.CompareCadences(rows), Cap: privacy.Budget(f.policy.CapMicro)}
+	ans.Warnings = privacy.PlanWarnings(privacy.PureDP, budget, rows, ans.Cap, -1)
+	return ans, nil
+}
+
+// CheckPublish implements api.Backend with the real accountant.
+func (f *Fake) CheckPublish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (privacy.Charge, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.partner == "" {
+		return privacy.Charge{}, api.ErrNotPartner
+	}
+	names, err := f.cat.Select(indicators)
+	if err != nil {
+		return privacy.Charge{}, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+	}
+	return privacy.NewCharge(f.policy, f.partner, period, names, budget, func(q aggregate.Period) int64 { return f.spent[f.partner][q] })
 }
 
 // Publish implements api.Backend.
-func (f *Fake) Publish(ctx context.Context, period aggregate.Period, indicators []string, epsilon float64) (api.PublishResult, error) {
+func (f *Fake) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.Publishes = append(f.Publishes, PublishCall{Period: period.String(), Indicators: indicators, Epsilon: epsilon})
+	f.Publishes = append(f.Publishes, PublishCall{Period: period.String(), Indicators: indicators, Epsilon: budget})
 	if f.partner == "" {
 		return api.PublishResult{}, api.ErrNotPartner
 	}
-	return f.publish(f.partner, period, indicators, epsilon)
+	return f.publish(f.partner, period, indicators, budget)
 }
 
 // FakeConsortium is the fake ledger's consortium id.

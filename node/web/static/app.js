@@ -451,7 +451,7 @@
 
   function releaseRequest() {
     const inds = [...$("plan-indicators").querySelectorAll("input:checked")].map((c) => c.value);
-    return { period: $("plan-period").value.trim(), indicators: inds, epsilon: parseFloat($("plan-epsilon").value) };
+    return { period: $("plan-period").value.trim(), indicators: inds, epsilon: $("plan-epsilon").value.trim() }; // the decimal text: the node reads it exactly
   }
 
   async function doPlan(ev) {
@@ -464,6 +464,7 @@
       const plan = await api("/v1/plan", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req) });
       out.replaceChildren(table(["plan.col.indicator", "plan.col.mechanism", "plan.col.budget", "plan.col.scale", "plan.col.halfwidth"],
         plan.rows.map((r) => [r.indicator, r.mechanism, +r.budget.toFixed(4), +r.scale.toFixed(2), r.half_width || "–"])),
+        ...(plan.warnings || []).map((w) => make("p", w, "error")),
         make("p", t("publish.warning", { epsilon: req.epsilon, period: req.period }), "note"));
       $("publish").disabled = false;
     } catch (err) {
