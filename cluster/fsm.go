@@ -33,7 +33,8 @@ import (
 //	meta/          applied (8-byte BE raft index), name, catalog (current
 //	               hash), policy (JSON privacy.Policy), consortium_id (hex
 //	               genesis hash), coordinators (JSON governance.Set),
-//	               max_cap_micro and governance_seq (8-byte BE)
+//	               max_cap_micro and governance_seq (8-byte BE), genesis
+//	               (its canonical JSON, whose SHA-256 is consortium_id)
 //	partners/      id -> JSON Partner
 //	replicas/      id -> JSON replicaRecord
 //	governance/    8-byte BE seq -> JSON governance.Signed, every admitted
@@ -79,6 +80,7 @@ const (
 	keyCoordinators = "coordinators"
 	keyMaxCap       = "max_cap_micro"
 	keyGovSeq       = "governance_seq"
+	keyGenesis      = "genesis"
 )
 
 // fsmBuckets lists the buckets the FSM creates when it opens a file.
@@ -154,6 +156,11 @@ type FSM struct {
 	// governed receives a signal after a batch that admitted governance,
 	// so the leader can bring raft's configuration in line with it.
 	governed chan struct{}
+
+	// pinned is the consortium id this node belongs to (fsm_pin.go).
+	pinned atomic.Pointer[string]
+	// refusals records snapshots Restore refused (fsm_restore.go).
+	refusals snapshotRefusals
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -173,6 +180,7 @@ func OpenFSM(dir string, logger *slog.Logger) (*FSM, error) {
 	}
 	f.db = db
 	f.applied.Store(applied)
+	f.loadRefusals()
 	if err := f.loadDenyList(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -309,6 +317,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			if l.Type != raft.LogCommand {
 				continue // configuration changes live in raft's own store
 			}
+			if p := preps[i]; p.err == nil && p.cmd.Type == CmdGenesis {
+				if err := f.checkGenesisPinned(l.Index, p.cmd.Genesis); err != nil {
+					return err
+				}
+			}
 			res, err := applyEntry(tx, l.Index, preps[i])
 			if err != nil {
 				return fmt.Errorf("apply entry %d: %w", l.Index, err)
@@ -416,8 +429,11 @@ func (s *fsmSnapshot) Release() { _ = s.tx.Rollback() }
 // the header and keeps the file: a restart costs an mmap, not a replay.
 // Only a snapshot newer than the file (a follower that fell behind, or a
 // fresh node) is written out: to a temporary file in the same directory,
-// fsynced, checked, then renamed over the ledger and reopened, so a crash
-// at any point leaves either the old or the new state.
+// fsynced, checked for integrity and then for content (its state is
+// re-derived from the pinned genesis and compared, fsm_restore_check.go),
+// then renamed over the ledger and reopened, so a crash at any point leaves
+// either the old or the new state. A snapshot whose content fails is
+// refused (fsm_restore.go): the ledger file is not touched.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var header [24]byte
@@ -437,7 +453,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp) // no-op after a successful rename
+	defer os.Remove(tmp) // no-op after a successful rename or a refusal
+	// The snapshot is the leader's word about the whole state: check it
+	// before it replaces anything (fsm_restore_check.go).
+	if err := f.checkRestoreFile(tmp, snapIndex); err != nil {
+		return f.refuseSnapshot(tmp, snapIndex, err)
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
