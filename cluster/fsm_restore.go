@@ -43,6 +43,21 @@ type snapshotRefusals struct {
 	mu     sync.Mutex
 	latest *SnapshotRefusal
 	logged map[string]bool // index+reason already logged at ERROR; lookups only
+	signal chan struct{}   // see SnapshotRefused
+}
+
+// SnapshotRefused signals after Restore refused a snapshot, so the node
+// can drop the copy raft keeps in its snapshot store. One signal may stand
+// for several refusals.
+func (f *FSM) SnapshotRefused() <-chan struct{} { return f.refusedSignal() }
+
+func (f *FSM) refusedSignal() chan struct{} {
+	f.refusals.mu.Lock()
+	defer f.refusals.mu.Unlock()
+	if f.refusals.signal == nil {
+		f.refusals.signal = make(chan struct{}, 1)
+	}
+	return f.refusals.signal
 }
 
 // SnapshotRefusal returns the latest refused snapshot, or nil if this node
@@ -171,6 +186,10 @@ func (f *FSM) refuseSnapshot(tmp string, snapIndex uint64, reason error) error {
 	}
 	f.refusals.logged[key] = true
 	f.refusals.mu.Unlock()
+	select {
+	case f.refusedSignal() <- struct{}{}:
+	default:
+	}
 	if first {
 		f.logger.Error("snapshot REFUSED: its content does not check out; the ledger is unchanged and the file is kept as evidence",
 			"snapshot_index", snapIndex, "reason", reason, "evidence", evidence)
