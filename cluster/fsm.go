@@ -436,29 +436,11 @@ func (s *fsmSnapshot) Release() { _ = s.tx.Rollback() }
 // refused (fsm_restore.go): the ledger file is not touched.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var header [24]byte
-	if _, err := io.ReadFull(rc, header[:]); err != nil {
-		return fmt.Errorf("restore ledger: read snapshot header: %w", err)
-	}
-	if string(header[:8]) != snapshotMagic {
-		return fmt.Errorf("restore ledger: not a ledger snapshot (header %q)", header[:8])
-	}
-	snapIndex := binary.BigEndian.Uint64(header[8:16])
-	size := binary.BigEndian.Uint64(header[16:24])
-	if have := f.applied.Load(); snapIndex <= have && f.Err() == nil {
-		f.logger.Info("snapshot is not newer than the ledger; keeping the ledger", "snapshot_index", snapIndex, "applied_index", have)
-		return nil
-	}
-	tmp, err := f.writeRestoreFile(rc, snapIndex, size)
-	if err != nil {
+	tmp, err := f.receiveSnapshot(rc)
+	if err != nil || tmp == "" {
 		return err
 	}
-	defer os.Remove(tmp) // no-op after a successful rename or a refusal
-	// The snapshot is the leader's word about the whole state: check it
-	// before it replaces anything (fsm_restore_check.go).
-	if err := f.checkRestoreFile(tmp, snapIndex); err != nil {
-		return f.refuseSnapshot(tmp, snapIndex, err)
-	}
+	defer os.Remove(tmp) // no-op after a successful rename
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -490,6 +472,51 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.signalGoverned()
 	f.logger.Info("ledger restored from snapshot", "applied_index", applied)
 	return nil
+}
+
+// CheckSnapshot runs Restore's checks on a snapshot without installing
+// it: nil if Restore would install it or keep the ledger (not newer); a
+// refusal is recorded, with its evidence, as Restore records it. The node
+// runs it on the snapshots raft will restore at start.
+func (f *FSM) CheckSnapshot(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp, err := f.receiveSnapshot(rc)
+	if tmp != "" {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+// receiveSnapshot reads a snapshot stream. It returns "" if the snapshot
+// is not newer than the ledger (which is kept); otherwise the path of a
+// temporary file holding the snapshot's ledger, checked for integrity and
+// content. A snapshot whose content fails is refused (refuseSnapshot).
+func (f *FSM) receiveSnapshot(rc io.Reader) (string, error) {
+	var header [24]byte
+	if _, err := io.ReadFull(rc, header[:]); err != nil {
+		return "", fmt.Errorf("restore ledger: read snapshot header: %w", err)
+	}
+	if string(header[:8]) != snapshotMagic {
+		return "", fmt.Errorf("restore ledger: not a ledger snapshot (header %q)", header[:8])
+	}
+	snapIndex := binary.BigEndian.Uint64(header[8:16])
+	size := binary.BigEndian.Uint64(header[16:24])
+	if have := f.applied.Load(); snapIndex <= have && f.Err() == nil {
+		f.logger.Info("snapshot is not newer than the ledger; keeping the ledger", "snapshot_index", snapIndex, "applied_index", have)
+		return "", nil
+	}
+	tmp, err := f.writeRestoreFile(rc, snapIndex, size)
+	if err != nil {
+		return "", err
+	}
+	// The snapshot is the leader's word about the whole state: check it
+	// before it replaces anything (fsm_restore_check.go).
+	if err := f.checkRestoreFile(tmp, snapIndex); err != nil {
+		err = f.refuseSnapshot(tmp, snapIndex, err)
+		_ = os.Remove(tmp) // still there only if it could not be kept as evidence
+		return "", err
+	}
+	return tmp, nil
 }
 
 // writeRestoreFile copies the snapshot body into a synced temporary file

@@ -288,7 +288,7 @@ func (n *Node) open() error {
 	if _, err := n.fsm.PinConsortium(want); err != nil {
 		return err
 	}
-	if err := n.purgeRefusedSnapshots(); err != nil {
+	if err := n.checkStoredSnapshots(); err != nil {
 		return err
 	}
 	if err := n.listen(); err != nil {

@@ -61,6 +61,31 @@ func (n *Node) purgeRefusedSnapshots() error {
 	return nil
 }
 
+// checkStoredSnapshots checks, before raft starts, every stored snapshot
+// newer than the ledger (raft restores the newest at start) and purges the
+// refused ones, so a refused snapshot can never keep the node from
+// starting: with nothing older to fall back on, raft v1.8.0 would fail to
+// start at all.
+func (n *Node) checkStoredSnapshots() error {
+	list, err := n.snaps.List()
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	for _, meta := range list {
+		if index, err := n.snapshotIndex(meta.ID); err != nil || index <= n.fsm.AppliedIndex() {
+			continue
+		}
+		_, rc, err := n.snaps.Open(meta.ID)
+		if err != nil {
+			continue
+		}
+		if err := n.fsm.CheckSnapshot(rc); err != nil {
+			n.log.Error("a stored snapshot was refused before start", "id", meta.ID, "err", err)
+		}
+	}
+	return n.purgeRefusedSnapshots()
+}
+
 // snapshotIndex reads the applied index from a stored snapshot's header.
 func (n *Node) snapshotIndex(id string) (uint64, error) {
 	_, rc, err := n.snaps.Open(id)
