@@ -79,6 +79,7 @@ func (m *metrics) refusal(reason string) {
 type backendCollector struct {
 	b                                                      Backend
 	spent, cap, raft, applied, commit, inCluster, releases *prometheus.Desc
+	snapshotsRefused                                       *prometheus.Desc
 }
 
 func newBackendCollector(b Backend) *backendCollector {
@@ -93,11 +94,13 @@ func newBackendCollector(b Backend) *backendCollector {
 		commit:    prometheus.NewDesc("roundtable_raft_commit_index", "Ledger index this node knows committed.", nil, nil),
 		inCluster: prometheus.NewDesc("roundtable_in_cluster", "1 if the node has a leader and a configuration.", nil, nil),
 		releases:  prometheus.NewDesc("roundtable_ledger_releases", "Releases in the ledger.", nil, nil),
+		snapshotsRefused: prometheus.NewDesc("roundtable_ledger_snapshots_refused_total",
+			"Snapshots this node refused to install because their content did not check out.", nil, nil),
 	}
 }
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.spent, c.cap, c.raft, c.applied, c.commit, c.inCluster, c.releases} {
+	for _, d := range []*prometheus.Desc{c.spent, c.cap, c.raft, c.applied, c.commit, c.inCluster, c.releases, c.snapshotsRefused} {
 		ch <- d
 	}
 }
@@ -117,6 +120,11 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(h.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(c.inCluster, prometheus.GaugeValue, boolFloat(h.InCluster))
 	ch <- prometheus.MustNewConstMetric(c.releases, prometheus.GaugeValue, float64(h.Releases))
+	refused := 0.0
+	if h.SnapshotRefused != nil {
+		refused = float64(h.SnapshotRefused.Count)
+	}
+	ch <- prometheus.MustNewConstMetric(c.snapshotsRefused, prometheus.CounterValue, refused)
 	partners, err := c.b.Partners(ctx)
 	if err != nil {
 		return // the scrape still carries the raft gauges
