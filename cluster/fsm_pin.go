@@ -30,7 +30,7 @@ var ErrNoConsortium = errors.New("no consortium pinned: a node joining for the f
 // SHA-256 of a genesis (governance.Genesis.ID).
 func ValidConsortiumID(id string) error {
 	if b, err := hex.DecodeString(id); err != nil || len(b) != 32 || strings.ToLower(id) != id {
-		return fmt.Errorf("consortium id %q: want 64 lowercase hex digits (the genesis hash 'roundtable genesis id' prints)", id)
+		return fmt.Errorf("consortium id %q: want 64 lowercase hex digits (the genesis hash, consortium_id in /v1/health)", id)
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ The first node of a region starts with --bootstrap genesis.json; every other
 node starts with --join ADDR (the Raft address of any member) and --genesis
 genesis.json (the same file, from the coordinators) once the coordinators have
 registered it. The genesis pins the node to its consortium: its id is kept in
-DIR/ledger/consortium.pin, and the node refuses a ledger, a genesis entry or a
+DIR/ledger/ledger/consortium.pin, and the node refuses a ledger, a genesis entry or a
 snapshot of any other consortium. --consortium ID pins by id alone. A restart
 needs none of these flags. A read replica for researchers runs with --replica
 and holds no records.`,
