@@ -199,6 +199,7 @@ func TestFSMRestart(t *testing.T) {
 
 	// A node that is behind takes a newer snapshot in full.
 	behind := newTestFSM(t)
+	pinAs(t, behind, f)
 	if err := behind.Restore(io.NopCloser(bytes.NewReader(oldSnap))); err != nil {
 		t.Fatal(err)
 	}
