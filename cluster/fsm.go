@@ -33,7 +33,8 @@ import (
 //	meta/          applied (8-byte BE raft index), name, catalog (current
 //	               hash), policy (JSON privacy.Policy), consortium_id (hex
 //	               genesis hash), coordinators (JSON governance.Set),
-//	               max_cap_micro and governance_seq (8-byte BE)
+//	               max_cap_micro and governance_seq (8-byte BE), genesis
+//	               (its canonical JSON, whose SHA-256 is consortium_id)
 //	partners/      id -> JSON Partner
 //	replicas/      id -> JSON replicaRecord
 //	governance/    8-byte BE seq -> JSON governance.Signed, every admitted
@@ -79,6 +80,7 @@ const (
 	keyCoordinators = "coordinators"
 	keyMaxCap       = "max_cap_micro"
 	keyGovSeq       = "governance_seq"
+	keyGenesis      = "genesis"
 )
 
 // fsmBuckets lists the buckets the FSM creates when it opens a file.
@@ -154,6 +156,11 @@ type FSM struct {
 	// governed receives a signal after a batch that admitted governance,
 	// so the leader can bring raft's configuration in line with it.
 	governed chan struct{}
+
+	// pinned is the consortium id this node belongs to (fsm_pin.go).
+	pinned atomic.Pointer[string]
+	// refusals records snapshots Restore refused (fsm_restore.go).
+	refusals snapshotRefusals
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -173,6 +180,7 @@ func OpenFSM(dir string, logger *slog.Logger) (*FSM, error) {
 	}
 	f.db = db
 	f.applied.Store(applied)
+	f.loadRefusals()
 	if err := f.loadDenyList(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -309,6 +317,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			if l.Type != raft.LogCommand {
 				continue // configuration changes live in raft's own store
 			}
+			if p := preps[i]; p.err == nil && p.cmd.Type == CmdGenesis {
+				if err := f.checkGenesisPinned(l.Index, p.cmd.Genesis); err != nil {
+					return err
+				}
+			}
 			res, err := applyEntry(tx, l.Index, preps[i])
 			if err != nil {
 				return fmt.Errorf("apply entry %d: %w", l.Index, err)
@@ -416,25 +429,15 @@ func (s *fsmSnapshot) Release() { _ = s.tx.Rollback() }
 // the header and keeps the file: a restart costs an mmap, not a replay.
 // Only a snapshot newer than the file (a follower that fell behind, or a
 // fresh node) is written out: to a temporary file in the same directory,
-// fsynced, checked, then renamed over the ledger and reopened, so a crash
-// at any point leaves either the old or the new state.
+// fsynced, checked for integrity and then for content (its state is
+// re-derived from the pinned genesis and compared, fsm_restore_check.go),
+// then renamed over the ledger and reopened, so a crash at any point leaves
+// either the old or the new state. A snapshot whose content fails is
+// refused (fsm_restore.go): the ledger file is not touched.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var header [24]byte
-	if _, err := io.ReadFull(rc, header[:]); err != nil {
-		return fmt.Errorf("restore ledger: read snapshot header: %w", err)
-	}
-	if string(header[:8]) != snapshotMagic {
-		return fmt.Errorf("restore ledger: not a ledger snapshot (header %q)", header[:8])
-	}
-	snapIndex := binary.BigEndian.Uint64(header[8:16])
-	size := binary.BigEndian.Uint64(header[16:24])
-	if have := f.applied.Load(); snapIndex <= have && f.Err() == nil {
-		f.logger.Info("snapshot is not newer than the ledger; keeping the ledger", "snapshot_index", snapIndex, "applied_index", have)
-		return nil
-	}
-	tmp, err := f.writeRestoreFile(rc, snapIndex, size)
-	if err != nil {
+	tmp, err := f.receiveSnapshot(rc)
+	if err != nil || tmp == "" {
 		return err
 	}
 	defer os.Remove(tmp) // no-op after a successful rename
@@ -469,6 +472,51 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.signalGoverned()
 	f.logger.Info("ledger restored from snapshot", "applied_index", applied)
 	return nil
+}
+
+// CheckSnapshot runs Restore's checks on a snapshot without installing
+// it: nil if Restore would install it or keep the ledger (not newer); a
+// refusal is recorded, with its evidence, as Restore records it. The node
+// runs it on the snapshots raft will restore at start.
+func (f *FSM) CheckSnapshot(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp, err := f.receiveSnapshot(rc)
+	if tmp != "" {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+// receiveSnapshot reads a snapshot stream. It returns "" if the snapshot
+// is not newer than the ledger (which is kept); otherwise the path of a
+// temporary file holding the snapshot's ledger, checked for integrity and
+// content. A snapshot whose content fails is refused (refuseSnapshot).
+func (f *FSM) receiveSnapshot(rc io.Reader) (string, error) {
+	var header [24]byte
+	if _, err := io.ReadFull(rc, header[:]); err != nil {
+		return "", fmt.Errorf("restore ledger: read snapshot header: %w", err)
+	}
+	if string(header[:8]) != snapshotMagic {
+		return "", fmt.Errorf("restore ledger: not a ledger snapshot (header %q)", header[:8])
+	}
+	snapIndex := binary.BigEndian.Uint64(header[8:16])
+	size := binary.BigEndian.Uint64(header[16:24])
+	if have := f.applied.Load(); snapIndex <= have && f.Err() == nil {
+		f.logger.Info("snapshot is not newer than the ledger; keeping the ledger", "snapshot_index", snapIndex, "applied_index", have)
+		return "", nil
+	}
+	tmp, err := f.writeRestoreFile(rc, snapIndex, size)
+	if err != nil {
+		return "", err
+	}
+	// The snapshot is the leader's word about the whole state: check it
+	// before it replaces anything (fsm_restore_check.go).
+	if err := f.checkRestoreFile(tmp, snapIndex); err != nil {
+		err = f.refuseSnapshot(tmp, snapIndex, err)
+		_ = os.Remove(tmp) // still there only if it could not be kept as evidence
+		return "", err
+	}
+	return tmp, nil
 }
 
 // writeRestoreFile copies the snapshot body into a synced temporary file

@@ -26,6 +26,7 @@ func benchLedger(b *testing.B, n int, wholeV1 bool) (*FSM, *fsmLog, [][]byte) {
 	cat := fsmCatalogHash(b)
 	g := fsmGenesis(b, "AL", "BA", "RS", "ME", "MK", "XK")
 	g.Genesis.Policy.CapMicro = 1 << 50 // the benchmark measures throughput, not the cap
+	g.Genesis.MaxCapMicro = 1 << 50
 	var all []string
 	if wholeV1 {
 		v1 := aggregate.CatalogV1()

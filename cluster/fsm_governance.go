@@ -83,7 +83,15 @@ func applyGenesis(tx *bbolt.Tx, g *Genesis) (ApplyResult, error) {
 	if err := putJSON(meta, keyCoordinators, set); err != nil {
 		return ApplyResult{}, err
 	}
+	// The genesis itself is kept (canonical, so its SHA-256 is the id): a
+	// node checking a snapshot replays the governance history from it
+	// (fsm_restore_check.go), even a node that was given only the id.
+	canonGenesis, err := g.Canonical()
+	if err != nil {
+		return ApplyResult{}, refuse("genesis: %v", err)
+	}
 	for _, e := range []kv{
+		{bucketMeta, keyGenesis, canonGenesis},
 		{bucketMeta, keyConsortiumID, []byte(id)},
 		{bucketMeta, keyMaxCap, binary.BigEndian.AppendUint64(nil, uint64(g.MaxCapMicro))},
 		{bucketMeta, keyGovSeq, binary.BigEndian.AppendUint64(nil, 0)},

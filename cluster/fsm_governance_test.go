@@ -257,6 +257,7 @@ func TestDenyList(t *testing.T) {
 	}
 	// And through a snapshot.
 	h := newTestFSM(t)
+	pinAs(t, h, g)
 	if err := h.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, g)))); err != nil {
 		t.Fatal(err)
 	}

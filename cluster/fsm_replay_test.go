@@ -136,6 +136,7 @@ func TestFSMDeterminism(t *testing.T) {
 			// A snapshot restored into a fresh node gives the same state.
 			snap := snapshotBytes(t, ref)
 			c := newTestFSM(t)
+			pinAs(t, c, ref)
 			if err := c.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
 				t.Fatalf("Restore: %v", err)
 			}
@@ -199,6 +200,7 @@ func TestFSMRestart(t *testing.T) {
 
 	// A node that is behind takes a newer snapshot in full.
 	behind := newTestFSM(t)
+	pinAs(t, behind, f)
 	if err := behind.Restore(io.NopCloser(bytes.NewReader(oldSnap))); err != nil {
 		t.Fatal(err)
 	}

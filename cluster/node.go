@@ -71,6 +71,13 @@ type Config struct {
 	// Join is the address of any member; a node without raft state asks it
 	// to be admitted. Ignored when the node already has state.
 	Join string
+	// Genesis is the consortium's genesis file, given to a joining node so
+	// it knows which consortium it belongs to (serve --genesis); Consortium
+	// is its id, for when only the id is at hand (serve --consortium). The
+	// first start pins it (fsm_pin.go); later starts need neither, and a
+	// different one is refused. Bootstrap pins its own genesis.
+	Genesis    []byte
+	Consortium string
 	// Voter says whether this node expects to vote: partners vote, read
 	// replicas do not. The leader decides from the registry; a mismatch is
 	// refused so that an operator notices a wrong certificate early.
@@ -158,7 +165,39 @@ func (c *Config) validate() error {
 	if c.TLS == nil && c.TLSDir == "" {
 		return errors.New("no TLS directory")
 	}
-	return nil
+	_, err := c.consortium()
+	return err
+}
+
+// consortium is the consortium id the configuration names (from Bootstrap,
+// Genesis or Consortium, which must agree), or "" if it names none.
+func (c *Config) consortium() (string, error) {
+	var ids []string
+	for _, g := range [][]byte{c.Bootstrap, c.Genesis} {
+		if len(g) == 0 {
+			continue
+		}
+		id, err := governance.IDOfFile(g)
+		if err != nil {
+			return "", err
+		}
+		ids = append(ids, id)
+	}
+	if c.Consortium != "" {
+		if err := ValidConsortiumID(c.Consortium); err != nil {
+			return "", err
+		}
+		ids = append(ids, c.Consortium)
+	}
+	for _, id := range ids[min(1, len(ids)):] {
+		if id != ids[0] {
+			return "", fmt.Errorf("the genesis file and the consortium id name different consortia (%s and %s)", ids[0], id)
+		}
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return ids[0], nil
 }
 
 // Node is one member of the regional ledger: a raft server whose state
@@ -253,6 +292,16 @@ func (n *Node) open() error {
 	// Removed partners and replicas and revoked certificates are refused
 	// at the handshake, by every node, in both directions.
 	n.tls.SetDenyList(n.fsm.Denied)
+	want, err := n.cfg.consortium()
+	if err != nil {
+		return err
+	}
+	if _, err := n.fsm.PinConsortium(want); err != nil {
+		return err
+	}
+	if err := n.checkStoredSnapshots(); err != nil {
+		return err
+	}
 	if err := n.listen(); err != nil {
 		return err
 	}
@@ -432,6 +481,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.cfg.Signer != nil {
 		n.goRun(n.cosignLoop)
 	}
+	n.goRun(n.refusedSnapshotLoop)
 	n.goRun(n.membershipLoop)
 	return nil
 }

@@ -138,10 +138,12 @@ func issueTLS(tb testing.TB, ca *CA, id string) *NodeTLS {
 	return n
 }
 
-// config is a node config with test timeouts; the caller sets Bootstrap
-// or Join.
+// config is a node config with test timeouts, pinned to the region's
+// genesis (as serve --genesis pins a joiner); the caller sets Bootstrap or
+// Join.
 func (r *testRegion) config(id, dataDir string) Config {
 	cfg := Config{
+		Genesis:            r.genesis,
 		DataDir:            dataDir,
 		ID:                 id,
 		RaftAddr:           "127.0.0.1:0",

@@ -55,6 +55,14 @@ func (b *backend) Health(ctx context.Context) api.Health {
 		HandshakesRefused: b.ledger.HandshakesRefused(),
 	}
 	h.ConsortiumID, _ = b.ledger.FSM().ConsortiumID()
+	h.Status = api.StatusOK
+	if r := b.ledger.FSM().SnapshotRefusal(); r != nil {
+		h.Status = api.StatusSnapshotRefused
+		h.SnapshotRefused = &api.SnapshotRefusal{Index: r.Index, Reason: r.Reason, Evidence: r.Evidence, Count: r.Count}
+	}
+	if b.ledger.FSM().Err() != nil {
+		h.Status = api.StatusLedgerFailed
+	}
 	fmt.Sscan(stats["commit_index"], &h.CommitIndex)
 	if t, err := b.ledger.FSM().TreeHead(); err == nil {
 		h.TreeSize = t.N

@@ -42,6 +42,11 @@ type Config struct {
 	// member's raft address (serve --join). A restart needs neither.
 	Genesis []byte
 	Join    string
+	// JoinGenesis (serve --genesis FILE) or Consortium (serve --consortium
+	// ID) names the consortium a joining node belongs to; the first start
+	// pins it and every later start checks it (cluster.Config.Genesis).
+	JoinGenesis []byte
+	Consortium  string
 	// PublicReads lets anyone read published aggregates without a token.
 	PublicReads bool
 	// Timing sizes raft for the network; zero values take cluster defaults
@@ -94,6 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	cc := cluster.Config{
 		DataDir: filepath.Join(cfg.DataDir, "ledger"), ID: tlsCfg.ID(), TLS: tlsCfg,
 		RaftAddr: cfg.RaftAddr, Advertise: cfg.Advertise, Bootstrap: cfg.Genesis, Join: cfg.Join,
+		Genesis: cfg.JoinGenesis, Consortium: cfg.Consortium,
 		HeartbeatTimeout: cfg.Timing.Heartbeat, ElectionTimeout: cfg.Timing.Election,
 		LeaderLeaseTimeout: cfg.Timing.LeaderLease, CommitTimeout: cfg.Timing.Commit,
 		TransportTimeout: cfg.Timing.Transport, SnapshotThreshold: cfg.Timing.SnapshotThreshold,

@@ -42,6 +42,9 @@ type testRegion struct {
 	nodes []*Node // partners in the order given, then any replica
 	cfgs  []Config
 	stops []func() // stops node i's Serve and closes it
+	// genesis is the consortium's genesis file; joiners are given it
+	// (serve --genesis), as the coordinators hand it to every partner.
+	genesis []byte
 }
 
 // newRegion starts one partner node per code: the first founds the
@@ -79,6 +82,7 @@ func newRegion(t *testing.T, partners ...string) *testRegion {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.genesis = genesis
 	t.Cleanup(r.close)
 	for i, p := range partners {
 		cfg := r.config(p)
@@ -86,7 +90,7 @@ func newRegion(t *testing.T, partners ...string) *testRegion {
 		if i == 0 {
 			cfg.Genesis = genesis
 		} else {
-			cfg.Join = r.nodes[0].RaftAddr()
+			cfg.Join, cfg.JoinGenesis = r.nodes[0].RaftAddr(), genesis
 		}
 		r.start(cfg)
 		if i == 0 {
@@ -169,7 +173,7 @@ func (r *testRegion) restart(i int) *Node {
 	r.t.Helper()
 	r.stops[i]()
 	cfg := r.cfgs[i]
-	cfg.Genesis, cfg.Join = nil, ""
+	cfg.Genesis, cfg.Join, cfg.JoinGenesis = nil, "", nil
 	n := r.start(cfg)
 	last := len(r.nodes) - 1
 	r.nodes[i], r.cfgs[i], r.stops[i] = n, r.cfgs[last], r.stops[last]
@@ -210,7 +214,7 @@ func (r *testRegion) addReplica(ctx context.Context, name string) *Node {
 	}
 	r.govern(ctx, governance.Action{Type: governance.AddReplica, ID: id})
 	cfg := r.config(id)
-	cfg.Join = r.nodes[0].RaftAddr()
+	cfg.Join, cfg.JoinGenesis = r.nodes[0].RaftAddr(), r.genesis
 	n := r.start(cfg)
 	r.waitGenesis(ctx, n)
 	return n

@@ -15,10 +15,10 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var cfg node.Config
-	var genesisFile, logLevel, logFormat string
+	var genesisFile, joinGenesisFile, logLevel, logFormat string
 	var replica bool
 	c := &cobra.Command{
-		Use:   "serve --data-dir DIR --http ADDR --raft ADDR [--bootstrap GENESIS | --join ADDR]",
+		Use:   "serve --data-dir DIR --http ADDR --raft ADDR [--bootstrap GENESIS | --join ADDR --genesis GENESIS]",
 		Short: "Run a node: ledger member, HTTP API and dashboard",
 		Long: `serve runs this partner's node. It opens the encrypted store (passphrase from
 $ROUNDTABLE_PASSPHRASE or --passphrase-file), joins the regional ledger over
@@ -26,12 +26,16 @@ mutual TLS (certificate in DIR/tls, from 'roundtable ca issue'), and serves the
 HTTP API and the dashboard.
 
 The first node of a region starts with --bootstrap genesis.json; every other
-node starts with --join ADDR (the Raft address of any member) once the
-coordinator has registered it. A restart needs neither flag. A read replica
-for researchers runs with --replica and holds no records.`,
+node starts with --join ADDR (the Raft address of any member) and --genesis
+genesis.json (the same file, from the coordinators) once the coordinators have
+registered it. The genesis pins the node to its consortium: its id is kept in
+DIR/ledger/ledger/consortium.pin, and the node refuses a ledger, a genesis entry or a
+snapshot of any other consortium. --consortium ID pins by id alone. A restart
+needs none of these flags. A read replica for researchers runs with --replica
+and holds no records.`,
 		Example: `  roundtable serve --data-dir ./rs --http 127.0.0.1:8080 --raft 127.0.0.1:7000 --bootstrap genesis.json
-  roundtable serve --data-dir ./al --http 127.0.0.1:8081 --raft 127.0.0.1:7001 --join 127.0.0.1:7000
-  roundtable serve --data-dir ./research --replica --http 127.0.0.1:8090 --raft 127.0.0.1:7090 --join 127.0.0.1:7000`,
+  roundtable serve --data-dir ./al --http 127.0.0.1:8081 --raft 127.0.0.1:7001 --join 127.0.0.1:7000 --genesis genesis.json
+  roundtable serve --data-dir ./research --replica --http 127.0.0.1:8090 --raft 127.0.0.1:7090 --join 127.0.0.1:7000 --genesis genesis.json`,
 		Args: cobra.NoArgs,
 	}
 	pf := addPassphraseFlag(c, "passphrase-file")
@@ -42,6 +46,8 @@ for researchers runs with --replica and holds no records.`,
 	f.StringVar(&cfg.Advertise, "advertise", "", "ledger address other nodes dial (default: the --raft address)")
 	f.StringVar(&genesisFile, "bootstrap", "", "found a new region from this genesis file (see 'roundtable genesis')")
 	f.StringVar(&cfg.Join, "join", "", "join the region through this member's Raft address")
+	f.StringVar(&joinGenesisFile, "genesis", "", "with --join: the consortium's genesis file, which pins this node to it")
+	f.StringVar(&cfg.Consortium, "consortium", "", "with --join: the consortium id (genesis hash) to pin, when the genesis file is not at hand")
 	f.BoolVar(&replica, "replica", false, "run a read-only replica (no store, no vote)")
 	f.BoolVar(&cfg.PublicReads, "public-reads", true, "let anyone read published aggregates without a token")
 	f.DurationVar(&cfg.Timing.Heartbeat, "heartbeat-timeout", 0, "raft heartbeat timeout (default 1.5s, sized for 50–400 ms RTT)")
@@ -52,6 +58,8 @@ for researchers runs with --replica and holds no records.`,
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	mustRequire(c, "data-dir")
 	c.MarkFlagsMutuallyExclusive("bootstrap", "join")
+	c.MarkFlagsMutuallyExclusive("bootstrap", "genesis")
+	c.MarkFlagsMutuallyExclusive("bootstrap", "consortium")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		logger, err := newLogger(logLevel, logFormat)
 		if err != nil {
@@ -65,6 +73,11 @@ for researchers runs with --replica and holds no records.`,
 		}
 		if genesisFile != "" {
 			if cfg.Genesis, err = os.ReadFile(genesisFile); err != nil {
+				return fmt.Errorf("genesis: %w", err)
+			}
+		}
+		if joinGenesisFile != "" {
+			if cfg.JoinGenesis, err = os.ReadFile(joinGenesisFile); err != nil {
 				return fmt.Errorf("genesis: %w", err)
 			}
 		}

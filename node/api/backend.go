@@ -129,6 +129,29 @@ type Health struct {
 	// the ledger's deny-list names their certificate (a removed partner or
 	// replica, or a revoked serial).
 	HandshakesRefused uint64 `json:"handshakes_refused,omitempty"`
+	// Status is "ok", or what needs the operator: "snapshot_refused" when
+	// the node refused a snapshot whose content did not check out (see
+	// SnapshotRefused), "ledger_failed" when the ledger file failed.
+	Status string `json:"status"`
+	// SnapshotRefused is the latest snapshot this node refused, if any.
+	SnapshotRefused *SnapshotRefusal `json:"snapshot_refused,omitempty"`
+}
+
+// Health statuses.
+const (
+	StatusOK              = "ok"
+	StatusSnapshotRefused = "snapshot_refused"
+	StatusLedgerFailed    = "ledger_failed"
+)
+
+// SnapshotRefusal is a snapshot the node refused to install: a leader sent
+// a state that does not re-derive from the pinned genesis. The node kept
+// its own state; the file is kept as evidence.
+type SnapshotRefusal struct {
+	Index    uint64 `json:"index"`    // the raft index the snapshot claimed
+	Reason   string `json:"reason"`   // what disagreed
+	Evidence string `json:"evidence"` // the refused file on the node's disk
+	Count    uint64 `json:"count"`    // refusals (since start, or evidence files found at start)
 }
 
 // ReleaseEntry is a signed release and its leaf index in the Merkle log.

@@ -79,7 +79,7 @@ func (m *metrics) refusal(reason string) {
 type backendCollector struct {
 	b                                                      Backend
 	spent, cap, raft, applied, commit, inCluster, releases *prometheus.Desc
-	raftRefused, denied                                    *prometheus.Desc
+	raftRefused, denied, snapshotsRefused                  *prometheus.Desc
 }
 
 func newBackendCollector(b Backend) *backendCollector {
@@ -98,11 +98,13 @@ func newBackendCollector(b Backend) *backendCollector {
 			"Inbound raft RPCs refused because the sender was not the TLS peer, not a voter, or (TimeoutNow) not the leader.", []string{"reason"}, nil),
 		denied: prometheus.NewDesc("roundtable_tls_handshakes_refused_total",
 			"Peers refused at the TLS handshake because the ledger's deny-list names their certificate.", nil, nil),
+		snapshotsRefused: prometheus.NewDesc("roundtable_ledger_snapshots_refused_total",
+			"Snapshots this node refused to install because their content did not check out.", nil, nil),
 	}
 }
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.spent, c.cap, c.raft, c.applied, c.commit, c.inCluster, c.releases, c.raftRefused, c.denied} {
+	for _, d := range []*prometheus.Desc{c.spent, c.cap, c.raft, c.applied, c.commit, c.inCluster, c.releases, c.raftRefused, c.denied, c.snapshotsRefused} {
 		ch <- d
 	}
 }
@@ -126,6 +128,11 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range h.RaftRPCRefused {
 		ch <- prometheus.MustNewConstMetric(c.raftRefused, prometheus.CounterValue, float64(n), reason)
 	}
+	refused := 0.0
+	if h.SnapshotRefused != nil {
+		refused = float64(h.SnapshotRefused.Count)
+	}
+	ch <- prometheus.MustNewConstMetric(c.snapshotsRefused, prometheus.CounterValue, refused)
 	partners, err := c.b.Partners(ctx)
 	if err != nil {
 		return // the scrape still carries the raft gauges

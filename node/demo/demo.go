@@ -184,7 +184,7 @@ func (r *region) up(ctx context.Context) error {
 		if i == 0 {
 			cfg.Genesis = genesis
 		} else {
-			cfg.Join = r.nodes[0].RaftAddr()
+			cfg.Join, cfg.JoinGenesis = r.nodes[0].RaftAddr(), genesis // serve --join ADDR --genesis FILE
 		}
 		n, err := node.Open(ctx, cfg)
 		if err != nil {
@@ -204,7 +204,7 @@ func (r *region) up(ctx context.Context) error {
 		return err
 	}
 	cfg := r.nodeConfig("replica", len(demoPartners))
-	cfg.Join = r.nodes[0].RaftAddr()
+	cfg.Join, cfg.JoinGenesis = r.nodes[0].RaftAddr(), genesis
 	n, err := node.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("start replica: %w", err)

@@ -62,7 +62,7 @@ func (g govKeys) signFlags() []string {
 func (m *member) url() string { return "http://" + m.http }
 
 // serve starts (or restarts) the member's node with extra flags
-// (--bootstrap FILE, --join ADDR, or nothing for a restart).
+// (--bootstrap FILE, --join ADDR --genesis FILE, or nothing for a restart).
 func (m *member) serve(t *testing.T, extra ...string) {
 	t.Helper()
 	args := append([]string{"serve", "--data-dir", m.dir, "--http", m.http, "--raft", m.raft, "--log-level", "warn"}, raftFlags...)
@@ -148,7 +148,7 @@ func startRegion(ctx context.Context, t *testing.T, partners ...string) []*membe
 	ms[0].serve(t, "--bootstrap", gfile)
 	ms[0].waitInCluster(ctx, t)
 	for _, m := range ms[1:] {
-		m.serve(t, "--join", ms[0].raft)
+		m.serve(t, "--join", ms[0].raft, "--genesis", gfile)
 	}
 	for _, m := range ms {
 		m.waitInCluster(ctx, t)

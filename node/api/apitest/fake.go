@@ -278,7 +278,7 @@ func (f *Fake) AppliedIndex() uint64 {
 func (f *Fake) Health(ctx context.Context) api.Health {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	h := api.Health{Partner: f.partner, InCluster: !f.NotInCluster, CaughtUp: !f.NotInCluster, RaftState: "Leader",
+	h := api.Health{Status: api.StatusOK, Partner: f.partner, InCluster: !f.NotInCluster, CaughtUp: !f.NotInCluster, RaftState: "Leader",
 		Leader: "node-RS", AppliedIndex: f.index, CommitIndex: f.index, LastContact: "0s", Version: "test",
 		Releases: len(f.entries), TreeSize: int64(len(f.entries)), RaftRPCRefused: maps.Clone(f.RaftRPCRefused),
 		HandshakesRefused: f.HandshakesRefused}
