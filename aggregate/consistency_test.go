@@ -159,3 +159,55 @@ func TestCI95(t *testing.T) {
 		t.Errorf("lower end clipped: %v", lo)
 	}
 }
+
+// TestGeneralisedInverse: for a rank-deficient normal matrix (three
+// unknowns, rows a, b + c, and one untouched) G must satisfy NGN = N and
+// GNG = G, and the null directions must be exactly b − c and the untouched
+// unknown; for weights 10¹² apart the fast path must still succeed.
+func TestGeneralisedInverse(t *testing.T) {
+	n := []float64{
+		2, 0, 0, 0,
+		0, 1, 1, 0,
+		0, 1, 1, 0,
+		0, 0, 0, 0,
+	}
+	g, null := generalisedInverse(n, 4)
+	mul := func(a, b []float64) []float64 {
+		out := make([]float64, 16)
+		for i := range 4 {
+			for j := range 4 {
+				for k := range 4 {
+					out[i*4+j] += a[i*4+k] * b[k*4+j]
+				}
+			}
+		}
+		return out
+	}
+	for i, v := range mul(mul(n, g), n) {
+		if math.Abs(v-n[i]) > 1e-9 {
+			t.Fatalf("NGN ≠ N at %d: %v", i, v)
+		}
+	}
+	for i, v := range mul(mul(g, n), g) {
+		if math.Abs(v-g[i]) > 1e-9 {
+			t.Fatalf("GNG ≠ G at %d: %v vs %v", i, v, g[i])
+		}
+	}
+	if len(null) != 2 {
+		t.Fatalf("%d null directions, want 2", len(null))
+	}
+	c := &component{null: null}
+	pos := []int{0, 1, 2, 3}
+	for _, tc := range []struct {
+		set  []int
+		want bool
+	}{{[]int{0}, true}, {[]int{1, 2}, true}, {[]int{1}, false}, {[]int{3}, false}, {[]int{0, 1, 2}, true}, {[]int{0, 3}, false}} {
+		if got := c.determined(pos, tc.set); got != tc.want {
+			t.Errorf("determined(%v) = %v, want %v", tc.set, got, tc.want)
+		}
+	}
+	tiny := []float64{1e-13, 0, 0, 1e-1}
+	if _, null := generalisedInverse(tiny, 2); null != nil {
+		t.Errorf("a diagonal matrix with weights 1e-13 and 0.1 was called singular")
+	}
+}
