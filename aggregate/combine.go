@@ -45,25 +45,72 @@ type SeriesQuery struct {
 	From, To     Period   // inclusive; the zero Period leaves that end open
 	RollUpYears  bool     // one point per year (only years fully published)
 	RollUpRegion bool     // one point per period summed over partners
+	// PoolYears > 1 (with RollUpYears) sums blocks of that many calendar
+	// years, counted back from the latest year in the answer: with data
+	// to 2024 and PoolYears 3, 2022–2024, 2019–2021, … A block appears
+	// only when every one of its years is fully published. Blocks do not
+	// overlap, so each has an independent interval and so does the change
+	// from one block to the one before.
+	PoolYears int
 }
 
-// SeriesPoint is one consistent estimate with its raw counterpart. Points
-// of one Series answer share their Key and ReleaseIDs slices (a query can
-// return tens of thousands of points): treat them as read-only.
+// MaxPoolYears bounds SeriesQuery.PoolYears.
+const MaxPoolYears = 5
+
+// SeriesPoint is one consistent estimate with the direct measurement of
+// the same quantity. Points of one Series answer share their Key and
+// ReleaseIDs slices (a query can return tens of thousands of points):
+// treat them as read-only.
 type SeriesPoint struct {
-	Partner     string // or RegionPartner
-	Period      Period
-	Key         []string // one per SeriesQuery.By dimension, in By order
-	Raw         int64    // sum of the published (noisy) full-table cells
+	Partner string // or RegionPartner
+	Period  Period // for a pooled point, the last year of the block
+	// FirstYear is a pooled point's first year (0 unless PoolYears > 1).
+	FirstYear int
+	Key       []string // one per SeriesQuery.By dimension, in By order
+	// Raw is the direct measurement of this very quantity: the published
+	// cell that measures it (the total cell for a total, the margin cell
+	// for a breakdown the catalog publishes as a margin, the full-table
+	// cell for the full breakdown), the latest if several releases publish
+	// it. For a year without a year release, or a region or a pool, it is
+	// the sum of those direct measurements over quarters, partners and
+	// years; never a sum of cells of a finer table. HasRaw is false when
+	// no release measures the quantity directly.
+	HasRaw      bool
+	Raw         int64
 	RawVariance float64
+	RawCILow    float64 // 95% interval of the direct measurement alone
+	RawCIHigh   float64
 	Estimate    int64 // consistent: integer, ≥ 0, sums agree across margins, years and partners
 	// CILow, CIHigh: 95% interval for the true count, centred on the WLS
 	// (unrounded) estimate, from its covariance; see ci95. CILow may be
-	// negative (it is not clipped, so coverage is as stated).
+	// negative (it is not clipped, so coverage is as stated). They are
+	// −∞ and +∞ when the measurements do not determine the quantity.
 	CILow      float64
 	CIHigh     float64
-	Small      bool     // Estimate < 5 or the interval's half-width exceeds it
-	ReleaseIDs []string // the releases the point draws on, sorted
+	Determined bool // the measurements determine this quantity; if not, Estimate is an arbitrary fill and means nothing
+	// TooUncertain: the interval's half-width exceeds the estimate (or the
+	// quantity is undetermined), so the value is too uncertain to read.
+	TooUncertain bool
+	Small        bool     // Estimate < 5 or TooUncertain
+	Change       *Change  // from the same period one year (or one pool) earlier; nil when that is not published
+	ReleaseIDs   []string // the releases the point draws on, sorted
+}
+
+// Change is the difference between a point and the same quantity one
+// period earlier (a year earlier for quarters and years, one block
+// earlier for pooled years). The two draw on different years' releases,
+// whose noise is independent, so the variance of the difference is the
+// sum of theirs; the interval is ci95 of that, centred on the difference
+// of the WLS estimates.
+type Change struct {
+	From      Period // the earlier period (the last year of the earlier block when pooled)
+	FromFirst int    // the earlier block's first year when pooled, else 0
+	Value     int64  // Estimate − the earlier Estimate
+	CILow     float64
+	CIHigh    float64
+	// Detectable: the interval excludes 0. When it does not, the change
+	// is not distinguishable from no change.
+	Detectable bool
 }
 
 // Estimates holds the consistent estimates of a set of measurements,
@@ -87,12 +134,12 @@ type block struct {
 	partner  string
 	year     int
 	units    []unit
-	leaves   []int     // global leaf ids in this block
-	rows     []row     // every measurement
-	x        []float64 // WLS estimate per unknown (unit·len(leaves) + local leaf)
-	est      []int64   // consistent integer estimate per unknown
-	raw      []rawCell // latest published full-table cell per unknown
-	yearRaw  []rawCell // per local leaf, from a year release (nil if none)
+	leaves   []int                      // global leaf ids in this block
+	rows     []row                      // every measurement that covers an unknown
+	absent   []bool                     // per unknown: a cell the unit's releases do not have (exactly 0); see newBlock
+	x        []float64                  // WLS estimate per unknown (unit·len(leaves) + local leaf)
+	est      []int64                    // consistent integer estimate per unknown
+	direct   map[int]map[string]rawCell // quarter (0: a year release) → joined key → latest published cell
 	comps    []*component
 	compOf   []int
 	pos      []int
@@ -100,6 +147,7 @@ type block struct {
 	maxComp  int
 	cellVar  []float64 // Var(x̂_j), precomputed: most points are one cell per component
 	cellLap  []float64 // its largest Laplace term
+	cellDet  []bool    // whether the rows determine x_j
 }
 
 // unit is a span of time the block solves for: one published quarter, the
@@ -110,11 +158,12 @@ type unit struct {
 	quarters uint8 // bit q-1 per covered quarter
 }
 
+// rawCell is one published cell as a direct measurement of its quantity.
 type rawCell struct {
 	value    int64
 	variance float64
+	laplace  bool
 	leaf     int64 // ledger leaf of the release, to keep the latest
-	ok       bool
 }
 
 type releaseRef struct {
@@ -199,8 +248,16 @@ func checkMeasurement(m *Measurement) error {
 }
 
 // newBlock sets up and solves one block.
+//
+// Each release publishes its full cross table over its catalog's key set,
+// zeros included, so the cells a time unit has are the full-table cells
+// its releases publish. A cell of the block that none of them publishes
+// (another catalog version's extra key, say) does not exist in that unit:
+// it is fixed at exactly 0 rather than left for the solver to guess. A
+// unit with no full-table cell at all (hand-made input) keeps every cell
+// as an unknown, and what its margins leave open is reported undetermined.
 func newBlock(ind *indicatorEstimates, partner string, year int, ms []Measurement, idx []int) (*block, error) {
-	b := &block{partner: partner, year: year}
+	b := &block{partner: partner, year: year, direct: make(map[int]map[string]rawCell)}
 	var quarters uint8
 	hasYear := false
 	local := make(map[int]int)
@@ -235,22 +292,41 @@ func newBlock(ind *indicatorEstimates, partner string, year int, ms []Measuremen
 		}
 		b.units = append(b.units, unit{quarter: q, quarters: rest})
 	}
-	L := len(b.leaves)
-	b.raw = make([]rawCell, L*len(b.units))
-	if hasYear {
-		b.yearRaw = make([]rawCell, L)
-	}
+	b.markAbsent(ind, ms, idx, local)
 	if err := b.addRows(ind, ms, idx, local); err != nil {
 		return nil, err
 	}
-	if err := b.solve(); err != nil {
-		return nil, err
-	}
+	b.solve()
 	return b, nil
 }
 
+// markAbsent fixes the cells no full-table measurement of their unit
+// publishes (see newBlock).
+func (b *block) markAbsent(ind *indicatorEstimates, ms []Measurement, idx []int, local map[int]int) {
+	L := len(b.leaves)
+	present := make([]bool, L*len(b.units))
+	hasCross := make([]bool, len(b.units))
+	for _, i := range idx {
+		m := &ms[i]
+		if slices.Contains(m.Key, KeyAll) {
+			continue
+		}
+		l := local[ind.index[strings.Join(m.Key, "\x00")]]
+		for u, un := range b.units {
+			if m.Period.Quarter == 0 || un.quarter == m.Period.Quarter {
+				present[u*L+l], hasCross[u] = true, true
+			}
+		}
+	}
+	b.absent = make([]bool, L*len(b.units))
+	for j := range b.absent {
+		b.absent[j] = hasCross[j/max(L, 1)] && !present[j]
+	}
+}
+
 // addRows turns each measurement into a row over the block's unknowns and
-// keeps the latest raw cross cell of each period.
+// keeps the latest published cell of each period and key as the direct
+// measurement of that quantity.
 func (b *block) addRows(ind *indicatorEstimates, ms []Measurement, idx []int, local map[int]int) error {
 	L := len(b.leaves)
 	for _, i := range idx {
@@ -270,22 +346,26 @@ func (b *block) addRows(ind *indicatorEstimates, ms []Measurement, idx []int, lo
 				continue
 			}
 			for l, g := range b.leaves {
-				if keyMatches(m.Key, ind.leaves[g]) {
-					r.cols = append(r.cols, u*L+l)
+				if j := u*L + l; !b.absent[j] && keyMatches(m.Key, ind.leaves[g]) {
+					r.cols = append(r.cols, j)
 				}
 			}
 		}
-		if len(r.cols) == 0 {
+		switch {
+		case len(r.cols) > 0:
+			b.rows = append(b.rows, r)
+		case L == 0:
 			return fmt.Errorf("release %s: %v sums no published cell", m.ReleaseID, m.Key)
 		}
-		b.rows = append(b.rows, r)
-		if isLeaf {
-			cell := rawCell{value: m.Value, variance: m.Variance, leaf: m.Leaf, ok: true}
-			if m.Period.Quarter == 0 {
-				keepLatest(&b.yearRaw[leaf], cell)
-			} else {
-				keepLatest(&b.raw[slices.IndexFunc(b.units, func(u unit) bool { return u.quarter == m.Period.Quarter })*L+leaf], cell)
-			}
+		// else: a margin over cells its unit does not have; it measures 0.
+		cells := b.direct[m.Period.Quarter]
+		if cells == nil {
+			cells = make(map[string]rawCell)
+			b.direct[m.Period.Quarter] = cells
+		}
+		k := strings.Join(m.Key, "\x00")
+		if c, ok := cells[k]; !ok || m.Leaf > c.leaf {
+			cells[k] = rawCell{value: m.Value, variance: m.Variance, laplace: r.laplace, leaf: m.Leaf}
 		}
 	}
 	return nil
@@ -293,32 +373,37 @@ func (b *block) addRows(ind *indicatorEstimates, ms []Measurement, idx []int, lo
 
 // solve computes the WLS estimates, each cell's variance, and the
 // consistent integer leaves of every time unit.
-func (b *block) solve() error {
+func (b *block) solve() {
 	L := len(b.leaves)
 	n := L * len(b.units)
-	x, comps, compOf, pos, err := solveWLS(n, b.rows)
-	if err != nil {
-		return err
-	}
-	b.x, b.comps, b.compOf, b.pos = x, comps, compOf, pos
-	for _, c := range comps {
+	b.x, b.comps, b.compOf, b.pos = solveWLS(n, b.rows)
+	for _, c := range b.comps {
 		b.maxComp = max(b.maxComp, len(c.vars))
 	}
 	scratch := make([]float64, b.maxComp)
-	b.cellVar, b.cellLap = make([]float64, n), make([]float64, n)
+	b.cellVar, b.cellLap, b.cellDet = make([]float64, n), make([]float64, n), make([]bool, n)
 	for j := range n {
-		b.cellVar[j], b.cellLap[j] = comps[compOf[j]].linearMoments(b.rows, pos, []int{j}, scratch)
+		if b.absent[j] {
+			b.x[j], b.cellDet[j] = 0, true
+			continue
+		}
+		c := b.comps[b.compOf[j]]
+		b.cellVar[j], b.cellLap[j] = c.linearMoments(b.rows, b.pos, []int{j}, scratch)
+		b.cellDet[j] = c.determined(b.pos, []int{j})
 	}
 	b.est = make([]int64, n)
+	var xs []float64
+	var at []int
 	for u := range b.units {
-		copy(b.est[u*L:(u+1)*L], integerLeaves(x[u*L:(u+1)*L]))
-	}
-	return nil
-}
-
-func keepLatest(dst *rawCell, c rawCell) {
-	if !dst.ok || c.leaf > dst.leaf {
-		*dst = c
+		xs, at = xs[:0], at[:0]
+		for j := u * L; j < (u+1)*L; j++ {
+			if !b.absent[j] {
+				xs, at = append(xs, b.x[j]), append(at, j)
+			}
+		}
+		for i, v := range integerLeaves(xs) {
+			b.est[at[i]] = v
+		}
 	}
 }
 
@@ -338,87 +423,213 @@ func keyMatches(key, full []string) bool {
 // year where a partner published only a year. With it, a year appears only
 // when it is fully published (a year release, or all four quarters).
 // From and To compare quarter by quarter; year points need From.Year ≤
-// year ≤ To.Year.
+// year ≤ To.Year, pooled points every year of their block in that range.
+// A point's Change is computed even when the earlier period lies before
+// From.
 func (e *Estimates) Series(q SeriesQuery) ([]SeriesPoint, error) {
 	ind, ok := e.indicators[q.Indicator]
-	if !ok {
-		if q.Indicator == "" {
-			return nil, errors.New("series: no indicator")
-		}
+	switch {
+	case q.Indicator == "":
+		return nil, errors.New("series: no indicator")
+	case q.PoolYears < 0 || q.PoolYears > MaxPoolYears:
+		return nil, fmt.Errorf("series %s: pool of %d years is not 0–%d", q.Indicator, q.PoolYears, MaxPoolYears)
+	case q.PoolYears > 1 && !q.RollUpYears:
+		return nil, fmt.Errorf("series %s: pooling years needs the year roll-up", q.Indicator)
+	case !ok:
 		return nil, nil // nothing published yet
 	}
 	proj, keys, err := ind.projection(q.By)
 	if err != nil {
 		return nil, fmt.Errorf("series %s: %w", q.Indicator, err)
 	}
-	var buf pointBuf
-	if q.RollUpRegion {
-		return e.regionSeries(ind, q, proj, keys, &buf), nil
+	pool := max(q.PoolYears, 1)
+	lines := e.collect(ind, q, proj, keys, pool)
+	if pool > 1 {
+		poolLines(lines, q, pool)
 	}
-	out := make([]SeriesPoint, 0, len(ind.blocks)*4*len(keys))
-	for _, b := range ind.blocks {
-		if !q.wantsPartner(b.partner) {
-			continue
-		}
-		for _, sp := range b.spans(q) {
-			acc := b.point(sp, proj, len(keys), &buf)
-			ids := b.releaseIDs(sp.period)
-			for k := range keys {
-				out = append(out, acc[k].finish(e.widths, b.partner, sp.period, keys[k], ids))
-			}
-		}
+	out := make([]SeriesPoint, 0, len(lines)*4*len(keys))
+	for _, ln := range lines {
+		out = ln.finish(out, e.widths, q, keys, pool)
 	}
 	return out, nil
 }
 
-func (q *SeriesQuery) wantsPartner(p string) bool {
-	return len(q.Partners) == 0 || slices.Contains(q.Partners, p)
+// line is one partner's (or the region's) sums per output period.
+type line struct {
+	partner string
+	periods map[Period]*periodSum
 }
 
-// regionSeries sums the partners' points of each period and key. Partners
-// are independent (their noise is), so means and variances add, the
-// largest Laplace term is the larger of theirs, and the integer estimates
-// add and stay consistent. A period's point sums the partners that
-// published it; ReleaseIDs say which.
-func (e *Estimates) regionSeries(ind *indicatorEstimates, q SeriesQuery, proj []int, keys [][]string, buf *pointBuf) []SeriesPoint {
-	nkeys := len(keys)
-	base := make(map[Period]int) // period → offset of its key 0 in sums
-	ids := make(map[Period][]string)
-	var sums []pointAcc
+// periodSum is one output period of a line: one accumulator per key.
+type periodSum struct {
+	first    int // a pooled block's first year
+	accs     []pointAcc
+	ids      []string
+	partners []string // that contributed, in block order (sorted)
+}
+
+// collect sums the spans of every wanted block into lines, reaching one
+// period (a year, or a pool) before From so the first point has a change.
+func (e *Estimates) collect(ind *indicatorEstimates, q SeriesQuery, proj []int, keys [][]string, pool int) []*line {
+	direct := ind.directKeys(q.By, keys)
+	ext := q
+	if ext.From != (Period{}) {
+		ext.From.Year -= pool
+	}
+	var buf pointBuf
+	var lines []*line
 	for _, b := range ind.blocks {
 		if !q.wantsPartner(b.partner) {
 			continue
 		}
-		for _, sp := range b.spans(q) {
-			off, ok := base[sp.period]
-			if !ok {
-				off = len(sums)
-				base[sp.period] = off
-				sums = append(sums, make([]pointAcc, nkeys)...)
+		name := b.partner
+		if q.RollUpRegion {
+			name = RegionPartner
+		}
+		if len(lines) == 0 || lines[len(lines)-1].partner != name {
+			lines = append(lines, &line{partner: name, periods: make(map[Period]*periodSum)})
+		}
+		ln := lines[len(lines)-1]
+		for _, sp := range b.spans(ext) {
+			ps := ln.periods[sp.period]
+			if ps == nil {
+				ps = &periodSum{accs: make([]pointAcc, len(keys))}
+				ln.periods[sp.period] = ps
 			}
-			acc := b.point(sp, proj, nkeys, buf)
+			acc := b.point(sp, proj, len(keys), direct, &buf)
 			for k := range acc {
-				sums[off+k].add(&acc[k])
+				ps.accs[k].add(&acc[k])
 			}
-			ids[sp.period] = append(ids[sp.period], b.releaseIDs(sp.period)...)
+			ps.ids = append(ps.ids, b.releaseIDs(sp.period)...)
+			ps.partners = append(ps.partners, b.partner)
 		}
 	}
-	periods := make([]Period, 0, len(base))
-	for p := range base {
-		periods = append(periods, p)
+	for _, ln := range lines {
+		for _, ps := range ln.periods {
+			if len(ps.partners) > 1 { // a region: several blocks' ids
+				slices.Sort(ps.ids)
+				ps.ids = slices.Compact(ps.ids)
+				slices.Sort(ps.partners)
+			}
+		}
+	}
+	return lines
+}
+
+// poolLines replaces each line's years by blocks of pool years, counted
+// back from the latest year any line has (capped at q.To), so that every
+// line's blocks align.
+func poolLines(lines []*line, q SeriesQuery, pool int) {
+	last, first := math.MinInt, math.MaxInt
+	for _, ln := range lines {
+		for p := range ln.periods {
+			if q.To == (Period{}) || p.Year <= q.To.Year {
+				last = max(last, p.Year)
+			}
+			first = min(first, p.Year)
+		}
+	}
+	for _, ln := range lines {
+		pooled := make(map[Period]*periodSum)
+	blocks:
+		for end := last; end-pool+1 >= first; end -= pool {
+			ps := &periodSum{first: end - pool + 1}
+			for y := ps.first; y <= end; y++ {
+				yp := ln.periods[Period{Year: y}]
+				if yp == nil {
+					continue blocks
+				}
+				if ps.accs == nil {
+					ps.accs = make([]pointAcc, len(yp.accs))
+				}
+				for k := range yp.accs {
+					ps.accs[k].add(&yp.accs[k])
+				}
+				ps.ids = append(ps.ids, yp.ids...)
+				ps.partners = append(ps.partners, yp.partners...)
+			}
+			slices.Sort(ps.ids)
+			ps.ids = slices.Compact(ps.ids)
+			slices.Sort(ps.partners)
+			ps.partners = slices.Compact(ps.partners)
+			pooled[Period{Year: end}] = ps
+		}
+		ln.periods = pooled
+	}
+}
+
+// finish appends the line's points within q's range, with their changes.
+func (ln *line) finish(out []SeriesPoint, w *halfWidths, q SeriesQuery, keys [][]string, pool int) []SeriesPoint {
+	periods := make([]Period, 0, len(ln.periods))
+	for p, ps := range ln.periods {
+		if q.inRange(p, ps.first) {
+			periods = append(periods, p)
+		}
 	}
 	slices.SortFunc(periods, comparePeriods)
-	out := make([]SeriesPoint, 0, len(periods)*nkeys)
 	for _, p := range periods {
-		list := ids[p]
-		slices.Sort(list)
-		list = slices.Compact(list)
-		off := base[p]
+		ps := ln.periods[p]
+		from := Period{Year: p.Year - pool, Quarter: p.Quarter}
+		prev := ln.periods[from]
+		if prev != nil && !slices.Equal(prev.partners, ps.partners) {
+			prev = nil // a region sum over other partners is not comparable
+		}
+		var changes []Change
+		if prev != nil {
+			changes = make([]Change, len(keys))
+		}
 		for k := range keys {
-			out = append(out, sums[off+k].finish(e.widths, RegionPartner, p, keys[k], list))
+			pt := ps.accs[k].finish(w, ln.partner, p, keys[k], ps.ids)
+			if pool > 1 {
+				pt.FirstYear = ps.first
+			}
+			if prev != nil {
+				if c, ok := ps.accs[k].change(w, &prev.accs[k]); ok {
+					c.From = from
+					if pool > 1 {
+						c.FromFirst = prev.first
+					}
+					changes[k] = c
+					pt.Change = &changes[k]
+				}
+			}
+			out = append(out, pt)
 		}
 	}
 	return out
+}
+
+// inRange reports whether a collected period lies within the query's
+// range (collect reaches one period further back).
+func (q *SeriesQuery) inRange(p Period, first int) bool {
+	if p.Quarter > 0 {
+		lo, hi := q.quarterRange()
+		i := p.Year*4 + p.Quarter - 1
+		return lo <= i && i <= hi
+	}
+	if first == 0 {
+		first = p.Year
+	}
+	return (q.From == Period{} || q.From.Year <= first) && (q.To == Period{} || p.Year <= q.To.Year)
+}
+
+// quarterRange is From and To as quarter indexes (year·4 + quarter − 1).
+func (q *SeriesQuery) quarterRange() (lo, hi int) {
+	lo, hi = math.MinInt, math.MaxInt
+	if q.From != (Period{}) {
+		lo = q.From.Year*4 + max(q.From.Quarter, 1) - 1
+	}
+	if q.To != (Period{}) {
+		hi = q.To.Year*4 + 3
+		if q.To.Quarter > 0 {
+			hi = q.To.Year*4 + q.To.Quarter - 1
+		}
+	}
+	return lo, hi
+}
+
+func (q *SeriesQuery) wantsPartner(p string) bool {
+	return len(q.Partners) == 0 || slices.Contains(q.Partners, p)
 }
 
 // comparePeriods orders a year just before its first quarter.
@@ -441,15 +652,9 @@ func Series(ms []Measurement, q SeriesQuery) ([]SeriesPoint, error) {
 
 // projection maps every leaf to its key under By, and lists those keys.
 func (ind *indicatorEstimates) projection(by []string) ([]int, [][]string, error) {
-	at := make([]int, len(by))
-	for i, name := range by {
-		at[i] = slices.Index(ind.dims, name)
-		if at[i] < 0 {
-			return nil, nil, fmt.Errorf("dimension %q is not one of %s", name, strings.Join(ind.dims, ", "))
-		}
-		if slices.Contains(at[:i], at[i]) {
-			return nil, nil, fmt.Errorf("dimension %q asked for twice", name)
-		}
+	at, err := ind.positions(by)
+	if err != nil {
+		return nil, nil, err
 	}
 	proj := make([]int, len(ind.leaves))
 	index := make(map[string]int)
@@ -474,6 +679,39 @@ func (ind *indicatorEstimates) projection(by []string) ([]int, [][]string, error
 	return proj, keys, nil
 }
 
+// positions returns each By dimension's index among the indicator's.
+func (ind *indicatorEstimates) positions(by []string) ([]int, error) {
+	at := make([]int, len(by))
+	for i, name := range by {
+		at[i] = slices.Index(ind.dims, name)
+		if at[i] < 0 {
+			return nil, fmt.Errorf("dimension %q is not one of %s", name, strings.Join(ind.dims, ", "))
+		}
+		if slices.Contains(at[:i], at[i]) {
+			return nil, fmt.Errorf("dimension %q asked for twice", name)
+		}
+	}
+	return at, nil
+}
+
+// directKeys returns, per output key, the joined key of the published cell
+// that measures it directly: the By values in place, KeyAll elsewhere.
+func (ind *indicatorEstimates) directKeys(by []string, keys [][]string) []string {
+	at, _ := ind.positions(by) // checked by projection
+	out := make([]string, len(keys))
+	full := make([]string, len(ind.dims))
+	for k, key := range keys {
+		for d := range full {
+			full[d] = KeyAll
+		}
+		for i, a := range at {
+			full[a] = key[i]
+		}
+		out[k] = strings.Join(full, "\x00")
+	}
+	return out
+}
+
 // span is one output period of a block: the units it sums.
 type span struct {
 	period Period
@@ -481,16 +719,7 @@ type span struct {
 }
 
 func (b *block) spans(q SeriesQuery) []span {
-	lo, hi := math.MinInt, math.MaxInt
-	if q.From != (Period{}) {
-		lo = q.From.Year*4 + max(q.From.Quarter, 1) - 1
-	}
-	if q.To != (Period{}) {
-		hi = q.To.Year*4 + 3
-		if q.To.Quarter > 0 {
-			hi = q.To.Year*4 + q.To.Quarter - 1
-		}
-	}
+	lo, hi := q.quarterRange()
 	yearIn := (q.From == Period{} || q.From.Year <= b.year) && (q.To == Period{} || b.year <= q.To.Year)
 	var out []span
 	if q.RollUpYears {
@@ -520,12 +749,15 @@ func (b *block) spans(q SeriesQuery) []span {
 
 // pointAcc accumulates one series point.
 type pointAcc struct {
-	est         int64
-	mean        float64 // the WLS (unrounded) estimate the interval is centred on
-	variance    float64
-	laplaceMax  float64 // the largest single Laplace term's variance
-	raw         int64
-	rawVariance float64
+	est          int64
+	mean         float64 // the WLS (unrounded) estimate the interval is centred on
+	variance     float64
+	laplaceMax   float64 // the largest single Laplace term's variance
+	undetermined bool    // some part is not determined by the measurements
+	raw          int64   // the direct measurement
+	rawVariance  float64
+	rawLaplace   float64 // its largest Laplace term's variance
+	rawMissing   bool    // some part has no direct measurement
 }
 
 func (a *pointAcc) add(b *pointAcc) {
@@ -533,11 +765,21 @@ func (a *pointAcc) add(b *pointAcc) {
 	a.mean += b.mean
 	a.variance += b.variance
 	a.laplaceMax = max(a.laplaceMax, b.laplaceMax)
+	a.undetermined = a.undetermined || b.undetermined
 	a.raw += b.raw
 	a.rawVariance += b.rawVariance
+	a.rawLaplace = max(a.rawLaplace, b.rawLaplace)
+	a.rawMissing = a.rawMissing || b.rawMissing
 }
 
-// point sums a span's unknowns per output key.
+func (a *pointAcc) addRaw(c rawCell) {
+	a.raw += c.value
+	a.rawVariance += c.variance
+	if c.laplace {
+		a.rawLaplace = max(a.rawLaplace, c.variance)
+	}
+}
+
 // pointBuf is scratch space reused across the points of one query.
 type pointBuf struct {
 	acc     []pointAcc
@@ -546,7 +788,9 @@ type pointBuf struct {
 	moments []float64
 }
 
-func (b *block) point(s span, proj []int, nkeys int, buf *pointBuf) []pointAcc {
+// point sums a span's unknowns per output key, and looks up each key's
+// direct measurement.
+func (b *block) point(s span, proj []int, nkeys int, direct []string, buf *pointBuf) []pointAcc {
 	L := len(b.leaves)
 	buf.acc = slices.Grow(buf.acc[:0], nkeys)[:nkeys]
 	clear(buf.acc)
@@ -554,9 +798,11 @@ func (b *block) point(s span, proj []int, nkeys int, buf *pointBuf) []pointAcc {
 	// Group the span's unknowns by output key (a counting sort into flat).
 	buf.offsets = slices.Grow(buf.offsets[:0], nkeys+1)[:nkeys+1]
 	clear(buf.offsets)
-	for range s.units {
-		for _, g := range b.leaves {
-			buf.offsets[proj[g]+1]++
+	for _, u := range s.units {
+		for l, g := range b.leaves {
+			if !b.absent[u*L+l] {
+				buf.offsets[proj[g]+1]++
+			}
 		}
 	}
 	for k := range nkeys {
@@ -565,26 +811,17 @@ func (b *block) point(s span, proj []int, nkeys int, buf *pointBuf) []pointAcc {
 	n := buf.offsets[nkeys]
 	buf.flat = slices.Grow(buf.flat[:0], n)[:n]
 	fill := slices.Clone(buf.offsets[:nkeys])
-	yearly := len(s.units) > 1 || b.units[s.units[0]].quarter <= 0
 	for _, u := range s.units {
 		for l, g := range b.leaves {
 			j := u*L + l
+			if b.absent[j] {
+				continue
+			}
 			k := proj[g]
-			a := &acc[k]
-			a.est += b.est[j]
-			a.mean += b.x[j]
+			acc[k].est += b.est[j]
+			acc[k].mean += b.x[j]
 			buf.flat[fill[k]] = j
 			fill[k]++
-			if !yearly || b.yearRaw == nil {
-				a.raw += b.raw[j].value
-				a.rawVariance += b.raw[j].variance
-			}
-		}
-	}
-	if yearly && b.yearRaw != nil {
-		for l, g := range b.leaves {
-			acc[proj[g]].raw += b.yearRaw[l].value
-			acc[proj[g]].rawVariance += b.yearRaw[l].variance
 		}
 	}
 	buf.moments = slices.Grow(buf.moments[:0], b.maxComp)[:b.maxComp]
@@ -592,12 +829,33 @@ func (b *block) point(s span, proj []int, nkeys int, buf *pointBuf) []pointAcc {
 		set := buf.flat[buf.offsets[k]:buf.offsets[k+1]]
 		b.addMoments(&acc[k], set, buf.moments)
 	}
+	b.addDirect(acc, s.period.Quarter, direct)
 	return acc
 }
 
-// addMoments adds the variance of Σ_{j∈set} x̂_j to a. Unknowns of
-// different components are uncorrelated: their moments add component by
-// component, in a fixed order so the floating-point sum is reproducible.
+// addDirect adds each key's direct measurement for a quarter, or for a
+// year: the year release's cell, else the sum of the four quarters'.
+func (b *block) addDirect(acc []pointAcc, quarter int, direct []string) {
+	quarters := []int{quarter}
+	if _, ok := b.direct[0]; quarter == 0 && !ok {
+		quarters = []int{1, 2, 3, 4}
+	}
+	for k := range acc {
+		for _, q := range quarters {
+			c, ok := b.direct[q][direct[k]]
+			if !ok {
+				acc[k].rawMissing = true
+				break
+			}
+			acc[k].addRaw(c)
+		}
+	}
+}
+
+// addMoments adds the variance of Σ_{j∈set} x̂_j to a, and whether the
+// measurements determine that sum. Unknowns of different components are
+// uncorrelated: their moments add component by component, in a fixed
+// order so the floating-point sum is reproducible.
 func (b *block) addMoments(a *pointAcc, set []int, scratch []float64) {
 	byComp := func(x, y int) int {
 		if c := b.compOf[x] - b.compOf[y]; c != 0 {
@@ -615,9 +873,13 @@ func (b *block) addMoments(a *pointAcc, set []int, scratch []float64) {
 		}
 		var v, lap float64
 		if end-start == 1 {
-			v, lap = b.cellVar[set[start]], b.cellLap[set[start]]
+			j := set[start]
+			v, lap = b.cellVar[j], b.cellLap[j]
+			a.undetermined = a.undetermined || !b.cellDet[j]
 		} else {
-			v, lap = b.comps[b.compOf[set[start]]].linearMoments(b.rows, b.pos, set[start:end], scratch)
+			c := b.comps[b.compOf[set[start]]]
+			v, lap = c.linearMoments(b.rows, b.pos, set[start:end], scratch)
+			a.undetermined = a.undetermined || !c.determined(b.pos, set[start:end])
 		}
 		a.variance += v
 		a.laplaceMax = max(a.laplaceMax, lap)
@@ -637,12 +899,26 @@ func (b *block) releaseIDs(p Period) []string {
 }
 
 func (a *pointAcc) finish(w *halfWidths, partner string, p Period, key, ids []string) SeriesPoint {
-	lo, hi := w.ci95(a.mean, a.variance, a.laplaceMax)
-	return SeriesPoint{
-		Partner: partner, Period: p, Key: key,
-		Raw: a.raw, RawVariance: a.rawVariance,
-		Estimate: a.est, CILow: lo, CIHigh: hi,
-		Small:      a.est < 5 || (hi-lo)/2 > float64(a.est),
-		ReleaseIDs: ids,
+	sp := SeriesPoint{Partner: partner, Period: p, Key: key, Estimate: a.est, Determined: !a.undetermined, ReleaseIDs: ids}
+	if a.undetermined {
+		sp.CILow, sp.CIHigh = math.Inf(-1), math.Inf(1)
+	} else {
+		sp.CILow, sp.CIHigh = w.ci95(a.mean, a.variance, a.laplaceMax)
 	}
+	if !a.rawMissing {
+		sp.HasRaw, sp.Raw, sp.RawVariance = true, a.raw, a.rawVariance
+		sp.RawCILow, sp.RawCIHigh = w.ci95(float64(a.raw), a.rawVariance, a.rawLaplace)
+	}
+	sp.TooUncertain = a.undetermined || (sp.CIHigh-sp.CILow)/2 > float64(a.est)
+	sp.Small = a.est < 5 || sp.TooUncertain
+	return sp
+}
+
+// change is a − prev with its interval; false when either is undetermined.
+func (a *pointAcc) change(w *halfWidths, prev *pointAcc) (Change, bool) {
+	if a.undetermined || prev.undetermined {
+		return Change{}, false
+	}
+	lo, hi := w.ci95(a.mean-prev.mean, a.variance+prev.variance, max(a.laplaceMax, prev.laplaceMax))
+	return Change{Value: a.est - prev.est, CILow: lo, CIHigh: hi, Detectable: lo > 0 || hi < 0}, true
 }

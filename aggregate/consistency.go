@@ -32,15 +32,18 @@ type row struct {
 type component struct {
 	vars []int     // unknown ids, in increasing order
 	rows []int     // row ids touching them
-	inv  []float64 // (AᵀWA)⁻¹ over vars, row-major len(vars)²
+	inv  []float64 // a generalised inverse G of AᵀWA over vars, row-major len(vars)²; see solve
+	// null spans, over vars, the directions the rows do not determine
+	// (unit vectors; nil when every unknown is determined). A sum of
+	// unknowns is determined iff it is orthogonal to every one of them.
+	null [][]float64
 }
 
-// errSingular reports a system whose unknowns the measurements do not pin down.
-var errSingular = errors.New("measurements do not determine every cell (singular normal matrix)")
-
 // solveWLS computes the WLS estimate of n unknowns from rows, component by
-// component. pos[j] is unknown j's position within its component.
-func solveWLS(n int, rows []row) (x []float64, comps []*component, compOf, pos []int, err error) {
+// component. pos[j] is unknown j's position within its component. It
+// never fails: unknowns the rows do not determine get the minimum-norm
+// solution and are reported by determined (see component.solve).
+func solveWLS(n int, rows []row) (x []float64, comps []*component, compOf, pos []int) {
 	// Union-find over unknowns joined by a row.
 	parent := make([]int, n)
 	for i := range parent {
@@ -85,15 +88,27 @@ func solveWLS(n int, rows []row) (x []float64, comps []*component, compOf, pos [
 	}
 	x = make([]float64, n)
 	for _, c := range comps {
-		if err := c.solve(rows, pos, x); err != nil {
-			return nil, nil, nil, nil, err
-		}
+		c.solve(rows, pos, x)
 	}
-	return x, comps, compOf, pos, nil
+	return x, comps, compOf, pos
 }
 
-// solve fills x over the component's unknowns and keeps (AᵀWA)⁻¹.
-func (c *component) solve(rows []row, pos []int, x []float64) error {
+// solve fills x over the component's unknowns and keeps a generalised
+// inverse of the normal matrix N = AᵀWA.
+//
+// N is first equilibrated, Nₛ = D·N·D with D = diag(1/√N_ii), so that its
+// diagonal is 1 whatever the noise scale: a release at ε = 10⁻⁶ has
+// weights near 10⁻¹³, and a pivot test in absolute terms would call its
+// perfectly determined system singular. A Cholesky factorisation of Nₛ
+// (pivots > 10⁻¹⁰) is the fast path. If it fails, the system is
+// rank-deficient or nearly so, and the eigendecomposition of Nₛ (cyclic
+// Jacobi: deterministic, accurate for small symmetric matrices) gives
+// the pseudo-inverse Nₛ⁺, eigenvalues ≤ 10⁻¹⁰·λ_max counting as zero, and
+// those eigenvectors span what the rows do not determine. In both cases
+// G = D·Nₛ⁺·D is a symmetric reflexive generalised inverse of N (NGN = N,
+// GNG = G), so x̂ = G·AᵀWy solves the normal equations and, for every
+// determined sum cᵀx, cᵀx̂ is the unique BLUE with variance cᵀGc.
+func (c *component) solve(rows []row, pos []int, x []float64) {
 	m := len(c.vars)
 	normal := make([]float64, m*m)
 	rhs := make([]float64, m)
@@ -108,24 +123,183 @@ func (c *component) solve(rows []row, pos []int, x []float64) error {
 			}
 		}
 	}
-	inv, err := invertSPD(normal, m)
-	if err != nil {
-		return err
-	}
-	c.inv = inv
+	c.inv, c.null = generalisedInverse(normal, m)
 	for i, j := range c.vars {
 		s := 0.0
 		for k := range m {
-			s += inv[i*m+k] * rhs[k]
+			s += c.inv[i*m+k] * rhs[k]
 		}
 		x[j] = s
 	}
-	return nil
 }
+
+// rankTolerance is the relative size below which a pivot or an eigenvalue
+// of the equilibrated normal matrix counts as zero. Measurement weights
+// within one release differ by at most the ratio of its shares (< 10³),
+// and releases of one block by what their budgets allow (ε from 10⁻⁶ to
+// the cap: ~10¹² in weight, but on separate rows of the same cells, which
+// equilibration absorbs); only true dependence comes near 10⁻¹⁰.
+const rankTolerance = 1e-10
+
+// generalisedInverse returns G = D·Nₛ⁺·D for symmetric positive
+// semi-definite a (m×m, row-major), and the null directions of a (unit
+// vectors), nil when a is invertible. See component.solve.
+func generalisedInverse(a []float64, m int) (inv []float64, null [][]float64) {
+	d := make([]float64, m)
+	for i := range m {
+		d[i] = 1 // an unknown no row touches: its row and column are 0
+		if v := a[i*m+i]; v > 0 {
+			d[i] = 1 / math.Sqrt(v)
+		}
+	}
+	s := make([]float64, m*m)
+	for i := range m {
+		for j := range m {
+			s[i*m+j] = d[i] * a[i*m+j] * d[j]
+		}
+	}
+	inv, err := invertSPD(s, m)
+	if err != nil {
+		inv, null = pseudoInverse(s, m)
+		for k, v := range null {
+			for i := range m {
+				v[i] *= d[i]
+			}
+			null[k] = normalise(v)
+		}
+	}
+	for i := range m {
+		for j := range m {
+			inv[i*m+j] *= d[i] * d[j]
+		}
+	}
+	return inv, null
+}
+
+// pseudoInverse returns the Moore–Penrose inverse of symmetric positive
+// semi-definite s (m×m) and the eigenvectors whose eigenvalues count as
+// zero.
+func pseudoInverse(s []float64, m int) (inv []float64, null [][]float64) {
+	vals, vecs := symmetricEigen(s, m)
+	top := 0.0
+	for _, v := range vals {
+		top = math.Max(top, v)
+	}
+	inv = make([]float64, m*m)
+	for k, l := range vals {
+		if !(l > rankTolerance*top) {
+			v := make([]float64, m)
+			for i := range m {
+				v[i] = vecs[i*m+k]
+			}
+			null = append(null, v)
+			continue
+		}
+		for i := range m {
+			vi := vecs[i*m+k] / l
+			for j := range m {
+				inv[i*m+j] += vi * vecs[j*m+k]
+			}
+		}
+	}
+	return inv, null
+}
+
+// symmetricEigen diagonalises symmetric a (m×m, row-major) by cyclic
+// Jacobi rotations (Golub & Van Loan, §8.5; Numerical Recipes §11.1) and
+// returns the eigenvalues and the eigenvectors as the columns of vecs.
+// The sweep order is fixed, so the result is deterministic.
+func symmetricEigen(a []float64, m int) (vals, vecs []float64) {
+	a = slices.Clone(a)
+	vecs = make([]float64, m*m)
+	frob := 0.0
+	for i := range m {
+		vecs[i*m+i] = 1
+		for j := range m {
+			frob += a[i*m+j] * a[i*m+j]
+		}
+	}
+	for sweep := 0; sweep < 60; sweep++ {
+		off := 0.0
+		for p := range m {
+			for q := p + 1; q < m; q++ {
+				off += a[p*m+q] * a[p*m+q]
+			}
+		}
+		if off <= 1e-30*frob {
+			break
+		}
+		for p := range m {
+			for q := p + 1; q < m; q++ {
+				apq := a[p*m+q]
+				if apq == 0 {
+					continue
+				}
+				theta := (a[q*m+q] - a[p*m+p]) / (2 * apq)
+				t := 1 / (math.Abs(theta) + math.Sqrt(theta*theta+1))
+				if theta < 0 {
+					t = -t
+				}
+				c := 1 / math.Sqrt(t*t+1)
+				s := t * c
+				for k := range m { // columns p and q
+					akp, akq := a[k*m+p], a[k*m+q]
+					a[k*m+p], a[k*m+q] = c*akp-s*akq, s*akp+c*akq
+				}
+				for k := range m { // rows p and q
+					apk, aqk := a[p*m+k], a[q*m+k]
+					a[p*m+k], a[q*m+k] = c*apk-s*aqk, s*apk+c*aqk
+				}
+				for k := range m {
+					vkp, vkq := vecs[k*m+p], vecs[k*m+q]
+					vecs[k*m+p], vecs[k*m+q] = c*vkp-s*vkq, s*vkp+c*vkq
+				}
+			}
+		}
+	}
+	vals = make([]float64, m)
+	for i := range m {
+		vals[i] = a[i*m+i]
+	}
+	return vals, vecs
+}
+
+func normalise(v []float64) []float64 {
+	n := 0.0
+	for _, x := range v {
+		n += x * x
+	}
+	if n = math.Sqrt(n); n > 0 {
+		for i := range v {
+			v[i] /= n
+		}
+	}
+	return v
+}
+
+// determined reports whether the rows determine Σ_{j∈set} x_j (set lies
+// in this component): whether the sum is orthogonal to every direction
+// the rows leave free, up to rounding.
+func (c *component) determined(pos []int, set []int) bool {
+	for _, z := range c.null {
+		s := 0.0
+		for _, j := range set {
+			s += z[pos[j]]
+		}
+		if math.Abs(s) > 1e-6*math.Sqrt(float64(len(set))) {
+			return false
+		}
+	}
+	return true
+}
+
+// errSingular reports a matrix invertSPD cannot factor.
+var errSingular = errors.New("matrix is singular or not positive definite")
 
 // invertSPD inverts a symmetric positive definite m×m matrix (row-major)
 // by Cholesky factorisation. Tables are small (≤ a few hundred unknowns),
-// so a dense O(m³) solve is simplest and exact enough.
+// so a dense O(m³) solve is simplest and exact enough. A pivot at or
+// below rankTolerance times its diagonal entry fails with errSingular.
 func invertSPD(a []float64, m int) ([]float64, error) {
 	l := make([]float64, m*m)
 	for i := range m {
@@ -135,7 +309,7 @@ func invertSPD(a []float64, m int) ([]float64, error) {
 				s -= l[i*m+k] * l[j*m+k]
 			}
 			if i == j {
-				if s <= 1e-12*math.Max(1, a[i*m+i]) {
+				if !(s > rankTolerance*a[i*m+i]) || a[i*m+i] <= 0 {
 					return nil, errSingular
 				}
 				l[i*m+i] = math.Sqrt(s)

@@ -42,10 +42,7 @@ func TestSolveWLSClosedForm(t *testing.T) {
 		{cols: []int{1}, value: 4, variance: 1},
 		{cols: []int{0, 1}, value: 17, variance: 1},
 	}
-	x, comps, _, pos, err := solveWLS(2, rows)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x, comps, _, pos := solveWLS(2, rows)
 	if math.Abs(x[0]-11) > 1e-12 || math.Abs(x[1]-5) > 1e-12 {
 		t.Fatalf("x = %v, want [11 5]", x)
 	}
@@ -60,10 +57,7 @@ func TestSolveWLSClosedForm(t *testing.T) {
 		}
 	}
 	// Unknowns not tied by any row are separate components.
-	_, comps, compOf, _, err := solveWLS(3, []row{{cols: []int{0}, value: 1, variance: 1}, {cols: []int{1, 2}, value: 1, variance: 1}, {cols: []int{2}, value: 1, variance: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, comps, compOf, _ := solveWLS(3, []row{{cols: []int{0}, value: 1, variance: 1}, {cols: []int{1, 2}, value: 1, variance: 1}, {cols: []int{2}, value: 1, variance: 1}})
 	if len(comps) != 2 || compOf[1] != compOf[2] || compOf[0] == compOf[1] {
 		t.Errorf("components %v", compOf)
 	}
@@ -163,5 +157,57 @@ func TestCI95(t *testing.T) {
 	}
 	if lo, _ := ci95(1, 100, 0); lo >= 0 {
 		t.Errorf("lower end clipped: %v", lo)
+	}
+}
+
+// TestGeneralisedInverse: for a rank-deficient normal matrix (three
+// unknowns, rows a, b + c, and one untouched) G must satisfy NGN = N and
+// GNG = G, and the null directions must be exactly b − c and the untouched
+// unknown; for weights 10¹² apart the fast path must still succeed.
+func TestGeneralisedInverse(t *testing.T) {
+	n := []float64{
+		2, 0, 0, 0,
+		0, 1, 1, 0,
+		0, 1, 1, 0,
+		0, 0, 0, 0,
+	}
+	g, null := generalisedInverse(n, 4)
+	mul := func(a, b []float64) []float64 {
+		out := make([]float64, 16)
+		for i := range 4 {
+			for j := range 4 {
+				for k := range 4 {
+					out[i*4+j] += a[i*4+k] * b[k*4+j]
+				}
+			}
+		}
+		return out
+	}
+	for i, v := range mul(mul(n, g), n) {
+		if math.Abs(v-n[i]) > 1e-9 {
+			t.Fatalf("NGN ≠ N at %d: %v", i, v)
+		}
+	}
+	for i, v := range mul(mul(g, n), g) {
+		if math.Abs(v-g[i]) > 1e-9 {
+			t.Fatalf("GNG ≠ G at %d: %v vs %v", i, v, g[i])
+		}
+	}
+	if len(null) != 2 {
+		t.Fatalf("%d null directions, want 2", len(null))
+	}
+	c := &component{null: null}
+	pos := []int{0, 1, 2, 3}
+	for _, tc := range []struct {
+		set  []int
+		want bool
+	}{{[]int{0}, true}, {[]int{1, 2}, true}, {[]int{1}, false}, {[]int{3}, false}, {[]int{0, 1, 2}, true}, {[]int{0, 3}, false}} {
+		if got := c.determined(pos, tc.set); got != tc.want {
+			t.Errorf("determined(%v) = %v, want %v", tc.set, got, tc.want)
+		}
+	}
+	tiny := []float64{1e-13, 0, 0, 1e-1}
+	if _, null := generalisedInverse(tiny, 2); null != nil {
+		t.Errorf("a diagonal matrix with weights 1e-13 and 0.1 was called singular")
 	}
 }

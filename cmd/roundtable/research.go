@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -21,14 +22,22 @@ import (
 func newQueryCmd() *cobra.Command {
 	var server, token, indicator, from, to, format string
 	var by, partners, rollup []string
+	var pool int
 	c := &cobra.Command{
-		Use:   "query --server URL --indicator NAME [--by DIM,...] [--partner P,...] [--from P --to P] [--format table|csv|json]",
-		Short: "Print published estimates with their 95% intervals",
-		Long: `query fetches combined estimates from any node: the raw noisy sums and the
-consistent (post-processed, non-negative, integer) estimates with 95%
-confidence intervals, per partner and period. --rollup year adds quarters
-up to years; --rollup region adds partners up to the region.`,
+		Use:   "query --server URL --indicator NAME [--by DIM,...] [--partner P,...] [--from P --to P] [--rollup year,region] [--pool N] [--format table|csv|json]",
+		Short: "Print published estimates with their 95% intervals and year-over-year changes",
+		Long: `query fetches combined estimates from any node: the consistent (post-processed,
+non-negative, whole) estimate with its 95% interval; the direct measurement of
+the same quantity ("raw": the published total for a total, the published margin
+for a breakdown; "-" when no release measures it directly); and the change
+from the same period a year earlier with its interval, which reads "not
+distinguishable from no change" when that interval covers 0. A value whose
+interval's half-width is larger than the value itself is flagged "too
+uncertain to read". --rollup year adds quarters up to years; --rollup region
+adds partners up to the region; --pool 3 sums blocks of three years (counted
+back from the latest year), for partners too small to read year by year.`,
 		Example: `  roundtable query --server http://127.0.0.1:8080 --indicator victims --by sex --rollup region,year
+  roundtable query --server http://127.0.0.1:8080 --indicator victims --partner ME --pool 3
   roundtable query --server http://127.0.0.1:8080 --indicator corridors --partner RS --from 2023-Q1 --format csv`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -47,6 +56,9 @@ up to years; --rollup region adds partners up to the region.`,
 			if to != "" {
 				q.Set("to", to)
 			}
+			if pool > 1 {
+				q.Set("pool", strconv.Itoa(pool))
+			}
 			res, err := client.New(server, token).Series(cmd.Context(), q)
 			if err != nil {
 				return err
@@ -63,6 +75,7 @@ up to years; --rollup region adds partners up to the region.`,
 	f.StringVar(&from, "from", "", "first period, e.g. 2019-Q1")
 	f.StringVar(&to, "to", "", "last period, e.g. 2024-Q4")
 	f.StringSliceVar(&rollup, "rollup", nil, "year, region, or both")
+	f.IntVar(&pool, "pool", 0, "sum blocks of this many years (2–5; implies --rollup year)")
 	f.StringVar(&format, "format", "table", "table, csv or json")
 	mustRequire(c, "indicator")
 	return c
@@ -75,37 +88,117 @@ func writeSeries(w io.Writer, format string, res api.SeriesResponse) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	case "csv":
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"indicator", "partner", "period", "key", "estimate", "ci_low", "ci_high", "raw", "raw_ci_low", "raw_ci_high", "small"})
-		for _, s := range res.Series {
-			for _, p := range s.Points {
-				cw.Write([]string{s.Indicator, p.Partner, p.Period, strings.Join(p.Key, "|"), num(p.Estimate.Value), num(p.Estimate.CILow),
-					num(p.Estimate.CIHigh), num(p.Raw.Value), num(p.Raw.CILow), num(p.Raw.CIHigh), strconv.FormatBool(p.Small)})
-			}
-		}
-		cw.Flush()
-		return cw.Error()
+		return writeSeriesCSV(w, res)
 	case "table":
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, s := range res.Series {
-			fmt.Fprintf(tw, "%s — %s (by %s)\n", s.Indicator, s.Title, strings.Join(s.By, ", "))
-			fmt.Fprintln(tw, "partner\tperiod\tkey\testimate\t95% CI\traw\tflag")
-			for _, p := range s.Points {
-				flag := ""
-				if p.Small {
-					flag = "small/uncertain"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t[%s, %s]\t%s\t%s\n", p.Partner, p.Period, strings.Join(p.Key, "|"),
-					num(p.Estimate.Value), num(p.Estimate.CILow), num(p.Estimate.CIHigh), num(p.Raw.Value), flag)
-			}
-			fmt.Fprintln(tw)
-		}
-		return tw.Flush()
+		return writeSeriesTable(w, res)
 	}
 	return fmt.Errorf("--format %q: want table, csv or json", format)
 }
 
-func num(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+func writeSeriesCSV(w io.Writer, res api.SeriesResponse) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"indicator", "partner", "period", "key", "estimate", "ci_low", "ci_high", "raw", "raw_ci_low", "raw_ci_high",
+		"too_uncertain", "small", "change_from", "change", "change_ci_low", "change_ci_high", "change_reading"})
+	for _, s := range res.Series {
+		for _, p := range s.Points {
+			row := []string{s.Indicator, p.Partner, p.Period, strings.Join(p.Key, "|")}
+			row = append(row, estimateCells(p.Estimate)...)
+			row = append(row, estimateCells(p.Raw)...)
+			row = append(row, strconv.FormatBool(p.TooUncertain), strconv.FormatBool(p.Small))
+			if c := p.Change; c != nil {
+				row = append(row, c.From, num(c.Value), num(c.CILow), num(c.CIHigh), c.Reading)
+			} else {
+				row = append(row, "", "", "", "", "")
+			}
+			cw.Write(row)
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// estimateCells is value, low, high rounded for CSV; empty when absent.
+func estimateCells(e *api.Estimate) []string {
+	if e == nil {
+		return []string{"", "", ""}
+	}
+	return []string{num(e.Value), num(e.CILow), num(e.CIHigh)}
+}
+
+// writeSeriesTable prints what a reader needs: whole counts, intervals
+// rounded to a whole number (one decimal when narrower than ±10), the
+// change with its reading, and a note for values too uncertain to read.
+func writeSeriesTable(w io.Writer, res api.SeriesResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range res.Series {
+		title := fmt.Sprintf("%s — %s", s.Indicator, s.Title)
+		if len(s.By) > 0 {
+			title += " (by " + strings.Join(s.By, ", ") + ")"
+		}
+		if s.Pool > 1 {
+			title += fmt.Sprintf(", %d-year blocks", s.Pool)
+		}
+		fmt.Fprintln(tw, title)
+		fmt.Fprintln(tw, "partner\tperiod\tkey\testimate\t95% interval\traw (direct)\tchange (95% interval)\tnote")
+		for _, p := range s.Points {
+			key := strings.Join(p.Key, "|")
+			if key == "" {
+				key = "total"
+			}
+			est, ci := "?", "unknown"
+			if e := p.Estimate; e != nil {
+				est = fmt.Sprintf("%.0f ± %s", e.Value, halfWidth(e))
+				ci = fmt.Sprintf("[%s, %s]", round(e.CILow, e), round(e.CIHigh, e))
+			}
+			raw := "-"
+			if r := p.Raw; r != nil {
+				raw = fmt.Sprintf("%.0f ± %s", r.Value, halfWidth(r))
+			}
+			change := ""
+			if c := p.Change; c != nil {
+				e := &api.Estimate{Value: c.Value, CILow: c.CILow, CIHigh: c.CIHigh}
+				change = fmt.Sprintf("%+.0f [%s, %s] since %s: %s", c.Value, round(c.CILow, e), round(c.CIHigh, e), c.From, c.Reading)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partner, p.Period, key, est, ci, raw, change, note(p))
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+func note(p api.SeriesPoint) string {
+	switch {
+	case !p.Determined:
+		return "not determined by the published numbers"
+	case p.TooUncertain:
+		return "too uncertain to read"
+	case p.Small:
+		return "fewer than 5"
+	}
+	return ""
+}
+
+// halfWidth is e's interval half-width as a reader needs it.
+func halfWidth(e *api.Estimate) string {
+	hw := (e.CIHigh - e.CILow) / 2
+	if hw < 10 {
+		return strconv.FormatFloat(hw, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(hw, 'f', 0, 64)
+}
+
+// round writes an interval end with the precision of its interval.
+func round(x float64, e *api.Estimate) string {
+	if (e.CIHigh-e.CILow)/2 < 10 {
+		return strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(x, 'f', 0, 64)
+}
+
+// num is a CSV number: one decimal is more than the noise allows.
+func num(x float64) string {
+	return strconv.FormatFloat(math.Round(x*10)/10, 'f', -1, 64)
+}
 
 func newVerifyCmd() *cobra.Command {
 	var o verify.Options

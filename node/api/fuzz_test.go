@@ -23,6 +23,10 @@ func FuzzSeriesParams(f *testing.F) {
 		"%zz",
 		"indicator=victims&%zz&by=sex",
 		"indicator=victims;by=sex",
+		"indicator=victims&pool=3&rollup=region",
+		"pool=0&rollup=year",
+		"pool=x",
+		"pool=6&by=sex&indicator=victims",
 	} {
 		f.Add(s)
 	}

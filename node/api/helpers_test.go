@@ -28,6 +28,17 @@ func newEnv(t testing.TB, publicReads bool, o apitest.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newEnvOver(t, publicReads, fake)
+}
+
+// newEnvWith is a server with public reads over a given fake.
+func newEnvWith(t testing.TB, fake *apitest.Fake) *env {
+	t.Helper()
+	return newEnvOver(t, true, fake)
+}
+
+func newEnvOver(t testing.TB, publicReads bool, fake *apitest.Fake) *env {
+	t.Helper()
 	store, err := api.OpenTokenStore(filepath.Join(t.TempDir(), api.TokenFile))
 	if err != nil {
 		t.Fatal(err)

@@ -3,9 +3,11 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -25,23 +27,36 @@ type IndicatorSeries struct {
 	Kind      string        `json:"kind"`
 	By        []string      `json:"by"`
 	Rollup    string        `json:"rollup"`
+	Pool      int           `json:"pool,omitempty"` // years pooled per point (blocks counted back from the latest year)
 	Points    []SeriesPoint `json:"points"`
 }
 
-// SeriesPoint is one estimate (aggregate.SeriesPoint in JSON). Raw is the
-// sum of the published noisy full-table cells with a normal-approximation
-// 95% interval; Estimate is the consistent post-processed value (weighted
-// least squares over margins, quarters and partners; integer, ≥ 0) with
-// its interval.
+// SeriesPoint is one estimate (aggregate.SeriesPoint in JSON).
 type SeriesPoint struct {
-	Partner    string          `json:"partner"` // partner code, or "region"
-	Period     string          `json:"period"`  // 2024-Q1, or 2024 for a year
-	Key        []string        `json:"key"`     // one key per By dimension
-	Raw        Estimate        `json:"raw"`
-	Estimate   Estimate        `json:"estimate"`
-	Small      bool            `json:"small"` // flagged: small or very uncertain
-	ReleaseIDs []string        `json:"release_ids"`
-	Quantiles  []QuantilePoint `json:"quantiles,omitempty"`
+	Partner string   `json:"partner"` // partner code, or "region"
+	Period  string   `json:"period"`  // 2024-Q1, 2024 for a year, 2022-2024 for pooled years
+	Key     []string `json:"key"`     // one key per By dimension
+	// Raw is the direct measurement of this quantity: the published cell
+	// that measures it (the total cell for a total, the margin cell for a
+	// breakdown published as a margin, the cross-table cell for the full
+	// breakdown), summed over quarters, partners or pooled years for a
+	// roll-up; with that measurement's own 95% interval. null when no
+	// release measures the quantity directly (never a sum of finer cells).
+	Raw *Estimate `json:"raw"`
+	// Estimate is the consistent post-processed value (weighted least
+	// squares over margins, quarters and partners; integer, ≥ 0) with its
+	// 95% interval; null when the published measurements do not determine
+	// the quantity (Determined false).
+	Estimate   *Estimate `json:"estimate"`
+	Determined bool      `json:"determined"`
+	// TooUncertain: the interval's half-width is larger than the estimate
+	// (or the quantity is undetermined): too uncertain to read as a number
+	// or a trend point.
+	TooUncertain bool            `json:"too_uncertain"`
+	Small        bool            `json:"small"` // the estimate is below 5, or too uncertain
+	Change       *Change         `json:"change,omitempty"`
+	ReleaseIDs   []string        `json:"release_ids"`
+	Quantiles    []QuantilePoint `json:"quantiles,omitempty"`
 }
 
 // Estimate is a value with its 95% interval.
@@ -50,6 +65,25 @@ type Estimate struct {
 	CILow  float64 `json:"ci_low"`
 	CIHigh float64 `json:"ci_high"`
 }
+
+// Change is a point's difference from the same quantity one period
+// earlier (a year earlier for quarters and years, the previous block for
+// pooled years), with its 95% interval and how to read it.
+type Change struct {
+	From       string  `json:"from"`
+	Value      float64 `json:"value"`
+	CILow      float64 `json:"ci_low"`
+	CIHigh     float64 `json:"ci_high"`
+	Detectable bool    `json:"detectable"` // the interval excludes 0
+	Reading    string  `json:"reading"`    // ReadingNoChange, ReadingIncrease or ReadingDecrease
+}
+
+// How a change reads.
+const (
+	ReadingNoChange = "not distinguishable from no change"
+	ReadingIncrease = "increase"
+	ReadingDecrease = "decrease"
+)
 
 // QuantilePoint is a published quantile (e.g. the median age).
 type QuantilePoint struct {
@@ -70,11 +104,12 @@ type seriesQuery struct {
 	from, to   aggregate.Period
 	year       bool // roll quarters up to years
 	region     bool // roll partners up to the region
+	pool       int  // years pooled per point (implies year); 0 or 1: none
 }
 
 func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := allowParams(q, "indicator", "by", "partner", "from", "to", "rollup"); err != nil {
+	if err := allowParams(q, "indicator", "by", "partner", "from", "to", "rollup", "pool"); err != nil {
 		return err
 	}
 	v, err := s.views.get(r.Context(), s.cfg.Backend)
@@ -211,6 +246,14 @@ func parseSeriesQuery(cat *aggregate.Catalog, partners []string, get func(string
 	default:
 		return sq, errParam("rollup", "allowed: year, region, year,region")
 	}
+	if p := get("pool"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > aggregate.MaxPoolYears {
+			return sq, errParam("pool", fmt.Sprintf("a whole number of years from 1 to %d", aggregate.MaxPoolYears))
+		}
+		sq.pool = n
+		sq.year = sq.year || n > 1 // pooling sums whole years
+	}
 	return sq, nil
 }
 
@@ -257,11 +300,14 @@ func (v *ledgerView) quantilePoints(ind *aggregate.Indicator, sq seriesQuery) []
 		if !slices.Contains(sq.partners, o.partner) || !inRange(o.period, sq.from, sq.to) {
 			continue
 		}
-		sp := SeriesPoint{Partner: o.partner, Period: o.period.String(), Key: []string{}, ReleaseIDs: []string{o.release}}
+		sp := SeriesPoint{Partner: o.partner, Period: o.period.String(), Key: []string{}, ReleaseIDs: []string{o.release}, Determined: true}
 		if len(o.ir.Cells) > 0 {
 			c := o.ir.Cells[0]
-			sp.Raw = Estimate{Value: float64(c.Value), CILow: c.CILow, CIHigh: c.CIHigh}
-			sp.Estimate = Estimate{Value: math.Max(0, float64(c.Value)), CILow: math.Max(0, c.CILow), CIHigh: c.CIHigh}
+			sp.Raw = &Estimate{Value: float64(c.Value), CILow: c.CILow, CIHigh: c.CIHigh}
+			// Not clipped, like every interval here (see aggregate's ci95).
+			sp.Estimate = &Estimate{Value: math.Max(0, float64(c.Value)), CILow: c.CILow, CIHigh: c.CIHigh}
+			sp.TooUncertain = (c.CIHigh-c.CILow)/2 > sp.Estimate.Value
+			sp.Small = sp.Estimate.Value < 5 || sp.TooUncertain
 		}
 		for _, q := range o.ir.Quantiles {
 			sp.Quantiles = append(sp.Quantiles, QuantilePoint{Rank: q.Rank, Value: q.Value, CILow: q.CILow, CIHigh: q.CIHigh})
@@ -279,22 +325,53 @@ func (v *ledgerView) series(est *aggregate.Estimates, ind *aggregate.Indicator, 
 		return out, nil
 	}
 	out.Rollup = rollupName(sq)
+	pool := 0
+	if sq.pool > 1 {
+		pool, out.Pool = sq.pool, sq.pool
+	}
 	pts, err := est.Series(aggregate.SeriesQuery{Indicator: ind.Name, By: sq.by, Partners: sq.partners,
-		From: sq.from, To: sq.to, RollUpYears: sq.year, RollUpRegion: sq.region})
+		From: sq.from, To: sq.to, RollUpYears: sq.year, RollUpRegion: sq.region, PoolYears: pool})
 	if err != nil {
 		return out, err
 	}
-	for _, p := range pts {
-		sd := math.Sqrt(p.RawVariance)
-		raw := float64(p.Raw)
-		out.Points = append(out.Points, SeriesPoint{
-			Partner: p.Partner, Period: p.Period.String(), Key: nonNil(p.Key),
-			Raw:      Estimate{Value: raw, CILow: raw - z95*sd, CIHigh: raw + z95*sd},
-			Estimate: Estimate{Value: float64(p.Estimate), CILow: p.CILow, CIHigh: p.CIHigh},
-			Small:    p.Small, ReleaseIDs: nonNil(p.ReleaseIDs),
-		})
+	out.Points = make([]SeriesPoint, 0, len(pts))
+	for i := range pts {
+		out.Points = append(out.Points, seriesPoint(&pts[i]))
 	}
 	return out, nil
+}
+
+// seriesPoint is p in JSON: no NaN or infinity ever reaches the encoder
+// (it would refuse them), an undetermined estimate is null.
+func seriesPoint(p *aggregate.SeriesPoint) SeriesPoint {
+	out := SeriesPoint{Partner: p.Partner, Period: periodLabel(p.Period, p.FirstYear), Key: nonNil(p.Key),
+		Determined: p.Determined, TooUncertain: p.TooUncertain, Small: p.Small, ReleaseIDs: nonNil(p.ReleaseIDs)}
+	if p.HasRaw {
+		out.Raw = &Estimate{Value: float64(p.Raw), CILow: p.RawCILow, CIHigh: p.RawCIHigh}
+	}
+	if p.Determined {
+		out.Estimate = &Estimate{Value: float64(p.Estimate), CILow: p.CILow, CIHigh: p.CIHigh}
+	}
+	if c := p.Change; c != nil {
+		out.Change = &Change{From: periodLabel(c.From, c.FromFirst), Value: float64(c.Value), CILow: c.CILow, CIHigh: c.CIHigh,
+			Detectable: c.Detectable, Reading: ReadingNoChange}
+		switch {
+		case c.Detectable && c.CILow > 0:
+			out.Change.Reading = ReadingIncrease
+		case c.Detectable:
+			out.Change.Reading = ReadingDecrease
+		}
+	}
+	return out
+}
+
+// periodLabel is a period as the API writes it; pooled years as
+// "2022-2024".
+func periodLabel(p aggregate.Period, first int) string {
+	if first != 0 && first != p.Year {
+		return fmt.Sprintf("%d-%d", first, p.Year)
+	}
+	return p.String()
 }
 
 func rollupName(sq seriesQuery) string {

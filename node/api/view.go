@@ -57,10 +57,28 @@ func (v *ledgerView) estimates() (*aggregate.Estimates, error) {
 // measurements converts the published count cells for aggregate's
 // combiner. Quantile indicators' count cell is included (it is a count
 // with no dimensions); their quantiles are served as published.
+//
+// Releases made under an earlier catalog version combine with the current
+// one's when the indicator keeps its dimensions (a key the other version
+// lacks is a cell that version's quarters do not have; see
+// aggregate.newBlock). An indicator whose dimensions changed, or that the
+// current catalog no longer has, cannot be placed in the current tables:
+// its releases stay in /v1/releases and the export but are not combined.
 func (v *ledgerView) measurements() []aggregate.Measurement {
 	var ms []aggregate.Measurement
 	for _, name := range slices.Sorted(maps.Keys(v.obs)) {
+		if v.catalog == nil {
+			break
+		}
+		ind, ok := v.catalog.Indicator(name)
+		if !ok {
+			continue
+		}
+		dims := dimNames(ind)
 		for _, o := range v.obs[name] {
+			if !slices.Equal(o.ir.Dimensions, dims) {
+				continue
+			}
 			for _, c := range o.ir.Cells {
 				ms = append(ms, aggregate.Measurement{
 					Partner: o.partner, Period: o.period, Indicator: o.ir.Name, Dimensions: o.ir.Dimensions,

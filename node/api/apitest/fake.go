@@ -42,6 +42,9 @@ type Options struct {
 	Epsilon  privacy.Budget
 	CapMicro int64 // policy cap per quarter (default 2 ε)
 	Seed     uint64
+	// NoReleases starts with an empty ledger; tests add releases built by
+	// the real engine with AddRelease.
+	NoReleases bool
 }
 
 // Fake is an in-memory api.Backend. It records the writes it receives so
@@ -124,7 +127,7 @@ func New(o Options) (*Fake, error) {
 		f.keys[p] = ed25519.NewKeyFromSeed(seed[:])
 		f.spent[p] = map[aggregate.Period]int64{}
 	}
-	for y := o.FromYear; y <= o.ToYear; y++ {
+	for y := o.FromYear; y <= o.ToYear && !o.NoReleases; y++ {
 		for q := 1; q <= 4; q++ {
 			for _, p := range Partners() {
 				if _, err := f.publish(p, aggregate.Period{Year: y, Quarter: q}, nil, o.Epsilon); err != nil {
@@ -169,23 +172,62 @@ func (f *Fake) publish(partner string, period aggregate.Period, names []string, 
 	if err != nil {
 		return api.PublishResult{}, err
 	}
-	body, err := rel.Canonical()
+	leaf, err := f.appendSigned(signed)
 	if err != nil {
 		return api.PublishResult{}, err
 	}
-	leaf := int64(len(f.entries))
-	hs, err := tlog.StoredHashes(leaf, body, f)
-	if err != nil {
-		return api.PublishResult{}, fmt.Errorf("fake merkle: %w", err)
-	}
-	f.hashes = append(f.hashes, hs...)
-	f.entries = append(f.entries, api.ReleaseEntry{Signed: signed, Leaf: leaf, Verified: true, PublicKey: f.PublicKey(partner)})
 	for _, q := range newSpend {
 		f.spent[partner][q.Quarter] = q.SpentMicro
 	}
 	f.index += 2 // a reservation and a publish command
 	return api.PublishResult{ID: signed.ID, Leaf: leaf, Partner: partner, Period: period.String(),
 		Indicators: indicatorNames(inds), SpentMicro: spend, AppliedIndex: f.index}, nil
+}
+
+// appendSigned adds a signed release to the log. f.mu must be held or f
+// not yet shared.
+func (f *Fake) appendSigned(s privacy.Signed) (int64, error) {
+	body, err := s.Release.Canonical()
+	if err != nil {
+		return 0, err
+	}
+	leaf := int64(len(f.entries))
+	hs, err := tlog.StoredHashes(leaf, body, f)
+	if err != nil {
+		return 0, fmt.Errorf("fake merkle: %w", err)
+	}
+	f.hashes = append(f.hashes, hs...)
+	var pub ed25519.PublicKey
+	if k, ok := f.keys[s.Release.Partner]; ok {
+		pub = k.Public().(ed25519.PublicKey)
+	}
+	f.entries = append(f.entries, api.ReleaseEntry{Signed: s, Leaf: leaf, Verified: true, PublicKey: pub})
+	return leaf, nil
+}
+
+// AddRelease appends a release built elsewhere (by privacy.BuildRelease,
+// say) as the ledger would after admitting it; the fake does not
+// re-validate it. Sign it with Key(partner).
+func (f *Fake) AddRelease(s privacy.Signed) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.appendSigned(s); err != nil {
+		return err
+	}
+	f.index += 2
+	return nil
+}
+
+// Key is a fixture partner's signing key.
+func (f *Fake) Key(partner string) ed25519.PrivateKey { return f.keys[partner] }
+
+// SetCatalog makes cat the current catalog, as a governance statement
+// registering a new version would.
+func (f *Fake) SetCatalog(cat *aggregate.Catalog) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cat = cat
+	f.index++
 }
 
 // ReadHashes implements tlog.HashReader over the stored hashes.

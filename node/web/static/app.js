@@ -122,16 +122,53 @@
     return "/v1/series?" + q.toString();
   }
 
+  // toPoints turns API points into chart points. A point whose interval is
+  // wider than its value (too_uncertain) or that the published numbers do
+  // not determine (estimate null) is marked uncertain: charts show it as
+  // such instead of drawing it as a trend point.
   function toPoints(pts) {
     return pts.map((p) => ({
-      x: p.period, period: p.period, v: p.estimate.value, lo: p.estimate.ci_low, hi: p.estimate.ci_high,
-      raw: p.raw.value, small: p.small, ids: p.release_ids,
+      x: p.period, period: p.period,
+      v: p.estimate ? p.estimate.value : null, lo: p.estimate ? p.estimate.ci_low : null, hi: p.estimate ? p.estimate.ci_high : null,
+      raw: p.raw ? p.raw.value : null, small: p.small, uncertain: p.too_uncertain || !p.estimate,
+      change: p.change || null, ids: p.release_ids,
     }));
   }
 
   function tipFor(label) {
-    return (p) => t("chart.point", { label: label, period: p.period, value: num(p.v), lo: num(p.lo), hi: num(p.hi) }) +
-      (p.small ? " · " + t("chart.small") : "");
+    return (p) => {
+      if (p.v === null) return t("chart.point.undetermined", { label: label, period: p.period });
+      const s = t("chart.point", { label: label, period: p.period, value: num(p.v), lo: num(p.lo), hi: num(p.hi) });
+      return p.uncertain ? s + " · " + t("chart.uncertain") : p.small ? s + " · " + t("chart.small") : s;
+    };
+  }
+
+  // changeText reads a point's change from the period before, or says
+  // why there is none to read.
+  function changeText(p) {
+    if (!p) return "";
+    if (!p.change) return p.uncertain ? t("chart.uncertain.long", { period: p.period }) : "";
+    const c = p.change;
+    const reading = t(c.reading === "increase" ? "trends.change.increase" : c.reading === "decrease" ? "trends.change.decrease" : "trends.change.none");
+    const s = t("trends.change.line", { from: c.from, period: p.period, value: (c.value > 0 ? "+" : "") + num(c.value), lo: num(c.ci_low), hi: num(c.ci_high), reading: reading });
+    return p.uncertain ? s + " " + t("chart.uncertain.long", { period: p.period }) : s;
+  }
+
+  // showChange writes the change line of the latest point into el.
+  function showChange(el, points) {
+    const p = points.length ? points[points.length - 1] : null;
+    el.textContent = changeText(p);
+    el.dataset.reading = p && p.change ? p.change.reading : "";
+    el.dataset.uncertain = p && p.uncertain ? "true" : "false";
+  }
+
+  // timeParams maps the time-step control to series parameters.
+  function timeParams(region) {
+    const step = $("granularity").value;
+    const parts = [];
+    if (step !== "quarter") parts.push("year");
+    if (region) parts.push("region");
+    return { rollup: parts.join(","), pool: step === "pool3" ? "3" : "" };
   }
 
   function legend(el, items) {
@@ -141,55 +178,67 @@
 
   async function renderTrends() {
     const indicator = $("indicator").value;
-    const years = $("granularity").value === "year";
     const by = $("by").value;
     const ind = state.catalog.indicators.find((i) => i.name === indicator);
     const chart = $("trend-chart");
     try {
-      const data = await api(seriesURL({ indicator: indicator, by: by, rollup: years ? "year,region" : "region" }));
+      const data = await api(seriesURL(Object.assign({ indicator: indicator, by: by }, timeParams(true))));
       const pts = data.series[0].points;
-      legend($("trend-legend"), [["l-est", "chart.estimate"], ["l-band", "chart.interval"], ["l-raw", "chart.raw"]]);
+      legend($("trend-legend"), [["l-est", "chart.estimate"], ["l-band", "chart.interval"], ["l-raw", "chart.raw"], ["l-uncertain", "chart.uncertain"]]);
       if (!by) {
         const points = toPoints(pts);
         C.lineChart(chart, points, {
           ariaLabel: t("chart.aria.trend", { indicator: ind.title }), tip: tipFor(ind.title), showRaw: true, empty: t("chart.empty"),
         });
         headline(points);
+        showChange($("trend-change"), points);
       } else {
         chart.replaceChildren();
         const grid = make("div", undefined, "multiples");
         chart.appendChild(grid);
         const keys = [...new Set(pts.map((p) => p.key[0]))];
-        const top = C.niceMax(Math.max(1, ...pts.map((p) => p.estimate.ci_high)));
+        const top = C.niceMax(Math.max(1, ...toPoints(pts).filter((p) => !p.uncertain).map((p) => p.hi)));
         for (const k of keys) {
           const fig = make("figure");
           fig.appendChild(make("figcaption", k));
           const box = make("div", undefined, "chart");
           fig.appendChild(box);
+          const points = toPoints(pts.filter((p) => p.key[0] === k));
+          const change = make("p", undefined, "change");
+          change.dataset.testid = "change";
+          fig.appendChild(change);
           grid.appendChild(fig);
-          C.lineChart(box, toPoints(pts.filter((p) => p.key[0] === k)), {
+          C.lineChart(box, points, {
             ariaLabel: t("chart.aria.trend", { indicator: ind.title + " · " + k }), tip: tipFor(k), yMax: top,
             height: 200, showRaw: true, empty: t("chart.empty"),
           });
+          showChange(change, points);
         }
         headline(toPoints(aggregateKeys(pts)));
+        showChange($("trend-change"), []);
       }
     } catch (err) {
       showError(chart, ind ? ind.title : indicator, err);
     }
-    await renderCountries(indicator, years);
+    await renderCountries(indicator);
     // A counter the browser tests wait on after a resize.
     document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
   }
 
-  // aggregateKeys sums a by-series back to totals for the headline.
+  // aggregateKeys sums a by-series back to totals for the headline; a
+  // period with an undetermined part has no total.
   function aggregateKeys(pts) {
     const by = new Map();
     for (const p of pts) {
-      const a = by.get(p.period) || { period: p.period, estimate: { value: 0, ci_low: 0, ci_high: 0 }, raw: { value: 0 }, release_ids: p.release_ids };
-      a.estimate.value += p.estimate.value;
-      a.estimate.ci_low += p.estimate.ci_low;
-      a.estimate.ci_high += p.estimate.ci_high;
+      const a = by.get(p.period) || { period: p.period, estimate: { value: 0, ci_low: 0, ci_high: 0 }, raw: null, release_ids: p.release_ids };
+      if (!p.estimate || !a.estimate) {
+        a.estimate = null;
+      } else {
+        a.estimate.value += p.estimate.value;
+        a.estimate.ci_low += p.estimate.ci_low;
+        a.estimate.ci_high += p.estimate.ci_high;
+      }
+      a.too_uncertain = !a.estimate || (a.estimate.ci_high - a.estimate.ci_low) / 2 > a.estimate.value;
       by.set(p.period, a);
     }
     return [...by.values()];
@@ -202,29 +251,40 @@
       return;
     }
     const p = points[points.length - 1];
-    h.textContent = t("trends.latest", { period: p.period, value: num(p.v), lo: num(p.lo), hi: num(p.hi) });
-    h.dataset.value = String(p.v);
+    if (p.v === null) {
+      h.textContent = t("trends.latest.undetermined", { period: p.period });
+      h.dataset.value = "";
+    } else {
+      h.textContent = t(p.uncertain ? "trends.latest.uncertain" : "trends.latest", { period: p.period, value: num(p.v), lo: num(p.lo), hi: num(p.hi) });
+      h.dataset.value = String(p.v);
+    }
     if (p.ids && p.ids.length < state.partners.length) h.textContent += " " + t("trends.incomplete");
   }
 
-  async function renderCountries(indicator, years) {
+  async function renderCountries(indicator) {
     const box = $("country-charts");
     const ind = state.catalog.indicators.find((i) => i.name === indicator);
     try {
-      const data = await api(seriesURL({ indicator: indicator, rollup: years ? "year" : "" }));
+      const data = await api(seriesURL(Object.assign({ indicator: indicator }, timeParams(false))));
       const pts = data.series[0].points;
-      const top = C.niceMax(Math.max(1, ...pts.map((p) => p.estimate.ci_high)));
+      const top = C.niceMax(Math.max(1, ...toPoints(pts).filter((p) => !p.uncertain).map((p) => p.hi)));
       box.replaceChildren();
       for (const partner of state.partners) {
         const fig = make("figure");
         fig.appendChild(make("figcaption", partner));
         const c = make("div", undefined, "chart");
         fig.appendChild(c);
+        const change = make("p", undefined, "change");
+        change.dataset.testid = "change";
+        change.dataset.partner = partner;
+        fig.appendChild(change);
         box.appendChild(fig);
-        C.lineChart(c, toPoints(pts.filter((p) => p.partner === partner)), {
+        const points = toPoints(pts.filter((p) => p.partner === partner));
+        C.lineChart(c, points, {
           ariaLabel: t("chart.aria.trend", { indicator: ind.title + " · " + partner }), tip: tipFor(partner),
           yMax: top, height: 200, empty: t("chart.empty"),
         });
+        showChange(change, points);
       }
     } catch (err) {
       showError(box, ind ? ind.title : indicator, err);
@@ -257,7 +317,7 @@
     try {
       const data = await api(seriesURL({ indicator: "corridors", by: rowDim.name + "," + colDim.name, rollup: "year,region", from: year, to: year }));
       const cells = new Map();
-      for (const p of data.series[0].points) cells.set(p.key[0] + "\u0000" + p.key[1], p.estimate);
+      for (const p of data.series[0].points) if (p.estimate) cells.set(p.key[0] + "\u0000" + p.key[1], p.estimate);
       $("corridor-axes").textContent = t("corridors.rows") + " ↓  ·  " + t("corridors.cols") + " →";
       C.heatmap(box, rowDim.keys, colDim.keys, (i, j) => {
         const e = cells.get(rowDim.keys[i] + "\u0000" + colDim.keys[j]);

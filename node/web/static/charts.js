@@ -33,8 +33,12 @@
     return Math.round(v).toLocaleString();
   }
 
-  // lineChart draws one series: points [{x, v, lo, hi, raw}] in order.
-  // opts: {ariaLabel, yMax, tip(point) → string, width, height}
+  // lineChart draws one series: points [{x, v, lo, hi, raw, uncertain}] in
+  // order. The line and the shaded interval join only readable points; an
+  // uncertain point (interval wider than its value, or v null when the
+  // published numbers do not determine it) is a hollow marker with a "?",
+  // not a point on the trend, and does not set the scale.
+  // opts: {ariaLabel, yMax, tip(point) → string, width, height, showRaw, empty}
   function lineChart(container, points, opts) {
     // Draw at the container's own width so text keeps its size on a phone.
     const W = Math.max(280, Math.round(container.clientWidth) || opts.width || 720), H = opts.height || 280;
@@ -44,11 +48,14 @@
       el("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, svg).textContent = opts.empty;
       return svg;
     }
+    const readable = (p) => !p.uncertain && p.v !== null;
     let top = opts.yMax;
     if (!top) {
       top = 0;
-      for (const p of points) top = Math.max(top, p.hi, p.v, opts.showRaw ? p.raw : 0);
-      top = niceMax(top);
+      for (const p of points) {
+        if (readable(p)) top = Math.max(top, p.hi, p.v, opts.showRaw && p.raw !== null ? p.raw : 0);
+      }
+      top = niceMax(Math.max(top, 1));
     }
     const iw = W - m.l - m.r, ih = H - m.t - m.b;
     const x = (i) => m.l + (points.length === 1 ? iw / 2 : (i * iw) / (points.length - 1));
@@ -70,19 +77,35 @@
       el("text", { x: x(i), y: H - m.b + 16, "text-anchor": anchor }, svg).textContent = p.x;
       lastX = x(i);
     });
-    // Band: upper edge left to right, lower edge back.
-    let band = "";
-    points.forEach((p, i) => { band += (i ? "L" : "M") + x(i).toFixed(1) + " " + y(p.hi).toFixed(1); });
-    for (let i = points.length - 1; i >= 0; i--) band += "L" + x(i).toFixed(1) + " " + y(points[i].lo).toFixed(1);
-    el("path", { class: "band", d: band + "Z" }, svg);
-    let line = "";
-    points.forEach((p, i) => { line += (i ? "L" : "M") + x(i).toFixed(1) + " " + y(p.v).toFixed(1); });
-    el("path", { class: "line", d: line }, svg);
+    // Runs of consecutive readable points: each gets its band and line.
+    const runs = [];
     points.forEach((p, i) => {
-      if (opts.showRaw) el("circle", { class: "raw", cx: x(i), cy: y(p.raw), r: 2.5 }, svg);
+      if (!readable(p)) return;
+      if (runs.length && runs[runs.length - 1].at(-1) === i - 1) runs[runs.length - 1].push(i);
+      else runs.push([i]);
+    });
+    for (const run of runs) {
+      let band = "";
+      run.forEach((i, k) => { band += (k ? "L" : "M") + x(i).toFixed(1) + " " + y(points[i].hi).toFixed(1); });
+      for (let k = run.length - 1; k >= 0; k--) band += "L" + x(run[k]).toFixed(1) + " " + y(points[run[k]].lo).toFixed(1);
+      el("path", { class: "band", d: band + "Z" }, svg);
+      let line = "";
+      run.forEach((i, k) => { line += (k ? "L" : "M") + x(i).toFixed(1) + " " + y(points[i].v).toFixed(1); });
+      el("path", { class: "line", d: line }, svg);
+      if (run.length === 1) el("circle", { class: "dot", cx: x(run[0]), cy: y(points[run[0]].v), r: 3 }, svg);
+    }
+    points.forEach((p, i) => {
+      const cy = p.v === null ? y(0) : y(p.v);
+      if (readable(p)) {
+        if (opts.showRaw && p.raw !== null) el("circle", { class: "raw", cx: x(i), cy: y(p.raw), r: 2.5 }, svg);
+      } else {
+        const g = el("g", { class: "uncertain", "data-uncertain": "true" }, svg);
+        el("circle", { cx: x(i), cy: cy, r: 6 }, g);
+        el("text", { x: x(i), y: cy + 3.5, "text-anchor": "middle" }, g).textContent = "?";
+      }
       // An invisible, focusable hit target carries the tooltip for mouse
       // and keyboard users alike.
-      const hit = el("circle", { cx: x(i), cy: y(p.v), r: 6, fill: "transparent", tabindex: "0" }, svg);
+      const hit = el("circle", { cx: x(i), cy: cy, r: 6, fill: "transparent", tabindex: "0" }, svg);
       el("title", {}, hit).textContent = opts.tip(p);
     });
     return svg;
