@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -73,15 +74,11 @@ func (rb *releaseBench) publish(cat *aggregate.Catalog, partner string, p aggreg
 			tables = append(tables, tb)
 		}
 	}
-	params := privacy.ReleaseParams{Accounting: accounting, Period: p, Partner: partner}
-	if accounting == privacy.ZCDP {
-		params.Rho = budget
-	} else {
-		params.Epsilon = budget
-	}
+	b := privacy.Budget(math.Round(budget * privacy.Micro)) // the test's budgets have at most six decimals
+	params := privacy.ReleaseParams{Accounting: accounting, Budget: b, Period: p, Partner: partner}
 	rb.n++
-	res := privacy.Reservation{ID: fmt.Sprintf("res-%d", rb.n), Partner: partner, CatalogHash: cat.Hash(), Period: p,
-		Accounting: accounting, SpendMicro: privacy.ToMicro(budget), Indicators: names}
+	res := privacy.Reservation{ID: fmt.Sprintf("res-%d", rb.n), Consortium: "sweep", Partner: partner, CatalogHash: cat.Hash(), Period: p,
+		Accounting: accounting, SpendMicro: b.Micro(), Indicators: names}
 	s, err := privacy.BuildRelease(ctx, cat, tables, params, res, rb.fake.Key(partner))
 	if err != nil {
 		rb.t.Fatalf("%s %s %v at %g: %v", partner, p, names, budget, err)

@@ -404,6 +404,9 @@ func (r *region) check(ctx context.Context) error {
 	}
 	fmt.Fprintln(r.out, "\nVictims in the region per year (consistent estimate, 95% interval):")
 	for _, p := range res.Series[0].Points {
+		if p.Estimate == nil {
+			return fmt.Errorf("the regional series of victims has no estimate for %s: the releases do not determine it", p.Period)
+		}
 		fmt.Fprintf(r.out, "  %s  %5.0f  [%.0f, %.0f]\n", p.Period, p.Estimate.Value, p.Estimate.CILow, p.Estimate.CIHigh)
 	}
 	fmt.Fprintln(r.out, "\ndemo check passed")
