@@ -1,0 +1,61 @@
+package ingest
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"roundtable/aggregate"
+)
+
+// identifiedElsewhere returns the country a record shows its person was
+// identified in when that is not partner, and "" otherwise. The schema
+// has no column for the country of identification, so it is read from
+// what a record does say: a partner identifies its own nationals
+// (returnees included) and the people exploited in its country, so a
+// record whose citizenship and country of exploitation are both known and
+// both another country was identified elsewhere — in its country of
+// exploitation, where such people are found. A record with either
+// unknown is taken to be the partner's own. See DESIGN.md, "Foreign
+// records".
+func identifiedElsewhere(c *aggregate.Case, partner string) aggregate.Country {
+	if partner == "" || c.Citizenship == aggregate.CountryUnknown || c.ExploitedIn == aggregate.CountryUnknown {
+		return ""
+	}
+	p := aggregate.Country(partner)
+	if c.Citizenship == p || c.ExploitedIn == p {
+		return ""
+	}
+	return c.ExploitedIn
+}
+
+// foreignError is the refusal of an import holding records identified in
+// other countries than partner, with how many and where.
+func foreignError(partner string, byCountry map[aggregate.Country]int, valid int) error {
+	n := 0
+	for _, k := range byCountry {
+		n += k
+	}
+	where := ""
+	if len(byCountry) == 1 {
+		for c := range byCountry {
+			where = "in " + string(c)
+		}
+	} else {
+		// Most records first, then by code, so the message is stable.
+		cs := slices.SortedFunc(maps.Keys(byCountry), func(a, b aggregate.Country) int {
+			if d := byCountry[b] - byCountry[a]; d != 0 {
+				return d
+			}
+			return strings.Compare(string(a), string(b))
+		})
+		parts := make([]string, len(cs))
+		for i, c := range cs {
+			parts[i] = fmt.Sprintf("%s %d", c, byCountry[c])
+		}
+		where = "in other countries (" + strings.Join(parts, ", ") + ")"
+	}
+	return &InputError{Err: fmt.Errorf("%d of %d records were identified %s, not in this store's partner %s; "+
+		"import them with --allow-foreign (allow_foreign=true over the API) if that is intended", n, valid, where, partner)}
+}
