@@ -144,6 +144,9 @@ type PlanRequest struct {
 type PublishRequest = PlanRequest
 
 func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	var req PlanRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
@@ -162,6 +165,9 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 	if err := s.requirePartner(); err != nil {
+		return err
+	}
+	if err := allowParams(r.URL.Query()); err != nil {
 		return err
 	}
 	var req PublishRequest
@@ -233,6 +239,9 @@ func (s *Server) handleGovernance(w http.ResponseWriter, r *http.Request) error 
 // (and the sequence number and consortium) before anything reaches the
 // ledger, and every node's state machine checks them again.
 func (s *Server) handleGovern(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes*16))
 	if err != nil {
 		var mbe *http.MaxBytesError
