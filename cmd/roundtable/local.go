@@ -169,9 +169,9 @@ export that is re-exported in full, such as CTDC (which has no ids, so a
 corrected row is a new record and the old one must go).
 
 Records identified in another country than the store's partner (citizenship
-and country of exploitation both known and both another country) refuse the
-whole import, with how many and where: they are most likely another partner's
-file. --allow-foreign imports them when that is intended.`,
+and country of exploitation the same other country) refuse the whole import,
+with how many and where: they are most likely another partner's file.
+--allow-foreign imports them when that is intended.`,
 		Args: cobra.MinimumNArgs(1),
 	}
 	pf := addPassphraseFlag(c, "passphrase-file")

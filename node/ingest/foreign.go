@@ -12,22 +12,19 @@ import (
 // identifiedElsewhere returns the country a record shows its person was
 // identified in when that is not partner, and "" otherwise. The schema
 // has no column for the country of identification, so it is read from
-// what a record does say: a partner identifies its own nationals
-// (returnees included) and the people exploited in its country, so a
-// record whose citizenship and country of exploitation are both known and
-// both another country was identified elsewhere — in its country of
-// exploitation, where such people are found. A record with either
-// unknown is taken to be the partner's own. See DESIGN.md, "Foreign
-// records".
+// what a record does say: a national of a country exploited in that same
+// country was identified there, so a record whose citizenship and country
+// of exploitation are one country other than partner is that country's.
+// Everything else is taken to be the partner's own: its nationals
+// (returnees included), the people exploited in its country, foreigners
+// exploited in a third country and found in transit, and records with a
+// country unknown. See DESIGN.md, "Foreign records".
 func identifiedElsewhere(c *aggregate.Case, partner string) aggregate.Country {
-	if partner == "" || c.Citizenship == aggregate.CountryUnknown || c.ExploitedIn == aggregate.CountryUnknown {
+	if partner == "" || c.Citizenship == aggregate.CountryUnknown || c.Citizenship != c.ExploitedIn ||
+		c.Citizenship == aggregate.Country(partner) {
 		return ""
 	}
-	p := aggregate.Country(partner)
-	if c.Citizenship == p || c.ExploitedIn == p {
-		return ""
-	}
-	return c.ExploitedIn
+	return c.Citizenship
 }
 
 // foreignError is the refusal of an import holding records identified in

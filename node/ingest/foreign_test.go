@@ -10,19 +10,19 @@ import (
 )
 
 // foreignCSV is a file for RS's store: own rows (an RS citizen exploited
-// abroad, a foreigner exploited in RS, rows with a country unknown) and
-// rows identified elsewhere (both countries known, neither RS).
+// abroad, a foreigner exploited in RS or in a third country, rows with a
+// country unknown) and rows identified elsewhere (a national of another
+// country exploited there).
 func foreignCSV(own int, elsewhere map[string]int) string {
 	var b strings.Builder
 	b.WriteString("case_id,registered_on,citizenship,country_of_exploitation\n")
-	ownRows := []string{"RS,DE", "AL,RS", ",AL", "XK,", "RS,RS"}
+	ownRows := []string{"RS,DE", "AL,RS", ",AL", "XK,", "AF,DE"}
 	for i := range own {
 		fmt.Fprintf(&b, "own-%d,2024-02-01,%s\n", i, ownRows[i%len(ownRows)])
 	}
 	for _, cc := range []string{"AL", "BA", "XK"} {
 		for i := range elsewhere[cc] {
-			// AL citizens exploited at home, and one exploited in cc.
-			fmt.Fprintf(&b, "%s-%d,2024-02-01,AL,%s\n", cc, i, cc)
+			fmt.Fprintf(&b, "%s-%d,2024-02-01,%s,%s\n", cc, i, cc, cc)
 		}
 	}
 	return b.String()
