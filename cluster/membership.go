@@ -48,6 +48,16 @@ func (n *Node) join(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
+	// The leader starts replicating to this node as soon as it has added
+	// it, which can be before the join's answer arrives; knowing the
+	// members first spares that first call a refusal (and both sides a
+	// warning). Best effort: the answer to the join names them again.
+	if body, err := n.forward(ctx, raft.ServerAddress(n.cfg.Join), fwdMembers, nil); err == nil {
+		var resp joinResponse
+		if json.Unmarshal(body, &resp.Members) == nil {
+			n.allowMembers(resp)
+		}
+	}
 	wait := retryMin
 	for {
 		body, err := n.forward(ctx, raft.ServerAddress(n.cfg.Join), fwdJoin, req)
@@ -56,14 +66,7 @@ func (n *Node) join(ctx context.Context) error {
 			if err := json.Unmarshal(body, &resp); err != nil {
 				return fmt.Errorf("join via %s: bad response: %w", n.cfg.Join, err)
 			}
-			n.joinMu.Lock()
-			for _, m := range resp.Members {
-				n.joinAllow[raft.ServerAddress(m.Addr)] = m.ID
-				if m.Voter {
-					n.joinVoters[m.ID] = raft.ServerAddress(m.Addr)
-				}
-			}
-			n.joinMu.Unlock()
+			n.allowMembers(resp)
 			n.log.Info("joined", "via", n.cfg.Join, "members", len(resp.Members))
 			return nil
 		}
@@ -80,6 +83,28 @@ func (n *Node) join(ctx context.Context) error {
 		}
 		wait = min(2*wait, retryMax)
 	}
+}
+
+// allowMembers records the members a join's answer names: the peers a
+// node without a configuration of its own accepts raft connections from.
+func (n *Node) allowMembers(resp joinResponse) {
+	n.joinMu.Lock()
+	defer n.joinMu.Unlock()
+	for _, m := range resp.Members {
+		n.joinAllow[raft.ServerAddress(m.Addr)] = m.ID
+		if m.Voter {
+			n.joinVoters[m.ID] = raft.ServerAddress(m.Addr)
+		}
+	}
+}
+
+// members is the raft configuration as a join's answer gives it.
+func (n *Node) members() []member {
+	var out []member
+	for _, s := range n.servers() {
+		out = append(out, member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out
 }
 
 // handleJoin admits a node that holds a certificate for a registered
@@ -122,11 +147,7 @@ func (n *Node) handleJoin(ctx context.Context, peer string, body []byte) ([]byte
 	if err := n.admit(ctx, req); err != nil {
 		return nil, remoteErr(err)
 	}
-	var resp joinResponse
-	for _, s := range n.servers() {
-		resp.Members = append(resp.Members, member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
-	}
-	return json.Marshal(resp)
+	return json.Marshal(joinResponse{Members: n.members()})
 }
 
 // admit adds req's node to the configuration; this node is the leader.

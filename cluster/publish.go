@@ -27,6 +27,9 @@ const (
 	fwdRemove byte = 4
 	// fwdGovern carries a signed governance statement to the leader.
 	fwdGovern byte = 5
+	// fwdMembers asks a member for the raft configuration it knows, so a
+	// joiner knows its future peers before the leader first calls.
+	fwdMembers byte = 6
 )
 
 // Remote errors start with a code so the caller knows whether to retry
@@ -213,6 +216,8 @@ func (n *Node) handleForward(ctx context.Context, peer string, req []byte) ([]by
 		// The statement carries its own authority (k coordinator
 		// signatures); who relays it does not matter.
 		return n.handleGovern(ctx, body)
+	case fwdMembers:
+		return json.Marshal(n.members())
 	case fwdRemove:
 		return nil, fmt.Errorf("%s: %s asked to remove raft server %q: servers are removed only by a signed governance statement (remove_node)", codeRefused, peer, body)
 	default:

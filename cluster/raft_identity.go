@@ -146,7 +146,9 @@ func (t *IdentityTransport) accept() {
 	for {
 		conn, err := t.cfg.Stream.Accept()
 		if err != nil {
-			if t.closed() {
+			// A closed listener is the node shutting down (the mux may
+			// close before this transport), not a failure to report.
+			if t.closed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Back off as NetworkTransport does, so a broken listener

@@ -379,6 +379,9 @@ type hclogAdapter struct {
 	implied []any
 	// level is shared with loggers derived by With/Named, as in hclog.
 	level *atomic.Int32
+	// limit is shared too: repeated warnings about one peer are one line
+	// per peerLogEvery, however many loggers raft derived.
+	limit *peerLogLimit
 }
 
 // NewHCLogAdapter returns an hclog.Logger that writes to l. hclog levels map
@@ -390,7 +393,7 @@ func NewHCLogAdapter(l *slog.Logger, name string) hclog.Logger {
 	}
 	lv := new(atomic.Int32)
 	lv.Store(int32(hclog.Trace))
-	return &hclogAdapter{l: l, name: name, level: lv}
+	return &hclogAdapter{l: l, name: name, level: lv, limit: newPeerLogLimit(peerLogEvery, peerLogGrace)}
 }
 
 // LevelTrace is the slog level used for hclog's Trace, below slog.LevelDebug.
@@ -426,9 +429,21 @@ func (a *hclogAdapter) enabled(level hclog.Level) bool {
 }
 
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	level = raftLevel(level, msg, args)
 	if !a.enabled(level) {
 		return
 	}
+	if level >= hclog.Warn {
+		lv, suppressed, ok := a.limit.allow(level, msg, args)
+		if !ok {
+			return
+		}
+		level = lv
+		if suppressed > 0 {
+			args = append(args, "suppressed_since_last", suppressed)
+		}
+	}
+	args = hclogArgs(args)
 	if a.name != "" {
 		args = append([]any{"logger", a.name}, args...)
 	}
@@ -451,7 +466,7 @@ func (a *hclogAdapter) ImpliedArgs() []any { return append([]any(nil), a.implied
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
 	c := *a
-	c.l = a.l.With(args...)
+	c.l = a.l.With(hclogArgs(args)...)
 	c.implied = append(append([]any(nil), a.implied...), args...)
 	return &c
 }

@@ -18,6 +18,7 @@ import (
 	"roundtable/cluster/governance"
 	"roundtable/node/api"
 	"roundtable/node/ingest"
+	"roundtable/node/store"
 	"roundtable/privacy"
 )
 
@@ -245,18 +246,32 @@ func (b *backend) Import(ctx context.Context, r io.Reader, filename, format stri
 	if b.st == nil {
 		return api.ImportReport{}, api.ErrNotPartner
 	}
-	opts := ingest.Options{Format: format, Source: src.Name, Replace: src.Replace}
+	opts := ingest.Options{Format: format, Source: src.Name, Replace: src.Replace, AllowForeign: src.AllowForeign}
 	rep, err := ingest.RunReader(ctx, b.st, opts, filename, r)
-	out := api.ImportReport{Files: []string{filename}, Rows: rep.Rows, Invalid: rep.Invalid,
+	out := api.ImportReport{Files: []string{filename}, Rows: rep.Rows, Invalid: rep.Invalid, Foreign: rep.Foreign,
 		Imported: rep.Imported, Stored: rep.Stats.Added + rep.Stats.Updated, Removed: rep.Stats.Removed}
 	for _, e := range rep.Errors {
 		out.Errors = append(out.Errors, lineError(e))
 	}
-	if err != nil && rep.Invalid == 0 {
-		return out, err
+	var ie *ingest.InputError
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, store.ErrImportBusy):
+		return out, fmt.Errorf("%w: %v; try again when it has finished", api.ErrConflict, err)
+	case errors.As(err, &ie):
+		return out, inputError{err}
 	}
-	return out, nil
+	return out, err
 }
+
+// inputError marks the importer's refusal of an upload as the client's
+// fault (api.ErrInvalid, a 422) and keeps its text, which names the file,
+// line and field, and its chain (a body over its limit stays a 413).
+type inputError struct{ error }
+
+func (e inputError) Is(target error) bool { return target == api.ErrInvalid }
+func (e inputError) Unwrap() error        { return e.error }
 
 func (b *backend) Plan(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, target int64) (api.PlanAnswer, error) {
 	cat, err := b.currentCatalog(ctx)

@@ -94,7 +94,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}()
 	tlsCfg, err := cluster.LoadNodeTLS(filepath.Join(cfg.DataDir, TLSDir))
 	if err != nil {
-		return nil, fmt.Errorf("node certificate: %w (issue one with 'roundtable ca issue --out %s')", err, filepath.Join(cfg.DataDir, TLSDir))
+		return nil, fmt.Errorf("node certificate: %w (ask your regional coordinator for this node's certificate "+
+			"and put node.crt, node.key and ca.crt in %s: docs/operator.md, section 3)", err, filepath.Join(cfg.DataDir, TLSDir))
 	}
 	cc := cluster.Config{
 		DataDir: filepath.Join(cfg.DataDir, "ledger"), ID: tlsCfg.ID(), TLS: tlsCfg,

@@ -150,7 +150,7 @@ func newImportCmd() *cobra.Command {
 	var dir string
 	var o ingest.Options
 	c := &cobra.Command{
-		Use:   "import --data-dir DIR [--format csv|ctdc|jsonl] [--skip-invalid] [--source NAME [--replace]] FILE...",
+		Use:   "import --data-dir DIR [--format csv|ctdc|jsonl] [--skip-invalid] [--source NAME [--replace]] [--allow-foreign] FILE...",
 		Short: "Validate and import case records into the encrypted store (all or nothing)",
 		Long: `import validates every row of every file and stores them encrypted. One
 invalid row means nothing is stored and the exit code is non-zero; every bad
@@ -166,7 +166,12 @@ global dataset CSV) and jsonl (one JSON object per line).
 --replace the files are the whole of that source: its records that are no
 longer in them are removed, in the same all-or-nothing import. Use it for an
 export that is re-exported in full, such as CTDC (which has no ids, so a
-corrected row is a new record and the old one must go).`,
+corrected row is a new record and the old one must go).
+
+Records identified in another country than the store's partner (citizenship
+and country of exploitation the same other country) refuse the whole import,
+with how many and where: they are most likely another partner's file.
+--allow-foreign imports them when that is intended.`,
 		Args: cobra.MinimumNArgs(1),
 	}
 	pf := addPassphraseFlag(c, "passphrase-file")
@@ -176,6 +181,7 @@ corrected row is a new record and the old one must go).`,
 	c.Flags().IntVar(&o.MaxErrors, "max-errors", 100, "report at most this many invalid rows")
 	c.Flags().StringVar(&o.Source, "source", "", "name of the source the records come from, stored with each")
 	c.Flags().BoolVar(&o.Replace, "replace", false, "the files are the whole of --source: remove its records they no longer hold")
+	c.Flags().BoolVar(&o.AllowForeign, "allow-foreign", false, "import records identified in another country than the store's partner")
 	mustRequire(c, "data-dir")
 	c.RunE = func(cmd *cobra.Command, files []string) error {
 		if o.Replace && o.Source == "" {

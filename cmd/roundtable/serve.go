@@ -22,7 +22,8 @@ func newServeCmd() *cobra.Command {
 		Short: "Run a node: ledger member, HTTP API and dashboard",
 		Long: `serve runs this partner's node. It opens the encrypted store (passphrase from
 $ROUNDTABLE_PASSPHRASE or --passphrase-file), joins the regional ledger over
-mutual TLS (certificate in DIR/tls, from 'roundtable ca issue'), and serves the
+mutual TLS (certificate in DIR/tls, from the regional coordinator: see
+docs/operator.md, section 3), and serves the
 HTTP API and the dashboard.
 
 The first node of a region starts with --bootstrap genesis.json; every other

@@ -215,13 +215,18 @@ type ImportReport struct {
 	Imported bool        `json:"imported"` // the import committed
 	Stored   int         `json:"stored"`   // cases written
 	Removed  int         `json:"removed"`  // cases of the replaced source no longer in the file
+	Foreign  int         `json:"foreign"`  // valid rows identified in another country than the partner
 }
 
-// ImportSource names where an import's records come from; both fields are
-// optional (?source=NAME&replace=true).
+// ImportSource names where an import's records come from and what the
+// import may do; every field is optional
+// (?source=NAME&replace=true&allow_foreign=true).
 type ImportSource struct {
 	Name    string // stored with every record
 	Replace bool   // the upload is the whole of Name: its records not in it are removed
+	// AllowForeign stores records identified in another country than this
+	// node's partner, which otherwise refuse the whole upload.
+	AllowForeign bool
 }
 
 // LineError is one invalid row.

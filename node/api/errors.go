@@ -29,6 +29,10 @@ func errParam(param, detail string) error {
 	return &httpError{Status: http.StatusBadRequest, Msg: "bad parameter " + param, Detail: detail}
 }
 
+// statusClientClosed is the status recorded (in metrics and the log) for a
+// request its client abandoned; as in nginx, no client ever sees it.
+const statusClientClosed = 499
+
 // ErrorBody is the JSON error model of every endpoint.
 type ErrorBody struct {
 	Error  string `json:"error"`
@@ -63,6 +67,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		he = &httpError{Status: http.StatusConflict, Msg: "conflict", Detail: err.Error()}
 	case errors.Is(err, ErrInvalid):
 		he = &httpError{Status: http.StatusUnprocessableEntity, Msg: "invalid", Detail: err.Error()}
+	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
+		// The client went away (or its deadline passed): nobody reads the
+		// answer, and nothing is wrong with the node.
+		s.log.Debug("request ended by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+		he = &httpError{Status: statusClientClosed, Msg: "request cancelled", Detail: err.Error()}
 	default:
 		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		he = &httpError{Status: http.StatusInternalServerError, Msg: "internal error", Detail: "see the node's log"}

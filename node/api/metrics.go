@@ -160,6 +160,9 @@ func boolFloat(b bool) float64 {
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	s.metrics.handler.ServeHTTP(w, r)
 	return nil
 }

@@ -10,6 +10,9 @@ import (
 )
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	h := s.cfg.Backend.Health(r.Context())
 	status := http.StatusOK
 	if !h.InCluster {
@@ -23,6 +26,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	c := callerOf(r.Context())
 	writeJSON(w, http.StatusOK, map[string]any{
 		"role": c.Role, "name": c.Name, "partner": s.cfg.Backend.Partner(), "public_reads": s.cfg.PublicReads,
@@ -37,6 +43,9 @@ type CatalogResponse struct {
 }
 
 func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	cat, hash, err := s.cfg.Backend.Catalog(r.Context())
 	if err != nil {
 		return err
@@ -93,6 +102,9 @@ type ReleaseResponse struct {
 var releaseID = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	id := r.PathValue("id")
 	if !releaseID.MatchString(id) {
 		return errParam("id", "a release id is 64 lowercase hex digits (the SHA-256 of the canonical release)")
@@ -106,6 +118,9 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	cp, err := s.cfg.Backend.Checkpoint(r.Context())
 	if err != nil {
 		return err
@@ -123,6 +138,9 @@ type ConsistencyResponse struct {
 }
 
 func (s *Server) handleConsistency(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query(), "from", "to"); err != nil {
+		return err
+	}
 	var sizes [2]int64
 	for i, name := range []string{"from", "to"} {
 		v, err := strconv.ParseInt(r.URL.Query().Get(name), 10, 64)
@@ -204,6 +222,9 @@ func (s *Server) handleBudget(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	ci, err := s.cfg.Backend.Cluster(r.Context())
 	if err != nil {
 		return err

@@ -151,7 +151,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ew := &errorRewriter{ResponseWriter: w}
 		s.mux.ServeHTTP(ew, r)
 		s.metrics.observeHTTP("unmatched", r.Method, ew.code, time.Since(start))
-		s.log.Info("http", "method", r.Method, "path", r.URL.Path, "status", ew.code)
+		s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "status", ew.code)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -239,7 +239,9 @@ func (s *Server) wrap(rt Route) http.Handler {
 		}
 		d := time.Since(start)
 		s.metrics.observeHTTP(label, r.Method, sw.code, d)
-		lvl := slog.LevelInfo
+		// One line per request is for debugging; an operator's log at INFO
+		// holds what changed, and a server error is an ERROR.
+		lvl := slog.LevelDebug
 		if sw.code >= 500 {
 			lvl = slog.LevelError
 		}

@@ -21,18 +21,23 @@ func importFormats() []string { return []string{"csv", "ctdc", "jsonl"} }
 
 // handleImport takes a multipart upload (field "file", optional field
 // "format") or a raw body (?format=, ?filename=). ?source=NAME labels the
-// records, and with &replace=true the upload is the whole of that source.
-// A file with invalid rows is refused whole: 422 with the per-line report.
+// records, and with &replace=true the upload is the whole of that source;
+// &allow_foreign=true stores records identified in another country.
+// A file the importer refuses (a bad header, invalid or foreign rows) is
+// refused whole: 422 with the importer's message and the per-line report.
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 	if err := s.requirePartner(); err != nil {
 		return err
 	}
 	q := r.URL.Query()
-	if err := allowParams(q, "format", "filename", "source", "replace"); err != nil {
+	if err := allowParams(q, "format", "filename", "source", "replace", "allow_foreign"); err != nil {
 		return err
 	}
 	src, err := importSource(q.Get("source"), q.Get("replace"))
 	if err != nil {
+		return err
+	}
+	if src.AllowForeign, err = boolParam(q.Get("allow_foreign"), "allow_foreign"); err != nil {
 		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes)
@@ -60,7 +65,13 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 	}
 	name = path.Base(strings.ReplaceAll(name, "\\", "/")) // never a path from the client
 	rep, err := s.cfg.Backend.Import(r.Context(), body, name, format, src)
-	if err != nil {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return err // 413, however deep in the file the limit was reached
+	case errors.Is(err, ErrInvalid):
+		return &httpError{Status: http.StatusUnprocessableEntity, Msg: "invalid file", Detail: err.Error(), Extra: rep}
+	case err != nil:
 		return err
 	}
 	if !rep.Imported {
@@ -164,6 +175,9 @@ type PublishRequest struct {
 }
 
 func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	var req PlanRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
@@ -194,6 +208,9 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 	if err := s.requirePartner(); err != nil {
+		return err
+	}
+	if err := allowParams(r.URL.Query()); err != nil {
 		return err
 	}
 	var req PublishRequest
@@ -272,6 +289,9 @@ func (s *Server) handleGovernance(w http.ResponseWriter, r *http.Request) error 
 // (and the sequence number and consortium) before anything reaches the
 // ledger, and every node's state machine checks them again.
 func (s *Server) handleGovern(w http.ResponseWriter, r *http.Request) error {
+	if err := allowParams(r.URL.Query()); err != nil {
+		return err
+	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes*16))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -22,8 +23,47 @@ type csvSource struct {
 
 var requiredColumns = []string{"case_id", "registered_on"}
 
+// maxCSVLine caps one physical line of a CSV file. The longest row the
+// schema allows is about 20 KB (notes of 4096 characters) and a CTDC row is
+// a few hundred bytes, so a longer line is not case data; without the cap
+// a line of commas becomes millions of fields, each a string, and costs
+// many times its size in time and memory before any check can refuse it.
+const maxCSVLine = 256 << 10
+
+// lineCapReader fails once a line passes maxCSVLine, for good.
+type lineCapReader struct {
+	r    io.Reader
+	line int // lines seen, for the message
+	n    int // bytes of the current line so far
+	err  error
+}
+
+func (l *lineCapReader) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	for rest := p[:n]; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		seg := len(rest)
+		if i >= 0 {
+			seg = i
+		}
+		if l.n+seg > maxCSVLine {
+			l.err = fmt.Errorf("line %d is longer than %d KiB: this is not a file of case records (is it CSV?)", l.line+1, maxCSVLine>>10)
+			return 0, l.err
+		}
+		if i < 0 {
+			l.n += seg
+			break
+		}
+		l.n, l.line, rest = 0, l.line+1, rest[i+1:]
+	}
+	return n, err
+}
+
 func newCSVReader(r io.Reader) *csv.Reader {
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(&lineCapReader{r: r})
 	cr.FieldsPerRecord = -1 // checked here, to say which line and how many
 	cr.ReuseRecord = true
 	return cr

@@ -71,6 +71,12 @@ func genRow(r *rand.Rand, i int, rec []string) []string {
 	if age < 18 && r.IntN(3) == 0 {
 		unacc = "true"
 	}
+	// A store's own records: a foreign citizen is exploited in RS (or
+	// where is unknown), so none is refused as identified elsewhere.
+	cit, expl := pick(r, genCountries), pick(r, genCountries)
+	if cit != "RS" && cit != "" && expl != "" {
+		expl = "RS"
+	}
 	pid := ""
 	if r.IntN(3) == 0 {
 		pid = fmt.Sprintf("P-%06d", r.IntN(i+1))
@@ -78,7 +84,7 @@ func genRow(r *rand.Rand, i int, rec []string) []string {
 	rec = append(rec[:0],
 		fmt.Sprintf("RS-%07d", i), pid, date.String(),
 		pick(r, aggregate.Vocabulary("status")), pick(r, []string{"Female", "Female", "Male", "Unknown"}), by, ag,
-		pick(r, genCountries), pick(r, genCountries),
+		cit, expl,
 		pickSet(r, aggregate.Vocabulary("exploitation_forms"), 2), pickSet(r, aggregate.Vocabulary("labour_types"), 1),
 		pickSet(r, aggregate.Vocabulary("sexual_types"), 1), pickSet(r, aggregate.Vocabulary("means_of_control"), 3),
 		pick(r, aggregate.Vocabulary("recruitment")), pick(r, aggregate.Vocabulary("recruiter_relation")),

@@ -40,6 +40,9 @@ type Options struct {
 	// Replace makes the files the whole of Source: Source's records that
 	// they no longer hold are removed in the same all-or-nothing import.
 	Replace bool
+	// AllowForeign stores records identified in another country than the
+	// store's partner; without it their presence refuses the whole import.
+	AllowForeign bool
 }
 
 // Report says what an import read and did.
@@ -52,7 +55,23 @@ type Report struct {
 	Stats    store.ImportStats
 	Imported bool   // the import committed
 	Replaced string // the source the import replaced (Options.Replace), else ""
+	// Foreign counts the valid rows identified in another country than
+	// the store's partner (see identifiedElsewhere).
+	Foreign int
 }
+
+// InputError is an import refused for what its input holds or how it
+// reads — a bad header, a malformed, truncated or oversized file, invalid
+// or foreign rows, options that contradict each other — as opposed to a
+// failure of the store or the disk. Its message names the file, line and
+// field where there is one; an API answers it with a 4xx.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// inputErr marks err as the input's fault.
+func inputErr(err error) error { return &InputError{Err: err} }
 
 // row is one data row read by a source: a case, or the reason it is invalid.
 type row struct {
@@ -109,7 +128,7 @@ func Run(ctx context.Context, st *store.Store, opts Options, files ...string) (R
 // rejected rows next to, and the caller gets every error in the Report.
 func RunReader(ctx context.Context, st *store.Store, opts Options, name string, in io.Reader) (Report, error) {
 	if opts.SkipInvalid {
-		return Report{Files: []string{name}}, errors.New("import: skip-invalid needs a file to write rejected rows beside")
+		return Report{Files: []string{name}}, inputErr(errors.New("import: skip-invalid needs a file to write rejected rows beside"))
 	}
 	return runAll(ctx, st, opts, []string{name}, func(r *run) error {
 		return r.stream(name, in, 0)
@@ -124,24 +143,31 @@ func runAll(ctx context.Context, st *store.Store, opts Options, files []string, 
 	switch opts.Format {
 	case "", FormatCSV, FormatCTDC, FormatJSONL:
 	default:
-		return rep, fmt.Errorf("import: unknown format %q (want csv, ctdc or jsonl)", opts.Format)
+		return rep, inputErr(fmt.Errorf("import: unknown format %q (want csv, ctdc or jsonl)", opts.Format))
 	}
 	if opts.Replace && opts.SkipInvalid {
-		return rep, errors.New("import: --replace cannot be combined with --skip-invalid: " +
-			"the records of the skipped rows would be removed (fix the rows, then replace)")
+		return rep, inputErr(errors.New("import: --replace cannot be combined with --skip-invalid: " +
+			"the records of the skipped rows would be removed (fix the rows, then replace)"))
 	}
-	imp, err := st.BeginImportWith(ctx, store.ImportOptions{Source: opts.Source, Replace: opts.Replace})
+	so := store.ImportOptions{Source: opts.Source, Replace: opts.Replace}
+	if err := so.Check(); err != nil {
+		return rep, inputErr(fmt.Errorf("import: %w", err))
+	}
+	imp, err := st.BeginImportWith(ctx, so)
 	if err != nil {
 		return rep, fmt.Errorf("import: %w", err)
 	}
 	defer imp.Abort() // no-op once committed
-	r := run{ctx: ctx, opts: opts, rep: &rep, imp: imp}
+	r := run{ctx: ctx, opts: opts, rep: &rep, imp: imp, partner: st.Partner(), foreign: map[aggregate.Country]int{}}
 	if err := read(&r); err != nil {
 		return rep, fmt.Errorf("import: %w; nothing was imported", err)
 	}
 	if rep.Invalid > 0 && !opts.SkipInvalid {
-		return rep, fmt.Errorf("import: %d of %d rows were invalid (first: %s); nothing was imported "+
-			"(fix them, or use --skip-invalid to import only the valid rows)", rep.Invalid, rep.Rows, rep.Errors[0])
+		return rep, inputErr(fmt.Errorf("import: %d of %d rows were invalid (first: %s); nothing was imported "+
+			"(fix them, or use --skip-invalid to import only the valid rows)", rep.Invalid, rep.Rows, rep.Errors[0]))
+	}
+	if rep.Foreign > 0 && !opts.AllowForeign {
+		return rep, fmt.Errorf("import: %w; nothing was imported", foreignError(r.partner, r.foreign, rep.Rows-rep.Invalid))
 	}
 	stats, err := imp.Commit()
 	if err != nil {
@@ -159,6 +185,10 @@ type run struct {
 	opts Options
 	rep  *Report
 	imp  *store.Import
+	// partner is the store's partner; foreign counts, by country, the
+	// valid rows identified elsewhere.
+	partner string
+	foreign map[aggregate.Country]int
 	// stopped is set at the first invalid row without SkipInvalid: the
 	// import is aborted and later rows are only validated.
 	stopped bool
@@ -167,7 +197,7 @@ type run struct {
 func (r *run) file(name string) (err error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return err
+		return inputErr(err)
 	}
 	defer f.Close()
 	var size int64
@@ -182,7 +212,10 @@ func (r *run) stream(name string, in io.Reader, size int64) (err error) {
 	cr := &countingReader{r: in}
 	src, err := newSource(r.opts.Format, name, stripBOM(cr))
 	if err != nil {
-		return err
+		if r.ctx.Err() != nil {
+			return r.ctx.Err()
+		}
+		return inputErr(err)
 	}
 	bar := newProgress(r.opts.Progress, name, size, cr)
 	defer bar.done()
@@ -210,7 +243,12 @@ func (r *run) stream(name string, in io.Reader, size int64) (err error) {
 		if err := src.next(&rw); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			// The input failed to read (a truncated upload, a body over
+			// its limit, a broken disk file): its fault, not the store's.
+			if r.ctx.Err() != nil {
+				return r.ctx.Err()
+			}
+			return inputErr(fmt.Errorf("%s: %w", name, err))
 		}
 		if err := r.add(name, &rw, rej); err != nil {
 			return err
@@ -228,20 +266,30 @@ func (r *run) add(name string, rw *row, rej *rejectedWriter) error {
 		if rej != nil {
 			return rej.write(rw.raw, rw.line, rw.err.Error())
 		}
-		if !r.stopped {
-			r.stopped = true
-			// Stop storing at once: what was written is discarded, and the
-			// remaining rows are only validated so every error is reported.
-			if err := r.imp.Abort(); err != nil {
-				return err
-			}
+		return r.stop()
+	}
+	if cc := identifiedElsewhere(&rw.c, r.partner); cc != "" {
+		r.rep.Foreign++
+		r.foreign[cc]++
+		if !r.opts.AllowForeign {
+			return r.stop()
 		}
-		return nil
 	}
 	if r.stopped {
 		return nil
 	}
 	return r.imp.Add(&rw.c)
+}
+
+// stop aborts the import at the first row that dooms it: what was written
+// is discarded, and the remaining rows are only validated so that every
+// error is reported.
+func (r *run) stop() error {
+	if r.stopped {
+		return nil
+	}
+	r.stopped = true
+	return r.imp.Abort()
 }
 
 // countingReader counts bytes read, for the progress bar.

@@ -53,6 +53,10 @@ type ImportOptions struct {
 	Replace bool
 }
 
+// ErrImportBusy is BeginImport's answer while another import runs: one
+// import at a time, so the caller may try again once it has finished.
+var ErrImportBusy = errors.New("another import is in progress on this store")
+
 // Check says what is wrong with the options, naming the flag.
 func (o ImportOptions) Check() error {
 	if len(o.Source) > MaxSourceLen {
@@ -135,7 +139,7 @@ func (s *Store) beginImport(ctx context.Context, batchSize int, opts ImportOptio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.importing {
-		return nil, errors.New("begin import: another import is in progress on this store")
+		return nil, fmt.Errorf("begin import: %w", ErrImportBusy)
 	}
 	var gen uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {

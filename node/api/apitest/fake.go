@@ -13,11 +13,13 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -495,7 +497,12 @@ func (f *Fake) Import(ctx context.Context, r io.Reader, filename, format string,
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return rep, fmt.Errorf("import %s: %w", filename, err)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return rep, fmt.Errorf("import %s: %w", filename, err)
+		}
+		// As the real importer: what the upload holds is the client's fault.
+		return rep, fmt.Errorf("%w: import %s: line %d: %v", api.ErrInvalid, filename, line+1, err)
 	}
 	rep.Imported = len(rep.Errors) == 0
 	if rep.Imported {
