@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"roundtable/keyseal"
 )
 
 // File names used by InitCA, LoadCA, Issue and LoadNodeTLS. They are fixed so
@@ -87,10 +89,17 @@ type CA struct {
 	certPEM []byte
 }
 
+// caKeyPurpose is bound into the sealed CA key's associated data, so a
+// coordinator key file offered as the CA key does not open.
+const caKeyPurpose = "regional CA key"
+
 // InitCA creates a new regional CA for the named consortium and writes ca.crt
-// and ca.key (PKCS#8, mode 0600) into dir. It refuses to overwrite an existing
-// CA, because doing so would silently orphan every issued node certificate.
-func InitCA(dir, consortium string) (*CA, error) {
+// and ca.key into dir. The key is sealed under passphrase (keyseal: Argon2id
+// with params, XChaCha20-Poly1305; mode 0600), so a copy of the CA directory
+// alone issues nothing. It refuses to overwrite an existing CA, because doing
+// so would silently orphan every issued node certificate, and parameters
+// below keyseal's floor.
+func InitCA(dir, consortium string, passphrase []byte, params keyseal.Params) (*CA, error) {
 	consortium = strings.TrimSpace(consortium)
 	if consortium == "" {
 		return nil, errors.New("init CA: consortium name is empty; give a name such as \"Western Balkans Roundtable\"")
@@ -101,6 +110,12 @@ func InitCA(dir, consortium string) (*CA, error) {
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("init CA: %w", err)
 		}
+	}
+	if len(passphrase) == 0 {
+		return nil, errors.New("init CA: the passphrase is empty")
+	}
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("init CA: %w", err)
 	}
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -127,7 +142,7 @@ func InitCA(dir, consortium string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init CA: create certificate: %w", err)
 	}
-	keyPEM, err := marshalKeyPEM(key)
+	sealed, err := keyseal.MarshalKeyFile(caKeyPurpose, key, passphrase, params)
 	if err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
@@ -136,7 +151,7 @@ func InitCA(dir, consortium string) (*CA, error) {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
 	// Key first, exclusively: if two operators race, one of them fails here.
-	if err := writeNew(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
+	if err := writeNew(filepath.Join(dir, CAKeyFile), sealed, 0o600); err != nil {
 		return nil, fmt.Errorf("init CA: %w", err)
 	}
 	if err := writeNew(filepath.Join(dir, CACertFile), certPEM, 0o644); err != nil {
@@ -149,32 +164,93 @@ func InitCA(dir, consortium string) (*CA, error) {
 	return &CA{Cert: cert, key: key, certPEM: certPEM}, nil
 }
 
-// LoadCA reads ca.crt and ca.key from dir and checks that they belong together.
-func LoadCA(dir string) (*CA, error) {
-	certPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
+// LoadCA reads ca.crt and ca.key from dir, unseals the key with passphrase
+// and checks that they belong together. It refuses a ca.key that others can
+// read, one sealed below keyseal's floor and an unencrypted one (as CAs made
+// before the key was sealed have), each with the command that fixes it.
+func LoadCA(dir string, passphrase []byte) (*CA, error) {
+	cert, certPEM, err := loadCACert(dir)
+	if err != nil {
+		return nil, err
+	}
+	keyPath := filepath.Join(dir, CAKeyFile)
+	if err := keyseal.CheckPrivate(keyPath); err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	raw, err := os.ReadFile(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	if !keyseal.IsKeyFile(raw) {
+		return nil, fmt.Errorf("load CA: %s is not encrypted: run 'roundtable ca rekey --dir %s' to seal it under a passphrase", keyPath, dir)
+	}
+	key, err := keyseal.ReadKeyFile(keyPath, caKeyPurpose, passphrase)
+	if errors.Is(err, keyseal.ErrBelowFloor) {
+		return nil, fmt.Errorf("load CA: %w: run 'roundtable ca rekey --dir %s' to re-seal it with the default parameters", err, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	if err := keyMatches(cert, key, dir); err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, key: key, certPEM: certPEM}, nil
+}
+
+// ResealCAKey re-seals the CA key in dir under newPassphrase and params:
+// to change the CA passphrase, to strengthen a key sealed below the floor,
+// or to seal a key left unencrypted by a release before keys were sealed
+// (oldPassphrase is then not needed). The file is replaced atomically.
+func ResealCAKey(dir string, oldPassphrase, newPassphrase []byte, params keyseal.Params) error {
+	cert, _, err := loadCACert(dir)
+	if err != nil {
+		return err
+	}
+	keyPath := filepath.Join(dir, CAKeyFile)
+	raw, err := os.ReadFile(keyPath)
+	if err != nil {
+		return fmt.Errorf("reseal CA key: %w", err)
+	}
+	if keyseal.IsKeyFile(raw) {
+		if err := keyseal.Reseal(keyPath, caKeyPurpose, oldPassphrase, newPassphrase, params); err != nil {
+			return fmt.Errorf("reseal CA key: %w", err)
+		}
+		return nil
+	}
+	key, err := parseKeyPEM(raw)
+	if err != nil {
+		return fmt.Errorf("reseal CA key: %s: %w", keyPath, err)
+	}
+	if err := keyMatches(cert, key, dir); err != nil {
+		return err
+	}
+	if err := keyseal.ReplaceKeyFile(keyPath, caKeyPurpose, key, newPassphrase, params); err != nil {
+		return fmt.Errorf("reseal CA key: %w", err)
+	}
+	return nil
+}
+
+func loadCACert(dir string) (*x509.Certificate, []byte, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
 	}
 	cert, err := parseCertPEM(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("load CA: %s: %w", filepath.Join(dir, CACertFile), err)
+		return nil, nil, fmt.Errorf("load CA: %s: %w", filepath.Join(dir, CACertFile), err)
 	}
 	if !cert.IsCA {
-		return nil, fmt.Errorf("load CA: %s is not a CA certificate", filepath.Join(dir, CACertFile))
+		return nil, nil, fmt.Errorf("load CA: %s is not a CA certificate", filepath.Join(dir, CACertFile))
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("load CA: %w", err)
-	}
-	key, err := parseKeyPEM(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("load CA: %s: %w", filepath.Join(dir, CAKeyFile), err)
-	}
+	return cert, certPEM, nil
+}
+
+func keyMatches(cert *x509.Certificate, key ed25519.PrivateKey, dir string) error {
 	pub, ok := cert.PublicKey.(ed25519.PublicKey)
 	if !ok || !pub.Equal(key.Public()) {
-		return nil, fmt.Errorf("load CA: %s does not match the key in %s", filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile))
+		return fmt.Errorf("load CA: %s does not match the key in %s", filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile))
 	}
-	return &CA{Cert: cert, key: key, certPEM: certPEM}, nil
+	return nil
 }
 
 // CertPEM returns the PEM encoding of the CA certificate.

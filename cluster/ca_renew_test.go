@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"roundtable/keyseal"
 )
 
 // TestDefaultValidityIsShort: a node certificate issued with the defaults
@@ -16,7 +18,7 @@ func TestDefaultValidityIsShort(t *testing.T) {
 	if DefaultNodeValidity > 90*24*time.Hour {
 		t.Fatalf("DefaultNodeValidity = %v, want at most 90 days", DefaultNodeValidity)
 	}
-	ca, err := InitCA(t.TempDir(), "WB")
+	ca, err := InitCA(t.TempDir(), "WB", testCAPass, keyseal.Minimum())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func TestDefaultValidityIsShort(t *testing.T) {
 // TestRenew: renewal replaces key and certificate atomically, keeps the
 // identity, and refuses a directory holding another node's certificate.
 func TestRenew(t *testing.T) {
-	ca, err := InitCA(t.TempDir(), "WB")
+	ca, err := InitCA(t.TempDir(), "WB", testCAPass, keyseal.Minimum())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"roundtable/keyseal"
 )
 
 func TestCARoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := InitCA(dir, "Western Balkans Roundtable")
+	ca, err := InitCA(dir, "Western Balkans Roundtable", testCAPass, keyseal.Minimum())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +27,7 @@ func TestCARoundTrip(t *testing.T) {
 	if !ca.Cert.IsCA || ca.Cert.Subject.Organization[0] != "Western Balkans Roundtable" {
 		t.Fatalf("CA cert: IsCA=%v subject=%v", ca.Cert.IsCA, ca.Cert.Subject)
 	}
-	loaded, err := LoadCA(dir)
+	loaded, err := LoadCA(dir, testCAPass)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,18 +106,18 @@ func TestIssueHostsAndValidity(t *testing.T) {
 
 func TestRefuseOverwrite(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := InitCA(dir, "WB"); err != nil {
+	if _, err := InitCA(dir, "WB", testCAPass, keyseal.Minimum()); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, CAKeyFile))
-	if _, err := InitCA(dir, "WB"); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
+	if _, err := InitCA(dir, "WB", testCAPass, keyseal.Minimum()); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
 		t.Fatalf("second InitCA: err = %v, want refusal", err)
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, CAKeyFile))
 	if !bytes.Equal(before, after) {
 		t.Fatal("ca.key changed")
 	}
-	ca, err := LoadCA(dir)
+	ca, err := LoadCA(dir, testCAPass)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +128,7 @@ func TestRefuseOverwrite(t *testing.T) {
 	if err := ca.Issue("AL", nil, out); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
 		t.Fatalf("second Issue: err = %v, want refusal", err)
 	}
-	if _, err := InitCA(t.TempDir(), "  "); err == nil {
+	if _, err := InitCA(t.TempDir(), "  ", testCAPass, keyseal.Minimum()); err == nil {
 		t.Fatal("InitCA with an empty consortium name succeeded")
 	}
 }
@@ -187,17 +189,17 @@ func TestIdentityOfRejects(t *testing.T) {
 
 func TestLoadCAMismatchedKey(t *testing.T) {
 	a, b := t.TempDir(), t.TempDir()
-	if _, err := InitCA(a, "WB"); err != nil {
+	if _, err := InitCA(a, "WB", testCAPass, keyseal.Minimum()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := InitCA(b, "WB"); err != nil {
+	if _, err := InitCA(b, "WB", testCAPass, keyseal.Minimum()); err != nil {
 		t.Fatal(err)
 	}
 	key, _ := os.ReadFile(filepath.Join(b, CAKeyFile))
 	if err := os.WriteFile(filepath.Join(a, CAKeyFile), key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadCA(a); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if _, err := LoadCA(a, testCAPass); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("LoadCA with a foreign key: %v", err)
 	}
 }
@@ -218,7 +220,7 @@ func TestLoadNodeTLSForeignCA(t *testing.T) {
 
 func newTestCA(t testing.TB) *CA {
 	t.Helper()
-	ca, err := InitCA(t.TempDir(), "Test Consortium")
+	ca, err := InitCA(t.TempDir(), "Test Consortium", testCAPass, keyseal.Minimum())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster/governance"
+	"roundtable/keyseal"
 	"roundtable/privacy"
 )
 
@@ -49,7 +50,7 @@ func testLogger(tb testing.TB) *slog.Logger {
 func newTestRegion(tb testing.TB) *testRegion {
 	tb.Helper()
 	dir := tb.TempDir()
-	ca, err := InitCA(filepath.Join(dir, "ca"), "Test Region")
+	ca, err := InitCA(filepath.Join(dir, "ca"), "Test Region", testCAPass, keyseal.Minimum())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"roundtable/aggregate"
 	"roundtable/cluster/governance"
+	"roundtable/keyseal"
 	"roundtable/privacy"
 )
 
@@ -416,7 +417,7 @@ func TestSystemJoinRefused(t *testing.T) {
 	leader := leaderOf(t, nodes)
 
 	t.Run("other CA", func(t *testing.T) {
-		other, err := InitCA(t.TempDir(), "Impostor Region")
+		other, err := InitCA(t.TempDir(), "Impostor Region", testCAPass, keyseal.Minimum())
 		if err != nil {
 			t.Fatal(err)
 		}

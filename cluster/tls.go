@@ -19,6 +19,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"roundtable/keyseal"
 )
 
 // DefaultHandshakeTimeout bounds a TLS handshake. The region has 50–400 ms
@@ -85,6 +87,11 @@ func LoadNodeTLS(dir string) (*NodeTLS, error) {
 	certPEM, err := read(NodeCertFile)
 	if err != nil {
 		return nil, err
+	}
+	// A node key that others can read must be treated as leaked; refuse to
+	// start on it, with the chmod that fixes the file.
+	if err := keyseal.CheckPrivate(filepath.Join(dir, NodeKeyFile)); err != nil {
+		return nil, fmt.Errorf("load node TLS: %w", err)
 	}
 	keyPEM, err := read(NodeKeyFile)
 	if err != nil {

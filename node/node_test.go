@@ -55,10 +55,10 @@ func newRegion(t *testing.T, partners ...string) *testRegion {
 	ctx := t.Context()
 	r := &testRegion{t: t, dir: t.TempDir()}
 	var err error
-	if r.ca, err = cluster.InitCA(filepath.Join(r.dir, "ca"), "node-test"); err != nil {
+	if r.ca, err = cluster.InitCA(filepath.Join(r.dir, "ca"), "node-test", []byte(testPassphrase), store.MinKDFParams()); err != nil {
 		t.Fatal(err)
 	}
-	kdf := store.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+	kdf := store.MinKDFParams()
 	var members []governance.Partner
 	for _, p := range partners {
 		dir := filepath.Join(r.dir, p)

@@ -3,6 +3,7 @@ package governance
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 func key(name string) ed25519.PrivateKey {
@@ -284,7 +288,7 @@ func TestReplayRefusesTampering(t *testing.T) {
 func TestKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c1.key")
-	fast := KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+	fast := KDFParams{Time: 2, MemoryKiB: 19 * 1024, Threads: 1} // the floor
 	pk, err := GenerateKeyFile(path, []byte("correct horse"), fast)
 	if err != nil {
 		t.Fatal(err)
@@ -325,5 +329,68 @@ func TestKeyFile(t *testing.T) {
 	}
 	if _, err := GenerateKeyFile(filepath.Join(dir, "empty.key"), nil, fast); err == nil {
 		t.Fatal("an empty passphrase was accepted")
+	}
+}
+
+// sealOldFormat writes a coordinator key file the way releases before
+// keyseal did, with the parameters given (which may be below today's
+// floor): the format must still be read, byte for byte.
+func sealOldFormat(t *testing.T, path string, pass []byte, p KDFParams) ed25519.PrivateKey {
+	t.Helper()
+	pk, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	aead, err := chacha20poly1305.NewX(argon2.IDKey(pass, salt, p.Time, p.MemoryKiB, p.Threads, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := make([]byte, aead.NonceSize())
+	rand.Read(nonce)
+	sealed := aead.Seal(nonce, nonce, priv.Seed(), append([]byte("roundtable/v1 coordinator key\x00"), pk...))
+	raw, err := json.Marshal(map[string]any{"version": 1, "kdf": p, "salt": salt, "public_key": pk, "sealed": sealed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return priv
+}
+
+// TestKeyFileFloorAndMode: a key file written before the floor with t=1 and
+// 8 MiB (as the demo and the system tests did) is refused with the command
+// that re-seals it; ResealKeyFile keeps the key and makes it open; a file
+// that others can read is refused with the chmod to run.
+func TestKeyFileFloorAndMode(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c1.key")
+	pass := []byte("correct horse battery")
+	priv := sealOldFormat(t, path, pass, KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1})
+	_, err := OpenKeyFile(path, pass)
+	if err == nil || !strings.Contains(err.Error(), "below the minimum") || !strings.Contains(err.Error(), "roundtable coordinator rekey --key "+path) {
+		t.Fatalf("open of a t=1, 8 MiB key file: %v, want a refusal naming coordinator rekey", err)
+	}
+	if _, err := GenerateKeyFile(filepath.Join(dir, "weak.key"), pass, KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}); err == nil {
+		t.Fatal("keygen below the floor succeeded")
+	}
+	if err := ResealKeyFile(path, pass, pass, KDFParams{Time: 2, MemoryKiB: 19 * 1024, Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenKeyFile(path, pass)
+	if err != nil {
+		t.Fatalf("after re-sealing: %v", err)
+	}
+	if !got.Equal(priv) {
+		t.Fatal("re-sealing changed the key")
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "c1.key is readable by others (mode 0644): run chmod 600 " + path
+	if _, err := OpenKeyFile(path, pass); err == nil || err.Error() != want {
+		t.Fatalf("open of a 0644 key file: %v, want %q", err, want)
 	}
 }

@@ -5,74 +5,40 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 
-	"golang.org/x/crypto/argon2"
-	"golang.org/x/crypto/chacha20poly1305"
+	"roundtable/keyseal"
 )
 
-// A coordinator key file holds one ed25519 private key sealed the way a
-// partner's store seals its keys (node/store): XChaCha20-Poly1305 under a
-// key derived from a passphrase with Argon2id (RFC 9106), the parameters
-// and salt stored beside the ciphertext so the file opens with what it was
-// sealed with. The public key is in the clear (it is in the genesis anyway)
-// and bound to the ciphertext as associated data, so a file whose public
-// key was swapped does not open. The key never touches a node.
+// A coordinator key file holds one ed25519 private key sealed the way every
+// key of the project is (keyseal): XChaCha20-Poly1305 under a key derived
+// from a passphrase with Argon2id (RFC 9106), the parameters and salt stored
+// beside the ciphertext. The public key is in the clear (it is in the
+// genesis anyway) and bound to the ciphertext as associated data, so a file
+// whose public key was swapped does not open. The key never touches a node.
 
 // KeyFileVersion is the format version written and read.
-const KeyFileVersion = 1
+const KeyFileVersion = keyseal.KeyFileVersion
 
-// KDFParams are the Argon2id parameters.
-type KDFParams struct {
-	Time      uint32 `json:"time"`
-	MemoryKiB uint32 `json:"memory_kib"`
-	Threads   uint8  `json:"threads"`
-}
+// keyPurpose is bound into the associated data ("roundtable/v1 coordinator
+// key\x00" ‖ public key, as before keyseal), so a CA key file is never
+// taken for a coordinator key or the other way round.
+const keyPurpose = "coordinator key"
+
+// KDFParams are the Argon2id parameters (keyseal's, with its floor of
+// t = 2 and 19 MiB).
+type KDFParams = keyseal.Params
 
 // DefaultKDFParams are the store's production parameters: t=3, 64 MiB, 2
 // threads.
-func DefaultKDFParams() KDFParams { return KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 2} }
-
-// Bounds that keep a hostile file from making OpenKeyFile allocate or spin
-// without limit (the store's).
-const (
-	maxKDFMemoryKiB = 4 * 1024 * 1024
-	maxKDFTime      = 64
-	saltLen         = 16
-)
-
-// Validate refuses parameters Argon2id cannot use or that are out of bounds.
-func (p KDFParams) Validate() error {
-	switch {
-	case p.Time < 1 || p.Time > maxKDFTime:
-		return fmt.Errorf("argon2id time %d out of range 1–%d", p.Time, maxKDFTime)
-	case p.Threads < 1:
-		return errors.New("argon2id threads must be at least 1")
-	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxKDFMemoryKiB:
-		return fmt.Errorf("argon2id memory %d KiB out of range %d–%d KiB", p.MemoryKiB, 8*uint32(p.Threads), maxKDFMemoryKiB)
-	}
-	return nil
-}
-
-type keyFile struct {
-	Version   int               `json:"version"`
-	KDF       KDFParams         `json:"kdf"`
-	Salt      []byte            `json:"salt"`
-	PublicKey ed25519.PublicKey `json:"public_key"`
-	Sealed    []byte            `json:"sealed"` // nonce ‖ XChaCha20-Poly1305(seed)
-}
+func DefaultKDFParams() KDFParams { return keyseal.Default() }
 
 // ErrWrongPassphrase is returned when a key file does not open with the
 // passphrase given.
-var ErrWrongPassphrase = errors.New("coordinator key file: wrong passphrase (or the file was altered)")
-
-func keyFileAD(pub ed25519.PublicKey) []byte {
-	return append([]byte("roundtable/v1 coordinator key\x00"), pub...)
-}
+var ErrWrongPassphrase = keyseal.ErrWrongPassphrase
 
 // GenerateKeyFile makes a new coordinator key, writes it sealed under
 // passphrase to path (mode 0600; an existing file is never overwritten)
-// and returns its public key.
+// and returns its public key. Parameters below the floor are refused.
 func GenerateKeyFile(path string, passphrase []byte, p KDFParams) (ed25519.PublicKey, error) {
 	if len(passphrase) == 0 {
 		return nil, errors.New("coordinator key: the passphrase is empty")
@@ -84,80 +50,26 @@ func GenerateKeyFile(path string, passphrase []byte, p KDFParams) (ed25519.Publi
 	if err != nil {
 		return nil, fmt.Errorf("coordinator key: %w", err)
 	}
-	kf := keyFile{Version: KeyFileVersion, KDF: p, Salt: make([]byte, saltLen), PublicKey: pub}
-	if _, err := rand.Read(kf.Salt); err != nil {
-		return nil, fmt.Errorf("coordinator key: salt: %w", err)
-	}
-	aead, err := chacha20poly1305.NewX(argon2.IDKey(passphrase, kf.Salt, p.Time, p.MemoryKiB, p.Threads, chacha20poly1305.KeySize))
-	if err != nil {
+	if err := keyseal.WriteKeyFile(path, keyPurpose, priv, passphrase, p); err != nil {
 		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("coordinator key: nonce: %w", err)
-	}
-	kf.Sealed = aead.Seal(nonce, nonce, priv.Seed(), keyFileAD(pub))
-	data, err := marshal(kf)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("coordinator key: %s already exists; refusing to overwrite a key", path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("coordinator key: %w", err)
-	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("coordinator key: write %s: %w", path, err)
 	}
 	return pub, nil
 }
 
-// OpenKeyFile reads and unseals a coordinator key file.
+// OpenKeyFile reads and unseals a coordinator key file. It refuses a file
+// that others can read (with the chmod to run) and one sealed below the
+// floor (with the command that re-seals it).
 func OpenKeyFile(path string, passphrase []byte) (ed25519.PrivateKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator key: %w", err)
+	priv, err := keyseal.ReadKeyFile(path, keyPurpose, passphrase)
+	if errors.Is(err, keyseal.ErrBelowFloor) {
+		return nil, fmt.Errorf("%w: run 'roundtable coordinator rekey --key %s --new-passphrase-file FILE' to re-seal it with the default parameters (the new passphrase may be the same)", err, path)
 	}
-	var kf keyFile
-	if err := decodeStrict(data, &kf); err != nil {
-		return nil, fmt.Errorf("coordinator key file %s: %w", path, err)
-	}
-	switch {
-	case kf.Version != KeyFileVersion:
-		return nil, fmt.Errorf("coordinator key file %s: version %d is not supported (want %d)", path, kf.Version, KeyFileVersion)
-	case len(kf.Salt) != saltLen:
-		return nil, fmt.Errorf("coordinator key file %s: salt has %d bytes, want %d", path, len(kf.Salt), saltLen)
-	case len(kf.PublicKey) != ed25519.PublicKeySize:
-		return nil, fmt.Errorf("coordinator key file %s: public key has %d bytes, want %d", path, len(kf.PublicKey), ed25519.PublicKeySize)
-	}
-	if err := kf.KDF.Validate(); err != nil {
-		return nil, fmt.Errorf("coordinator key file %s: %w", path, err)
-	}
-	aead, err := chacha20poly1305.NewX(argon2.IDKey(passphrase, kf.Salt, kf.KDF.Time, kf.KDF.MemoryKiB, kf.KDF.Threads, chacha20poly1305.KeySize))
-	if err != nil {
-		return nil, err
-	}
-	ns := aead.NonceSize()
-	if len(kf.Sealed) < ns+aead.Overhead() {
-		return nil, ErrWrongPassphrase
-	}
-	seed, err := aead.Open(nil, kf.Sealed[:ns], kf.Sealed[ns:], keyFileAD(kf.PublicKey))
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, ErrWrongPassphrase
-	}
-	priv := ed25519.NewKeyFromSeed(seed)
-	if !priv.Public().(ed25519.PublicKey).Equal(kf.PublicKey) {
-		return nil, fmt.Errorf("coordinator key file %s: the public key does not match the private key", path)
-	}
-	return priv, nil
+	return priv, err
+}
+
+// ResealKeyFile re-seals the coordinator key file at path under
+// newPassphrase and p, whatever parameters it was sealed with: how a
+// coordinator changes a passphrase or strengthens a file below the floor.
+func ResealKeyFile(path string, oldPassphrase, newPassphrase []byte, p KDFParams) error {
+	return keyseal.Reseal(path, keyPurpose, oldPassphrase, newPassphrase, p)
 }

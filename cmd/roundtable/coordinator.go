@@ -120,7 +120,7 @@ func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 
 func newCoordinatorCmds() []*cobra.Command {
 	return []*cobra.Command{
-		group("coordinator", "Coordinator keys: create one, rotate the set", newKeygenCmd(), newRotateCmd()),
+		group("coordinator", "Coordinator keys: create one, change its passphrase, rotate the set", newKeygenCmd(), newCoordinatorRekeyCmd(), newRotateCmd()),
 		group("partner", "Governance: add and remove partners (signed by the coordinators)", newPartnerAddCmd(), newPartnerRemoveCmd()),
 		group("replica", "Governance: add and remove read replicas (signed)", newReplicaAddCmd(), newReplicaRemoveCmd()),
 		group("node", "Governance: remove a ledger node (signed)", newNodeRemoveCmd()),
@@ -159,6 +159,7 @@ never needs it. The passphrase comes from $` + coordinatorPassphraseEnv + ` or
 			if err != nil {
 				return err
 			}
+			warnWeak(cmd.ErrOrStderr(), pass)
 			pub, err := governance.GenerateKeyFile(out, pass, kdf)
 			if err != nil {
 				return err
@@ -169,10 +170,45 @@ never needs it. The passphrase comes from $` + coordinatorPassphraseEnv + ` or
 	}
 	c.Flags().StringVar(&out, "out", "", "key file to create (never overwritten)")
 	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from this file (default: $"+coordinatorPassphraseEnv+")")
-	c.Flags().Uint32Var(&kdf.Time, "argon2-time", kdf.Time, "Argon2id passes")
-	c.Flags().Uint32Var(&kdf.MemoryKiB, "argon2-memory", kdf.MemoryKiB, "Argon2id memory in KiB")
-	c.Flags().Uint8Var(&kdf.Threads, "argon2-threads", kdf.Threads, "Argon2id lanes")
+	addKDFFlags(c, &kdf)
 	mustRequire(c, "out")
+	return c
+}
+
+func newCoordinatorRekeyCmd() *cobra.Command {
+	var key, passFile, newFile string
+	kdf := governance.DefaultKDFParams()
+	c := &cobra.Command{
+		Use:   "rekey --key FILE --new-passphrase-file FILE",
+		Short: "Change a coordinator key file's passphrase (or strengthen its Argon2id parameters)",
+		Long: `rekey opens the coordinator key file with its passphrase ($` + coordinatorPassphraseEnv + `
+or --passphrase-file) and replaces it, atomically, with the same key sealed
+under the new passphrase and the given Argon2id parameters. It is also how
+a key file sealed below the minimum (t=2, 19 MiB), which no other command
+opens, is strengthened; the new passphrase may be the same.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			old, err := readSecret(passFile, coordinatorPassphraseEnv)
+			if err != nil {
+				return err
+			}
+			np, err := readSecret(newFile, coordinatorPassphraseEnv)
+			if err != nil {
+				return fmt.Errorf("new passphrase: %w", err)
+			}
+			warnWeak(cmd.ErrOrStderr(), np)
+			if err := governance.ResealKeyFile(key, old, np, kdf); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "coordinator key file %s re-sealed; use the new passphrase from now on\n", key)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&key, "key", "", "the coordinator key file")
+	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the current passphrase from this file (default: $"+coordinatorPassphraseEnv+")")
+	c.Flags().StringVar(&newFile, "new-passphrase-file", "", "file holding the new passphrase")
+	addKDFFlags(c, &kdf)
+	mustRequire(c, "key", "new-passphrase-file")
 	return c
 }
 

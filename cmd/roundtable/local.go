@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"roundtable/aggregate"
+	"roundtable/keyseal"
 	"roundtable/node/ingest"
 	"roundtable/node/store"
 	"roundtable/node/summary"
@@ -36,6 +37,7 @@ signing key (sealed in the store; the public key is printed).`,
 		if err != nil {
 			return err
 		}
+		warnWeak(cmd.ErrOrStderr(), pass)
 		if err := store.Init(dir, partner, pass, kdf); err != nil {
 			return err
 		}
@@ -54,9 +56,11 @@ signing key (sealed in the store; the public key is printed).`,
 	return c
 }
 
-func addKDFFlags(c *cobra.Command, p *store.KDFParams) {
-	c.Flags().Uint32Var(&p.Time, "argon2-time", p.Time, "Argon2id passes")
-	c.Flags().Uint32Var(&p.MemoryKiB, "argon2-memory", p.MemoryKiB, "Argon2id memory in KiB")
+// addKDFFlags adds the Argon2id flags of a command that seals a key under
+// a passphrase (the store, the CA key, a coordinator key).
+func addKDFFlags(c *cobra.Command, p *keyseal.Params) {
+	c.Flags().Uint32Var(&p.Time, "argon2-time", p.Time, fmt.Sprintf("Argon2id passes (at least %d)", keyseal.MinTime))
+	c.Flags().Uint32Var(&p.MemoryKiB, "argon2-memory", p.MemoryKiB, fmt.Sprintf("Argon2id memory in KiB (at least %d)", keyseal.MinMemoryKiB))
 	c.Flags().Uint8Var(&p.Threads, "argon2-threads", p.Threads, "Argon2id lanes")
 }
 
@@ -82,11 +86,24 @@ func newRekeyCmd() *cobra.Command {
 	kdf := store.DefaultKDFParams()
 	c := &cobra.Command{
 		Use:   "rekey --data-dir DIR --new-passphrase-file FILE",
-		Short: "Change the store passphrase (re-wraps the data key only)",
+		Short: "Change the store passphrase and re-seal every record under a new data key",
 		Long: `rekey opens the store with the current passphrase ($ROUNDTABLE_PASSPHRASE or
---passphrase-file) and re-wraps its data key under the new one. Records are
-not re-encrypted, so it is instant whatever the store's size.`,
-		Args: cobra.NoArgs,
+--passphrase-file) and writes a copy in which every record, the signing key
+and the node's pending state are sealed under a NEW random data key, wrapped
+under the new passphrase; the copy then replaces DIR/node.db in one rename.
+Nothing in the new file opens with the old passphrase or the old data key.
+It takes about as long as reading the store once.
+
+Stop the node first: rekey refuses while the store is in use. If it is
+interrupted, the store is the old one (old passphrase) or the new one (new
+passphrase), never half of each. Backups of node.db made before a rekey
+still open with the old passphrase: destroy them.
+
+It also strengthens a store sealed with Argon2id parameters below the
+minimum (t=2, 19 MiB), which no other command opens; the new passphrase may
+be the same as the old one.`,
+		Example: `  ROUNDTABLE_PASSPHRASE=old roundtable rekey --data-dir ./rs --new-passphrase-file ./new-pass`,
+		Args:    cobra.NoArgs,
 	}
 	pf := addPassphraseFlag(c, "passphrase-file")
 	c.Flags().StringVar(&dir, "data-dir", "", "the node's data directory")
@@ -94,19 +111,20 @@ not re-encrypted, so it is instant whatever the store's size.`,
 	addKDFFlags(c, &kdf)
 	mustRequire(c, "data-dir", "new-passphrase-file")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		st, err := openStore(dir, *pf)
+		old, err := readPassphrase(*pf)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
 		np, err := readPassphrase(newFile)
 		if err != nil {
 			return fmt.Errorf("new passphrase: %w", err)
 		}
-		if err := st.Rekey(np, kdf); err != nil {
+		warnWeak(cmd.ErrOrStderr(), np)
+		if err := store.Rekey(cmd.Context(), dir, old, np, kdf); err != nil {
 			return err
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), "passphrase changed; use the new one from now on")
+		fmt.Fprintln(cmd.OutOrStdout(), "store re-sealed under a new data key; use the new passphrase from now on "+
+			"(backups made before now still open with the old one: destroy them)")
 		return nil
 	}
 	return c

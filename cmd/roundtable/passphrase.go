@@ -4,12 +4,26 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"roundtable/keyseal"
 )
 
 const passphraseEnv = "ROUNDTABLE_PASSPHRASE"
+
+// caPassphraseEnv holds the passphrase of the regional CA's key.
+const caPassphraseEnv = "ROUNDTABLE_CA_PASSPHRASE"
+
+// warnWeak prints a warning when a new passphrase looks easy to guess. It
+// never refuses: the operator may know better.
+func warnWeak(w io.Writer, pass []byte) {
+	if why := keyseal.Weakness(pass); why != "" {
+		fmt.Fprintf(w, "warning: %s\n", why)
+	}
+}
 
 // addPassphraseFlag adds --passphrase-file to a command that opens a store.
 func addPassphraseFlag(c *cobra.Command, name string) *string {

@@ -15,6 +15,7 @@ import (
 	"roundtable/aggregate"
 	"roundtable/cluster"
 	"roundtable/cluster/governance"
+	"roundtable/keyseal"
 	"roundtable/privacy"
 )
 
@@ -26,21 +27,34 @@ func newCACmd() *cobra.Command {
 on the Raft port (mutual TLS 1.3); the identity in the certificate must equal
 the node's Raft server id (the partner code, or replica-NAME).`,
 	}
-	var dir, consortium string
+	var dir, consortium, passFile string
+	kdf := keyseal.Default()
 	initCmd := &cobra.Command{
 		Use:   "init --dir CADIR --consortium NAME",
-		Short: "Create the CA key and certificate (ed25519)",
-		Args:  cobra.NoArgs,
+		Short: "Create the CA key and certificate (ed25519); the key is sealed under a passphrase",
+		Long: `init creates CADIR/ca.crt and CADIR/ca.key. The key is encrypted
+(XChaCha20-Poly1305 under a key derived with Argon2id) with the CA passphrase
+from $` + caPassphraseEnv + ` or --passphrase-file, which 'ca issue' asks for
+again. Keep the directory offline and the passphrase apart from it.`,
+		Example: `  ROUNDTABLE_CA_PASSPHRASE=… roundtable ca init --dir ./ca --consortium western-balkans`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := cluster.InitCA(dir, consortium); err != nil {
+			pass, err := readSecret(passFile, caPassphraseEnv)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "regional CA created in %s (keep %s/%s offline and private)\n", dir, dir, cluster.CAKeyFile)
+			warnWeak(cmd.ErrOrStderr(), pass)
+			if _, err := cluster.InitCA(dir, consortium, pass, kdf); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "regional CA created in %s (keep %s/%s offline, and its passphrase apart from it)\n", dir, dir, cluster.CAKeyFile)
 			return nil
 		},
 	}
 	initCmd.Flags().StringVar(&dir, "dir", "", "directory for ca.crt and ca.key")
 	initCmd.Flags().StringVar(&consortium, "consortium", "western-balkans", "consortium name")
+	initCmd.Flags().StringVar(&passFile, "passphrase-file", "", "read the CA passphrase from this file (default: $"+caPassphraseEnv+")")
+	addKDFFlags(initCmd, &kdf)
 	mustRequire(initCmd, "dir")
 
 	var partner, replica, out string
@@ -64,7 +78,11 @@ at a time; the others keep the ledger going).`,
 			if err != nil {
 				return err
 			}
-			c, err := cluster.LoadCA(dir)
+			pass, err := readSecret(passFile, caPassphraseEnv)
+			if err != nil {
+				return err
+			}
+			c, err := cluster.LoadCA(dir, pass)
 			if err != nil {
 				return err
 			}
@@ -90,6 +108,7 @@ at a time; the others keep the ledger going).`,
 		},
 	}
 	issue.Flags().StringVar(&dir, "dir", "", "the CA directory")
+	issue.Flags().StringVar(&passFile, "passphrase-file", "", "read the CA passphrase from this file (default: $"+caPassphraseEnv+")")
 	issue.Flags().StringVar(&partner, "partner", "", "partner code (ISO 3166-1 alpha-2, XK for Kosovo)")
 	issue.Flags().StringVar(&replica, "replica", "", "read replica name (lower-case letters, digits, dashes)")
 	issue.Flags().StringVar(&out, "out", "", "directory to write node.crt, node.key and ca.crt (usually DATA-DIR/tls)")
@@ -97,8 +116,43 @@ at a time; the others keep the ledger going).`,
 	issue.Flags().IntVar(&days, "days", int(cluster.DefaultNodeValidity/(24*time.Hour)), "days the certificate is valid")
 	issue.Flags().BoolVar(&renew, "renew", false, "replace the node's existing key and certificate in --out")
 	mustRequire(issue, "dir", "out")
-	ca.AddCommand(initCmd, issue)
+	ca.AddCommand(initCmd, issue, newCARekeyCmd())
 	return ca
+}
+
+func newCARekeyCmd() *cobra.Command {
+	var dir, passFile, newFile string
+	kdf := keyseal.Default()
+	c := &cobra.Command{
+		Use:   "rekey --dir CADIR --new-passphrase-file FILE",
+		Short: "Change the CA key's passphrase, or seal a CA key that is not encrypted yet",
+		Long: `rekey replaces CADIR/ca.key, atomically, with the same key sealed under the
+new passphrase and the given Argon2id parameters. The current passphrase
+comes from $` + caPassphraseEnv + ` or --passphrase-file; a ca.key made before
+CA keys were encrypted needs none. It is also how a key sealed below the
+minimum (t=2, 19 MiB) is strengthened. Issued certificates stay valid.`,
+		Example: `  ROUNDTABLE_CA_PASSPHRASE=old roundtable ca rekey --dir ./ca --new-passphrase-file ./new-ca-pass`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			old, _ := readSecret(passFile, caPassphraseEnv) // none for an unencrypted key
+			np, err := readSecret(newFile, caPassphraseEnv)
+			if err != nil {
+				return fmt.Errorf("new passphrase: %w", err)
+			}
+			warnWeak(cmd.ErrOrStderr(), np)
+			if err := cluster.ResealCAKey(dir, old, np, kdf); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "CA key in %s sealed under the new passphrase\n", dir)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "the CA directory")
+	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the current CA passphrase from this file (default: $"+caPassphraseEnv+")")
+	c.Flags().StringVar(&newFile, "new-passphrase-file", "", "file holding the new CA passphrase")
+	addKDFFlags(c, &kdf)
+	mustRequire(c, "dir", "new-passphrase-file")
+	return c
 }
 
 // nodeID turns --partner / --replica into a Raft server id.

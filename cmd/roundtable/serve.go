@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"roundtable/node"
-	"roundtable/node/api"
 )
 
 func newServeCmd() *cobra.Command {
@@ -115,38 +114,3 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
-
-func newTokenCmd() *cobra.Command {
-	t := &cobra.Command{Use: "token", Short: "Manage the node's API tokens"}
-	var dir, role, name string
-	create := &cobra.Command{
-		Use:   "create --data-dir DIR --role operator|coordinator|researcher [--name WHO]",
-		Short: "Create an API token (printed once; only its hash is stored)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := api.ParseRole(role)
-			if err != nil {
-				return err
-			}
-			ts, err := api.OpenTokenStore(tokenPath(dir))
-			if err != nil {
-				return err
-			}
-			tok, err := ts.Create(r, name)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), tok)
-			fmt.Fprintf(cmd.ErrOrStderr(), "token for %s (%s) created; it is shown only now — send it as 'Authorization: Bearer <token>'\n", r, name)
-			return nil
-		},
-	}
-	create.Flags().StringVar(&dir, "data-dir", "", "the node's data directory")
-	create.Flags().StringVar(&role, "role", "", "operator, coordinator or researcher")
-	create.Flags().StringVar(&name, "name", "", "whom the token is for (shown in logs)")
-	mustRequire(create, "data-dir", "role")
-	t.AddCommand(create)
-	return t
-}
-
-func tokenPath(dir string) string { return dir + string(os.PathSeparator) + api.TokenFile }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,23 +57,55 @@ const tokenBytes = 32
 // TokenStore holds API tokens as SHA-256 hashes in a JSON file (mode 0600)
 // in the node's data directory. The tokens themselves are shown once, at
 // creation, and never stored: a copy of the data directory does not grant
-// access to the API.
+// access to the API. A token may expire and may be revoked; both are
+// checked at every request, and the file is re-read whenever another
+// process (roundtable token create/revoke) replaced it, so a running node
+// refuses a revoked token at the next request.
 type TokenStore struct {
 	path string
 	mu   sync.Mutex
 	toks []tokenEntry
-	// mtime is the file's modification time when toks was read, so that a
-	// token made by 'roundtable token create' while the node runs is seen
-	// at the next request.
-	mtime time.Time
+	// file is the token file as it was when toks was read: another
+	// process replaces it by rename, which gives it a new inode.
+	file fs.FileInfo
 }
 
 type tokenEntry struct {
-	Hash    string    `json:"sha256"` // hex SHA-256 of the token
-	Role    Role      `json:"role"`
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
+	Hash    string     `json:"sha256"` // hex SHA-256 of the token
+	Role    Role       `json:"role"`
+	Name    string     `json:"name"`
+	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+	// Last4 are the token's last four characters, so an operator can tell
+	// which token a list entry is (4 of 43 random characters).
+	Last4 string `json:"last4,omitempty"`
 }
+
+// tokenIDLen is the length of a token's id: the first hex digits of its
+// hash (48 bits; the hash of a 256-bit random token says nothing of it).
+const tokenIDLen = 12
+
+func (e tokenEntry) id() string { return e.Hash[:tokenIDLen] }
+
+// TokenInfo describes a token for 'roundtable token list'; it never holds
+// the token.
+type TokenInfo struct {
+	ID      string
+	Role    Role
+	Name    string
+	Created time.Time
+	Expires time.Time // zero: never
+	Revoked time.Time // zero: not revoked
+	Last4   string    // "" for tokens made before it was recorded
+}
+
+// Token errors, as returned by Check; each says why a request is refused.
+var (
+	ErrTokenUnknown = errors.New("token is not valid")
+	ErrTokenExpired = errors.New("token has expired")
+	ErrTokenRevoked = errors.New("token was revoked")
+)
 
 // TokenFile is the token store's file name inside the data directory.
 const TokenFile = "api-tokens.json"
@@ -100,7 +133,7 @@ func (ts *TokenStore) load() error {
 	if err != nil {
 		return fmt.Errorf("token store: %w", err)
 	}
-	if fi.ModTime().Equal(ts.mtime) && ts.toks != nil {
+	if ts.file != nil && os.SameFile(fi, ts.file) && fi.ModTime().Equal(ts.file.ModTime()) && fi.Size() == ts.file.Size() {
 		return nil
 	}
 	b, err := os.ReadFile(ts.path)
@@ -120,27 +153,43 @@ func (ts *TokenStore) load() error {
 			return fmt.Errorf("token store %s: entry %d: hash has %d hex digits, want %d", ts.path, i, len(e.Hash), 2*sha256.Size)
 		}
 	}
-	ts.toks, ts.mtime = toks, fi.ModTime()
+	ts.toks, ts.file = toks, fi
 	return nil
 }
 
-// Create makes a new token for role and persists its hash. name says whom
-// it was issued to (shown in logs, never secret).
+// Create makes a new token for role that never expires and persists its
+// hash. name says whom it was issued to (shown in logs, never secret).
 func (ts *TokenStore) Create(role Role, name string) (string, error) {
+	return ts.CreateExpiring(role, name, time.Time{})
+}
+
+// CreateExpiring is Create with an expiry; the zero time means never. An
+// expiry in the past is refused.
+func (ts *TokenStore) CreateExpiring(role Role, name string, expires time.Time) (string, error) {
 	if _, err := ParseRole(string(role)); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
+	}
+	now := time.Now().UTC()
+	e := tokenEntry{Role: role, Name: name, Created: now}
+	if !expires.IsZero() {
+		if !expires.After(now) {
+			return "", fmt.Errorf("create token: expiry %s is not in the future", expires.UTC().Format(time.RFC3339))
+		}
+		x := expires.UTC()
+		e.Expires = &x
 	}
 	raw := make([]byte, tokenBytes)
 	if _, err := rand.Read(raw); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	tok := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	e.Hash, e.Last4 = hashToken(tok), tok[len(tok)-4:]
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if err := ts.load(); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
-	next := append(slices.Clone(ts.toks), tokenEntry{Hash: hashToken(tok), Role: role, Name: name, Created: time.Now().UTC()})
+	next := append(slices.Clone(ts.toks), e)
 	if err := ts.save(next); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
@@ -148,12 +197,72 @@ func (ts *TokenStore) Create(role Role, name string) (string, error) {
 	return tok, nil
 }
 
-// Lookup returns the role of token. It compares the token's hash with
-// every entry in constant time and does not stop at a match, so timing
-// reveals neither which entry matched nor how much of a hash did.
+// List describes every token, oldest first.
+func (ts *TokenStore) List() ([]TokenInfo, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if err := ts.load(); err != nil {
+		return nil, err
+	}
+	out := make([]TokenInfo, len(ts.toks))
+	for i, e := range ts.toks {
+		out[i] = e.info()
+	}
+	return out, nil
+}
+
+func (e tokenEntry) info() TokenInfo {
+	ti := TokenInfo{ID: e.id(), Role: e.Role, Name: e.Name, Created: e.Created, Last4: e.Last4}
+	if e.Expires != nil {
+		ti.Expires = *e.Expires
+	}
+	if e.Revoked != nil {
+		ti.Revoked = *e.Revoked
+	}
+	return ti
+}
+
+// Revoke marks the token with id (as List shows it) revoked, from now on,
+// and returns it. The entry stays, so a request with the token is told it
+// was revoked rather than that it is unknown.
+func (ts *TokenStore) Revoke(id string) (TokenInfo, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if err := ts.load(); err != nil {
+		return TokenInfo{}, fmt.Errorf("revoke token: %w", err)
+	}
+	i := slices.IndexFunc(ts.toks, func(e tokenEntry) bool { return e.id() == strings.ToLower(strings.TrimSpace(id)) })
+	if i < 0 {
+		return TokenInfo{}, fmt.Errorf("revoke token: no token has id %q ('roundtable token list' shows the ids)", id)
+	}
+	if r := ts.toks[i].Revoked; r != nil {
+		return TokenInfo{}, fmt.Errorf("revoke token: %s was already revoked on %s", id, r.Format(time.RFC3339))
+	}
+	next := slices.Clone(ts.toks)
+	now := time.Now().UTC()
+	next[i].Revoked = &now
+	if err := ts.save(next); err != nil {
+		return TokenInfo{}, fmt.Errorf("revoke token: %w", err)
+	}
+	ts.toks = next
+	return next[i].info(), nil
+}
+
+// Lookup returns the role of token, if it is known, not expired and not
+// revoked; Check says why not.
 func (ts *TokenStore) Lookup(token string) (Role, string, bool) {
+	role, name, err := ts.Check(token)
+	return role, name, err == nil
+}
+
+// Check returns the role and name of token, or an error saying why it is
+// refused (ErrTokenUnknown, or ErrTokenExpired or ErrTokenRevoked with the
+// date and the token's id). It compares the token's hash with every entry
+// in constant time and does not stop at a match, so timing reveals neither
+// which entry matched nor how much of a hash did.
+func (ts *TokenStore) Check(token string) (Role, string, error) {
 	if !strings.HasPrefix(token, TokenPrefix) {
-		return "", "", false
+		return "", "", ErrTokenUnknown
 	}
 	h := []byte(hashToken(token))
 	ts.mu.Lock()
@@ -161,15 +270,60 @@ func (ts *TokenStore) Lookup(token string) (Role, string, bool) {
 	// A failed reload keeps the tokens already loaded rather than lock
 	// every user out; the file is replaced by rename, so it is rare.
 	_ = ts.load()
-	var role Role
-	var name string
+	var match tokenEntry
 	found := 0
 	for _, e := range ts.toks {
 		if subtle.ConstantTimeCompare(h, []byte(e.Hash)) == 1 {
-			role, name, found = e.Role, e.Name, 1
+			match, found = e, 1
 		}
 	}
-	return role, name, found == 1
+	switch {
+	case found == 0:
+		return "", "", ErrTokenUnknown
+	case match.Revoked != nil:
+		return "", "", fmt.Errorf("%w on %s (token id %s)", ErrTokenRevoked, match.Revoked.Format(time.RFC3339), match.id())
+	case match.Expires != nil && !time.Now().Before(*match.Expires):
+		return "", "", fmt.Errorf("%w: it expired on %s (token id %s); ask for a new one", ErrTokenExpired, match.Expires.Format(time.RFC3339), match.id())
+	}
+	return match.Role, match.Name, nil
+}
+
+// ParseExpiry reads a token expiry given on the command line, relative to
+// now: a number of days ("90d"), weeks ("12w") or a Go duration ("36h"),
+// or a date ("2025-12-31", which the token outlives until that day ends in
+// UTC) or an RFC 3339 time. The result must be in the future.
+func ParseExpiry(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	bad := fmt.Errorf("expiry %q: give days (90d), weeks (12w), hours (36h), a date (2025-12-31) or an RFC 3339 time", s)
+	var t time.Time
+	switch {
+	case s == "":
+		return time.Time{}, bad
+	case strings.HasSuffix(s, "d") || strings.HasSuffix(s, "w"):
+		n, err := strconv.Atoi(s[:len(s)-1])
+		if err != nil || n <= 0 || n > 10*366 {
+			return time.Time{}, bad
+		}
+		days := n
+		if strings.HasSuffix(s, "w") {
+			days = 7 * n
+		}
+		t = now.AddDate(0, 0, days)
+	default:
+		if d, err := time.ParseDuration(s); err == nil {
+			t = now.Add(d)
+		} else if day, err := time.Parse(time.DateOnly, s); err == nil {
+			t = day.AddDate(0, 0, 1)
+		} else if at, err := time.Parse(time.RFC3339, s); err == nil {
+			t = at
+		} else {
+			return time.Time{}, bad
+		}
+	}
+	if !t.After(now) {
+		return time.Time{}, fmt.Errorf("expiry %q is not in the future", s)
+	}
+	return t.UTC(), nil
 }
 
 // save writes the entries to a temporary file and renames it over the

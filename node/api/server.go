@@ -260,9 +260,9 @@ func (s *Server) authorize(r *http.Request, a Access) (Caller, error) {
 		if !ok {
 			return c, errUnauthorized("Authorization header must be \"Bearer rt_...\"")
 		}
-		role, name, ok := s.cfg.Tokens.Lookup(tok)
-		if !ok {
-			return c, errUnauthorized("token is not valid")
+		role, name, err := s.cfg.Tokens.Check(tok)
+		if err != nil {
+			return c, errUnauthorized(err.Error()) // unknown, expired or revoked, and when
 		}
 		c = Caller{Role: role, Name: name}
 	}

@@ -22,6 +22,7 @@ import (
 	"roundtable/aggregate"
 	"roundtable/cluster"
 	"roundtable/cluster/governance"
+	"roundtable/keyseal"
 	"roundtable/node"
 	"roundtable/node/api"
 	"roundtable/node/client"
@@ -123,11 +124,12 @@ func (r *region) up(ctx context.Context) error {
 	}
 	r.log = slog.New(slog.NewTextHandler(r.logF, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	r.step("region files in %s (node logs: region.log)", r.dir)
-	ca, err := cluster.InitCA(filepath.Join(r.dir, "ca"), "western-balkans-demo")
+	// The CA key is sealed like a real one, under the demo's passphrase.
+	ca, err := cluster.InitCA(filepath.Join(r.dir, "ca"), "western-balkans-demo", []byte(passphrase), keyseal.Minimum())
 	if err != nil {
 		return err
 	}
-	kdf := store.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1} // fast for a demo; production uses DefaultKDFParams
+	kdf := store.MinKDFParams() // the fastest the floor allows; production uses DefaultKDFParams
 	var partners []governance.Partner
 	for _, p := range demoPartners {
 		dir := filepath.Join(r.dir, p)
@@ -155,7 +157,7 @@ func (r *region) up(ctx context.Context) error {
 	// and a threshold of two). Its key file lives in the region's directory
 	// and never on a node.
 	r.coordKey = filepath.Join(r.dir, CoordinatorKeyFile)
-	coordPub, err := governance.GenerateKeyFile(r.coordKey, []byte(passphrase), governance.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1})
+	coordPub, err := governance.GenerateKeyFile(r.coordKey, []byte(passphrase), keyseal.Minimum())
 	if err != nil {
 		return err
 	}
@@ -436,8 +438,8 @@ func (r *region) serve(ctx context.Context) error {
 	for _, role := range api.Roles() {
 		fmt.Fprintf(r.out, "  %-12s %s\n", role, toks[role])
 	}
-	fmt.Fprintf(r.out, "\nGovernance: the coordinator key is %s (1 of 1, passphrase %q), the genesis %s.\n",
-		r.coordKey, passphrase, filepath.Join(r.dir, GenesisFile))
+	fmt.Fprintf(r.out, "\nGovernance: the coordinator key is %s (1 of 1, passphrase %q), the genesis %s;\nthe regional CA is in %s (same passphrase).\n",
+		r.coordKey, passphrase, filepath.Join(r.dir, GenesisFile), filepath.Join(r.dir, "ca"))
 	fmt.Fprintf(r.out, "\nVerify the ledger from the genesis: %s\n", shellLine(r.verifyArgs()))
 	fmt.Fprintln(r.out, "Press Ctrl-C to stop.")
 	<-ctx.Done()

@@ -15,7 +15,7 @@ import (
 )
 
 // testKDF keeps Argon2id cheap in tests.
-var testKDF = store.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
+var testKDF = store.MinKDFParams()
 
 var testPass = []byte("test passphrase")
 

@@ -5,46 +5,28 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"golang.org/x/crypto/argon2"
+	"roundtable/keyseal"
 )
 
 // KDFParams are the Argon2id parameters (RFC 9106) that turn a passphrase
 // into the key-encryption key wrapping the store's data key. They are kept
 // in the store file so a store opens with the parameters it was sealed with.
-type KDFParams struct {
-	Time      uint32 // passes over memory
-	MemoryKiB uint32 // memory in KiB
-	Threads   uint8  // parallelism
-}
+// They are keyseal's, so the store, the CA key and the coordinator keys
+// share one floor.
+type KDFParams = keyseal.Params
 
-// DefaultKDFParams are the production parameters: t=3, 64 MiB, 2 threads,
-// about a second on the small machines partners run (RFC 9106 §4 second
-// recommended option, with memory lowered for 1–2 GB hosts).
-func DefaultKDFParams() KDFParams {
-	return KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 2}
-}
+// DefaultKDFParams are the production parameters (keyseal.Default: t=3,
+// 64 MiB, 2 threads).
+func DefaultKDFParams() KDFParams { return keyseal.Default() }
 
-// Limits that keep a corrupted or hostile file from making Open allocate
-// unbounded memory or spin for hours.
+// MinKDFParams are the weakest parameters a store is created or opened
+// with (keyseal.Minimum: t=2, 19 MiB, OWASP's minimum). Tests use them.
+func MinKDFParams() KDFParams { return keyseal.Minimum() }
+
 const (
-	maxKDFMemoryKiB = 4 * 1024 * 1024
-	maxKDFTime      = 64
-	saltLen         = 16
-	kdfRecordLen    = 4 + 4 + 1 + saltLen
+	saltLen      = keyseal.SaltLen
+	kdfRecordLen = 4 + 4 + 1 + saltLen
 )
-
-// Validate refuses parameters Argon2id cannot use or that are out of bounds.
-func (p KDFParams) Validate() error {
-	switch {
-	case p.Time < 1 || p.Time > maxKDFTime:
-		return fmt.Errorf("argon2id time %d out of range 1–%d", p.Time, maxKDFTime)
-	case p.Threads < 1:
-		return fmt.Errorf("argon2id threads must be at least 1")
-	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxKDFMemoryKiB:
-		return fmt.Errorf("argon2id memory %d KiB out of range %d–%d KiB", p.MemoryKiB, 8*uint32(p.Threads), maxKDFMemoryKiB)
-	}
-	return nil
-}
 
 // kdf is the parameters plus the salt, as stored in the meta bucket.
 type kdf struct {
@@ -63,9 +45,7 @@ func newKDF(p KDFParams) (kdf, error) {
 	return k, nil
 }
 
-func (k kdf) key(passphrase []byte) []byte {
-	return argon2.IDKey(passphrase, k.salt[:], k.Time, k.MemoryKiB, k.Threads, keyLen)
-}
+func (k kdf) key(passphrase []byte) []byte { return k.Key(passphrase, k.salt[:]) }
 
 func (k kdf) marshal() []byte {
 	b := make([]byte, kdfRecordLen)
@@ -85,7 +65,9 @@ func unmarshalKDF(b []byte) (kdf, error) {
 	k.MemoryKiB = binary.BigEndian.Uint32(b[4:])
 	k.Threads = b[8]
 	copy(k.salt[:], b[9:])
-	if err := k.Validate(); err != nil {
+	// Only the bounds: a store sealed below the floor must stay readable
+	// so Rekey can strengthen it; Open refuses it (checkFloor).
+	if err := k.CheckBounds(); err != nil {
 		return kdf{}, fmt.Errorf("stored kdf parameters: %w", err)
 	}
 	return k, nil

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -36,13 +37,7 @@ func TestPassphraseEveryByteCounts(t *testing.T) {
 				if err := Init(dir, "RS", pass, testKDF); err != nil {
 					t.Fatal(err)
 				}
-				st, err := Open(dir, pass)
-				if err != nil {
-					t.Fatal(err)
-				}
-				err = st.Rekey(long, testKDF)
-				st.Close()
-				if err != nil {
+				if err := Rekey(context.Background(), dir, pass, long, testKDF); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 
@@ -28,6 +29,13 @@ func (s *Store) recover() error {
 				return err
 			}
 		}
+	}
+	// A copy that a crashed Rekey did not rename holds everything sealed
+	// under a passphrase that was never put in use.
+	if err := os.Remove(filepath.Join(s.dir, rekeyTemp)); err == nil {
+		s.log.Info("removed the copy of an interrupted rekey; the store keeps its old passphrase")
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	if pending != 0 {
 		s.log.Info("discarding an import that did not commit", "generation", pending)

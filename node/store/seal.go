@@ -18,6 +18,7 @@ const keyLen = chacha20poly1305.KeySize
 var (
 	adDataKey    = []byte("roundtable/v1 data key")
 	adSigningKey = []byte("roundtable/v1 signing key")
+	adQuarterKey = []byte("roundtable/v1 quarter book key")
 	macKeyLabel  = []byte("roundtable/v1 case-id mac key")
 )
 

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"roundtable/aggregate"
+	"roundtable/keyseal"
 )
 
 // FileName is the store's file inside the data directory.
@@ -59,6 +60,7 @@ var (
 	keyPending    = []byte("pending_generation")
 	keyCompact    = []byte("compact_generation")
 	keyCount      = []byte("case_count")
+	keyQuarterKey = []byte("sealed_quarter_key")
 	lockTimeout   = time.Second
 	initialMmap   = 1 << 30 // address space only; avoids remaps that wait on readers
 	recoveryBatch = 50_000
@@ -77,6 +79,7 @@ type Store struct {
 	macKey  []byte
 	// quarterKey keys the quarter book's person-year HMAC.
 	quarterKey []byte
+	kdf        kdf
 	log        *slog.Logger
 
 	mu        sync.Mutex // guards importing
@@ -93,15 +96,36 @@ func boltOptions(readOnly bool) *bolt.Options {
 	}
 }
 
+// openBolt opens the bbolt file at path. bbolt locks the file it opened;
+// if Rekey replaced path while this process waited for that lock, the lock
+// is on the old, unlinked file, so openBolt checks that path still names
+// the file it holds and otherwise opens again.
 func openBolt(path string, readOnly bool) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, boltOptions(readOnly))
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("open %s: %w", path, ErrInUse)
+	for attempt := 0; ; attempt++ {
+		var f *os.File
+		opts := boltOptions(readOnly)
+		opts.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
+			var err error
+			f, err = os.OpenFile(name, flag, mode)
+			return f, err
+		}
+		db, err := bolt.Open(path, 0o600, opts)
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", path, ErrInUse)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		held, err1 := f.Stat()
+		now, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			return db, nil
+		}
+		db.Close()
+		if attempt == 2 {
+			return nil, fmt.Errorf("open %s: the file keeps being replaced: %w", path, ErrInUse)
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return db, nil
 }
 
 // Init creates a new store in dir for partner (an ISO 3166-1 alpha-2 code,
@@ -202,15 +226,28 @@ func wrapKey(k kdf, passphrase, dataKey []byte) ([]byte, error) {
 
 // Open opens the store in dir. It checks the passphrase on a read-only
 // handle first, so a wrong passphrase (ErrWrongPassphrase) changes nothing;
-// then it reopens for writing and removes what a crashed import left.
+// then it reopens for writing and removes what a crashed import or rekey
+// left. It refuses a store file that other users can read, and one sealed
+// with Argon2id parameters below keyseal's floor (Rekey strengthens it).
 func Open(dir string, passphrase []byte) (*Store, error) {
+	return openStore(dir, passphrase, false)
+}
+
+func openStore(dir string, passphrase []byte, allowWeak bool) (*Store, error) {
 	path := filepath.Join(dir, FileName)
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open store: no store at %s (run roundtable init first): %w", path, err)
 	}
+	if err := keyseal.CheckPrivate(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	st, err := unlock(path, passphrase)
 	if err != nil {
 		return nil, err
+	}
+	if err := st.kdf.CheckFloor(); err != nil && !allowWeak {
+		return nil, fmt.Errorf("open store %s: %w: run 'roundtable rekey --data-dir %s --new-passphrase-file FILE' "+
+			"to re-seal it with the default parameters (the new passphrase may be the same)", path, err, dir)
 	}
 	st.dir = dir
 	db, err := openBolt(path, false)
@@ -239,7 +276,7 @@ func unlock(path string, passphrase []byte) (*Store, error) {
 	defer db.Close()
 	st := &Store{log: slog.Default().With("component", "store")}
 	var k kdf
-	var wrapped, sealedPriv []byte
+	var wrapped, sealedPriv, sealedQuarter []byte
 	err = db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
@@ -254,6 +291,7 @@ func unlock(path string, passphrase []byte) (*Store, error) {
 		st.partner = string(m.Get(keyPartner))
 		st.pub = ed25519.PublicKey(clone(m.Get(keyPublic)))
 		wrapped, sealedPriv = clone(m.Get(keyWrapped)), clone(m.Get(keySigning))
+		sealedQuarter = clone(m.Get(keyQuarterKey))
 		return nil
 	})
 	if err != nil {
@@ -267,8 +305,15 @@ func unlock(path string, passphrase []byte) (*Store, error) {
 	if err != nil {
 		return nil, ErrWrongPassphrase
 	}
+	st.kdf = k
 	if err := st.setDataKey(dataKey); err != nil {
 		return nil, err
+	}
+	if sealedQuarter != nil {
+		// Carried over by a rekey (see Rekey); before one, it is derived.
+		if st.quarterKey, err = open(st.aead, nil, sealedQuarter, adQuarterKey); err != nil || len(st.quarterKey) != keyLen {
+			return nil, fmt.Errorf("open store %s: the quarter book key does not decrypt (file damaged?)", path)
+		}
 	}
 	seed, err := open(st.aead, nil, sealedPriv, adSigningKey)
 	if err != nil || len(seed) != ed25519.SeedSize {
@@ -307,34 +352,6 @@ func (s *Store) PublicKey() ed25519.PublicKey { return s.pub }
 
 // SigningKey is the partner's ed25519 private key, for signing releases.
 func (s *Store) SigningKey() ed25519.PrivateKey { return s.priv }
-
-// Rekey wraps the data key under a key derived from newPassphrase with
-// fresh parameters and salt, in one transaction. Records are not
-// re-encrypted: they stay sealed under the same data key.
-func (s *Store) Rekey(newPassphrase []byte, params KDFParams) error {
-	if len(newPassphrase) == 0 {
-		return errors.New("rekey: the new passphrase is empty")
-	}
-	k, err := newKDF(params)
-	if err != nil {
-		return fmt.Errorf("rekey: %w", err)
-	}
-	wrapped, err := wrapKey(k, newPassphrase, s.dataKey)
-	if err != nil {
-		return fmt.Errorf("rekey: %w", err)
-	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		if err := m.Put(keyKDF, k.marshal()); err != nil {
-			return err
-		}
-		return m.Put(keyWrapped, wrapped)
-	})
-	if err != nil {
-		return fmt.Errorf("rekey: %w", err)
-	}
-	return nil
-}
 
 // Count is the number of cases in the store (current versions only).
 func (s *Store) Count() (int, error) {

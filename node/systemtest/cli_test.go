@@ -38,9 +38,9 @@ func initPartner(t *testing.T) string {
 	ctx := t.Context()
 	root := t.TempDir()
 	dir := filepath.Join(root, "rs")
-	mustRun(ctx, t, "", "ca", "init", "--dir", filepath.Join(root, "ca"))
+	mustRun(ctx, t, "", "ca", "init", "--dir", filepath.Join(root, "ca"), "--argon2-memory", "19456", "--argon2-time", "2")
 	mustRun(ctx, t, "", "ca", "issue", "--dir", filepath.Join(root, "ca"), "--partner", "RS", "--out", filepath.Join(dir, "tls"))
-	mustRun(ctx, t, passphrase, "init", "--data-dir", dir, "--partner", "RS", "--argon2-memory", "8192", "--argon2-time", "1")
+	mustRun(ctx, t, passphrase, "init", "--data-dir", dir, "--partner", "RS", "--argon2-memory", "19456", "--argon2-time", "2")
 	return dir
 }
 

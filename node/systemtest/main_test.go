@@ -114,13 +114,18 @@ func mustRun(ctx context.Context, t testing.TB, passphrase string, args ...strin
 	return r
 }
 
+// caPassphrase seals the system tests' CA keys (ca init and ca issue read
+// it from the environment).
+const caPassphrase = "systemtest CA passphrase"
+
 func env(passphrase string) []string {
 	var e []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ROUNDTABLE_PASSPHRASE=") {
+		if !strings.HasPrefix(kv, "ROUNDTABLE_PASSPHRASE=") && !strings.HasPrefix(kv, "ROUNDTABLE_CA_PASSPHRASE=") {
 			e = append(e, kv)
 		}
 	}
+	e = append(e, "ROUNDTABLE_CA_PASSPHRASE="+caPassphrase)
 	if passphrase != "" {
 		e = append(e, "ROUNDTABLE_PASSPHRASE="+passphrase)
 	}

@@ -107,14 +107,14 @@ func startRegion(ctx context.Context, t *testing.T, partners ...string) []*membe
 	t.Helper()
 	root := t.TempDir()
 	ca := filepath.Join(root, "ca")
-	mustRun(ctx, t, "", "ca", "init", "--dir", ca, "--consortium", "systemtest")
+	mustRun(ctx, t, "", "ca", "init", "--dir", ca, "--consortium", "systemtest", "--argon2-memory", "19456", "--argon2-time", "2")
 	// Two coordinators, both needed for every governance statement.
 	gov := govKeys{passFile: filepath.Join(root, "coordinator.pass")}
 	writeFile(t, gov.passFile, "coordinator passphrase\n")
 	genesis := []string{"genesis", "--consortium", "systemtest", "--epsilon-cap", capEpsilon, "--cap-ceiling", "5", "--threshold", "2"}
 	for _, name := range []string{"alice", "bob"} {
 		key := filepath.Join(root, name+".key")
-		out := mustRun(ctx, t, "", "coordinator", "keygen", "--out", key, "--passphrase-file", gov.passFile, "--argon2-memory", "8192", "--argon2-time", "1")
+		out := mustRun(ctx, t, "", "coordinator", "keygen", "--out", key, "--passphrase-file", gov.passFile, "--argon2-memory", "19456", "--argon2-time", "2")
 		pub := coordKeyLine.FindStringSubmatch(out.stdout)
 		if pub == nil {
 			t.Fatalf("keygen printed no public key:\n%s", out)
@@ -126,7 +126,7 @@ func startRegion(ctx context.Context, t *testing.T, partners ...string) []*membe
 	for _, p := range partners {
 		m := &member{partner: p, dir: filepath.Join(root, p), http: freeAddr(t), raft: freeAddr(t), gov: gov}
 		mustRun(ctx, t, "", "ca", "issue", "--dir", ca, "--partner", p, "--out", filepath.Join(m.dir, "tls"))
-		out := mustRun(ctx, t, passphrase, "init", "--data-dir", m.dir, "--partner", p, "--argon2-memory", "8192", "--argon2-time", "1")
+		out := mustRun(ctx, t, passphrase, "init", "--data-dir", m.dir, "--partner", p, "--argon2-memory", "19456", "--argon2-time", "2")
 		key := pubKeyLine.FindStringSubmatch(out.stdout)
 		if key == nil {
 			t.Fatalf("init printed no signing public key:\n%s", out)
