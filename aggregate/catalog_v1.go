@@ -138,6 +138,8 @@ func lookupDim(name string) (dimSpec, bool) {
 		return dimSpec{keys: exploitedInKeys}, true
 	case "form":
 		return dimSpec{keys: formKeys, multi: true}, true
+	case "exploitation_form":
+		return dimSpec{keys: exploitationFormKeys}, true
 	case "referral_source":
 		return dimSpec{keys: referralKeys}, true
 	case "migrant_status":
