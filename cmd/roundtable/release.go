@@ -86,7 +86,7 @@ at the given ε, or the ε needed to reach --target-ci. It depends only on the
 catalog and the budget, never on your records.
 
 With a node serving DIR it uses the ledger's catalog and policy; otherwise it
-uses the built-in v1 catalog (and --accounting).`,
+uses the built-in v2 catalog (and --accounting).`,
 		Example: `  roundtable plan --data-dir ./rs --period 2024-Q1 --epsilon 1
   roundtable plan --data-dir ./rs --period 2024 --target-ci 3`,
 		Args: cobra.NoArgs,
@@ -113,7 +113,7 @@ uses the built-in v1 catalog (and --accounting).`,
 						p.Epsilon = epsilon
 					}
 				}
-				if rows, err = privacy.Plan(aggregate.CatalogV1(), indicators, p); err != nil {
+				if rows, err = privacy.Plan(aggregate.CatalogV2(), indicators, p); err != nil {
 					return err
 				}
 			}
