@@ -172,6 +172,10 @@ type AccuracyRow struct {
 	RankError float64 `json:"rank_error,omitempty"`
 }
 
+func (a AccuracyRow) readable() *Readable {
+	return &Readable{CountryYear: a.CountryYear, Region: a.Region, Partners: a.Partners, Change: a.Change, Detectable: a.Detectable, Cell: a.Cell}
+}
+
 // z80 is the standard normal 80% quantile: a change of hw + z80·sd is
 // outside its ±hw interval 80% of the time (the far tail is negligible).
 const z80 = 0.8416212335729143

@@ -135,7 +135,14 @@ func writePlan(w io.Writer, period string, rows []privacy.PlanRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "indicator\tmechanism\trelease budget\tindicator budget\tnoise scale\t95% CI ±\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%.4g\t%.3g\t%d\t\n", r.Indicator, r.Mechanism, r.Total, r.Budget, r.Scale, r.HalfWidth)
+		ci := fmt.Sprint(r.HalfWidth)
+		if r.Yearly == nil { // quantiles: the error is in rank, not in people counted
+			ci = fmt.Sprintf("rank ±%.0f people", r.RankError)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%.4g\t%.3g\t%s\t\n", r.Indicator, r.Mechanism, r.Total, r.Budget, r.Scale, ci)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return privacy.WriteReadable(w, rows)
 }
