@@ -32,7 +32,11 @@ const (
 )
 
 // FormatVersion is the release format version this code writes and reads.
-const FormatVersion = 1
+// Version 2: under zCDP an indicator states its ρ (and the δ used to
+// calibrate σ with the library), no longer an "epsilon" that was its ρ
+// converted alone — a figure that does not compose and overstated nothing
+// a reader could use. The ledger refuses version 1.
+const FormatVersion = 2
 
 // Micro is the fixed-point unit in which budgets are accounted: 1 ε (or 1 ρ)
 // is 1,000,000 Micro. The ledger's state machine adds integers, never
@@ -68,9 +72,14 @@ type Release struct {
 type IndicatorRelease struct {
 	Name       string     `json:"name"`
 	Mechanism  string     `json:"mechanism"`
-	Epsilon    float64    `json:"epsilon"`         // the library's ε for this indicator
-	Delta      float64    `json:"delta,omitempty"` // the library's δ (Gaussian only)
-	Rho        float64    `json:"rho,omitempty"`   // ρ for this indicator under zCDP
+	// Epsilon is the indicator's ε under pure ε-DP; absent under zCDP.
+	Epsilon float64 `json:"epsilon,omitempty"`
+	// Delta, under zCDP, is the δ handed to the library to find the σ that
+	// ρ requires (GaussianDelta). It is a calibration input, not a claim:
+	// the guarantee is ρ (docs/privacy.md gives its exact (ε, δ)).
+	Delta float64 `json:"delta,omitempty"`
+	// Rho is the indicator's ρ under zCDP; absent under pure ε-DP.
+	Rho        float64    `json:"rho,omitempty"`
 	Dimensions []string   `json:"dimensions"`
 	Cells      []Cell     `json:"cells,omitempty"`
 	Quantiles  []Quantile `json:"quantiles,omitempty"`
