@@ -70,8 +70,8 @@ type Release struct {
 
 // IndicatorRelease holds one indicator's noisy table.
 type IndicatorRelease struct {
-	Name       string     `json:"name"`
-	Mechanism  string     `json:"mechanism"`
+	Name      string `json:"name"`
+	Mechanism string `json:"mechanism"`
 	// Epsilon is the indicator's ε under pure ε-DP; absent under zCDP.
 	Epsilon float64 `json:"epsilon,omitempty"`
 	// Delta, under zCDP, is the δ handed to the library to find the σ that
