@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"roundtable/aggregate"
@@ -296,6 +297,9 @@ func TestEvidenceRegion(t *testing.T) {
 			t.Errorf("%s: coverage %.2f%% over %d intervals, want 95%% ± %.2f", c.name, 100*c.cov.rate(), c.cov.n, 400*se)
 		}
 	}
+	if *updateDocs && !testing.Short() {
+		checkBlock(t, docPath, "evidence-table", evidenceTable(trials, v2, v1))
+	}
 	for _, c := range []struct {
 		name      string
 		got, want float64
@@ -309,4 +313,21 @@ func TestEvidenceRegion(t *testing.T) {
 			t.Errorf("%s: half-width ±%.1f, target ±%.0f", c.name, c.got, c.want)
 		}
 	}
+}
+
+// evidenceTable is the measured block of docs/privacy.md (random: written
+// only by go test ./privacy -run TestEvidenceRegion -update-docs).
+func evidenceTable(trials int, v2, v1 regionTally) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured by `go test ./privacy -run TestEvidenceRegion -update-docs` (%d trials of v2 yearly, %d of v1 quarterly; six synthetic partners, %d–%d):\n\n",
+		trials, v1.country.n/len(evidencePartners)/len(evidenceYears), evidenceYears[0], evidenceYears[len(evidenceYears)-1])
+	b.WriteString("| quantity | v1 quarterly: ±, coverage | v2 yearly: ±, coverage |\n|---|---|---|\n")
+	row := func(name string, h1 float64, c1 coverage, h2 float64, c2 coverage) {
+		fmt.Fprintf(&b, "| %s | ±%.1f, %.1f%% of %d | ±%.1f, %.1f%% of %d |\n", name, h1, 100*c1.rate(), c1.n, h2, 100*c2.rate(), c2.n)
+	}
+	row("country-year victims total", v1.countryHW, v1.country, v2.countryHW, v2.country)
+	row("regional-year victims total, 6 partners", v1.regionHW, v1.region, v2.regionHW, v2.region)
+	row("a country's year-over-year change", v1.changeHW, v1.change, v2.changeHW, v2.change)
+	row("exploitation form × child/adult cell", v1.cellHW, v1.cells, v2.cellHW, v2.cells)
+	return b.String()
 }
