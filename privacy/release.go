@@ -3,6 +3,12 @@
 // confidence intervals, the accuracy planner, the budget accountant the
 // ledger's state machine calls, and the release format and its signatures.
 //
+// The measurement design — how a release's budget is split between
+// indicators and their margins, and each multi-valued breakdown's k — is
+// chosen by a workload optimiser (Design, optimiser.go) in the
+// matrix-mechanism view, after HDMM (McKenna et al., VLDB 2018) and
+// ResidualPlanner (Xiao et al., NeurIPS 2023).
+//
 // Nothing in this package returns an un-noised number or serialises an
 // aggregator's state.
 package privacy
