@@ -147,90 +147,15 @@ const (
 	Quarterly = "quarterly" // one release per quarter
 )
 
-// AccuracyRow is what one indicator's numbers will look like to a reader
-// at a budget and cadence: expected 95% half-widths, in people, of the
-// consistent estimates the series show. It depends only on the catalog and
-// the budget, never on data.
-type AccuracyRow struct {
-	Indicator string  `json:"indicator"`
-	Cadence   string  `json:"cadence"`
-	Budget    float64 `json:"budget"` // the indicator's ε or ρ per release
-	// CountryYear is ± for a partner's total for a year.
-	CountryYear float64 `json:"country_year"`
-	// Region is ± for the total of Partners partners for a year.
-	Region   float64 `json:"region"`
-	Partners int     `json:"partners"`
-	// Change is ± for a partner's change in total from one year to the next.
-	Change float64 `json:"change"`
-	// Detectable is the smallest true change between two years that the
-	// change's interval excludes 0 for with 80% probability.
-	Detectable float64 `json:"detectable"`
-	// Cell is ± for a typical cell of the full table over a year.
-	Cell float64 `json:"cell"`
-	// RankError is, for a quantile indicator (whose other fields are 0),
-	// the 95% bound on a quantile's error in rank, people, for one release.
-	RankError float64 `json:"rank_error,omitempty"`
-}
-
-func (a AccuracyRow) readable() *Readable {
-	return &Readable{CountryYear: a.CountryYear, Region: a.Region, Partners: a.Partners, Change: a.Change, Detectable: a.Detectable, Cell: a.Cell}
-}
-
 // z80 is the standard normal 80% quantile: a change of hw + z80·sd is
 // outside its ±hw interval 80% of the time (the far tail is negligible).
 const z80 = 0.8416212335729143
 
-// Accuracy reports, for each planned indicator, the readable accuracy of
-// a partner's releases at p's budget per release, for yearly releases (one
-// per year at that budget) and quarterly ones (four, each at that budget:
-// the same cost per person, since a person counts in one quarter), with
-// partners partners in the region.
-func Accuracy(cat *aggregate.Catalog, indicators []string, p PlanParams, partners int) ([]AccuracyRow, error) {
-	if cat == nil {
-		return nil, fmt.Errorf("accuracy: no catalog")
-	}
-	if partners < 1 {
-		return nil, fmt.Errorf("accuracy: partners must be at least 1, got %d", partners)
-	}
-	if err := checkPlanBudget(p); err != nil {
-		return nil, err
-	}
-	inds, fracs, err := planSplit(cat, indicators, p.Weights)
-	if err != nil {
-		return nil, fmt.Errorf("accuracy: %w", err)
-	}
-	total := p.Epsilon
-	if p.Accounting == ZCDP {
-		total = p.Rho
-	}
-	var rows []AccuracyRow
-	for i, ind := range inds {
-		budget := total * fracs[i]
-		if ind.Kind == aggregate.KindQuantiles {
-			q, err := newQuantileNoise(p.Accounting, budget, ind.Lower, ind.Upper, ind.Ranks)
-			if err != nil {
-				return nil, fmt.Errorf("accuracy: %s: %w", ind.Name, err)
-			}
-			for _, c := range []string{Yearly, Quarterly} {
-				rows = append(rows, AccuracyRow{Indicator: ind.Name, Cadence: c, Budget: budget, RankError: q.rankError()})
-			}
-			continue
-		}
-		f, err := newIndicatorModel(ind).at(p.Accounting, budget)
-		if err != nil {
-			return nil, fmt.Errorf("accuracy: %w", err)
-		}
-		for _, c := range []string{Yearly, Quarterly} {
-			rows = append(rows, f.accuracy(c, budget, partners))
-		}
-	}
-	return rows, nil
-}
-
-// accuracy computes one row. A year is one unit under Yearly and four
-// independent quarters under Quarterly, so a year's variance is 1 or 4
-// times a release's, with the same largest Laplace term.
-func (f *fit) accuracy(cadence string, budget float64, partners int) AccuracyRow {
+// readable is what readers see of the indicator at the fitted budget and
+// a cadence. A year is one unit under Yearly and four independent quarters
+// under Quarterly, so a year's variance is 1 or 4 times a release's, with
+// the same largest Laplace term.
+func (f *fit) readable(cadence string, partners int) *Readable {
 	units := 1.0
 	if cadence == Quarterly {
 		units = 4
@@ -248,9 +173,8 @@ func (f *fit) accuracy(cadence string, budget float64, partners int) AccuracyRow
 		q[i] = 0
 	}
 	n := float64(f.m.leaves)
-	return AccuracyRow{
-		Indicator: f.m.ind.Name, Cadence: cadence, Budget: budget, Partners: partners,
-		CountryYear: hw(1), Region: hw(float64(partners)), Change: change,
+	return &Readable{
+		CountryYear: hw(1), Region: hw(float64(partners)), Partners: partners, Change: change,
 		Detectable: change + z80*math.Sqrt(2*units*v),
 		Cell:       aggregate.HalfWidth95(units*cv/n, cl/n),
 	}

@@ -117,8 +117,7 @@ func (row *PlanRow) addReadable(accounting string, ind *aggregate.Indicator, par
 	if err != nil {
 		return err
 	}
-	y, q := f.accuracy(Yearly, row.Budget, partners), f.accuracy(Quarterly, row.Budget, partners)
-	row.Yearly, row.Quarterly = y.readable(), q.readable()
+	row.Yearly, row.Quarterly = f.readable(Yearly, partners), f.readable(Quarterly, partners)
 	return nil
 }
 
