@@ -102,3 +102,39 @@ func TestDesignIsLocallyOptimal(t *testing.T) {
 	}
 	t.Logf("loss %.6g at the design (%d perturbations no better), %.6g with equal splits", best, perturbed, l)
 }
+
+// Issue 9's targets at ε = 1 per partner-year, catalog v2, yearly
+// releases, six partners (95% half-widths, people).
+const (
+	targetCountry = 22
+	targetRegion  = 50
+	targetChange  = 31
+	targetCell    = 40
+)
+
+// TestCatalogV2MeetsTargets: the planner's figures (the combine path's
+// model, checked against it by node's TestEvidenceRegion) meet the targets.
+func TestCatalogV2MeetsTargets(t *testing.T) {
+	rows, err := Plan(aggregate.CatalogV2(), nil, PlanParams{Accounting: PureDP, Epsilon: 1, Partners: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]*Readable{}
+	for _, r := range rows {
+		by[r.Indicator] = r.Yearly
+	}
+	v, x := by["victims"], by["exploitation"]
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"country-year victims total", v.CountryYear, targetCountry},
+		{"regional-year total, 6 partners", v.Region, targetRegion},
+		{"year-over-year change", v.Change, targetChange},
+		{"exploitation form × child/adult cell", x.Cell, targetCell},
+	} {
+		if c.got > c.want {
+			t.Errorf("%s: ±%.1f, target ±%.0f", c.name, c.got, c.want)
+		}
+	}
+}
