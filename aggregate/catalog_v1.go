@@ -138,6 +138,8 @@ func lookupDim(name string) (dimSpec, bool) {
 		return dimSpec{keys: exploitedInKeys}, true
 	case "form":
 		return dimSpec{keys: formKeys, multi: true}, true
+	case "exploitation_form":
+		return dimSpec{keys: exploitationFormKeys}, true
 	case "referral_source":
 		return dimSpec{keys: referralKeys}, true
 	case "migrant_status":
@@ -157,7 +159,7 @@ func lookupDim(name string) (dimSpec, bool) {
 }
 
 // knownDims lists the dimension names lookupDim accepts, for error messages.
-const knownDims = "status, sex, age_group, age_class, citizenship_group, exploitation_country_group, form, " +
+const knownDims = "status, sex, age_group, age_class, citizenship_group, exploitation_country_group, form, exploitation_form, " +
 	"referral_source, migrant_status, unaccompanied_child, service, control_group, recruitment_method, recruiter_relation"
 
 // ageGroup maps an age to its age_group code; boundaries follow UNODC's

@@ -313,8 +313,7 @@ func TestCaseSchemaDoc(t *testing.T) {
 			}
 		}
 	}
-	c := CatalogV1()
-	for _, ind := range c.Indicators {
+	for _, ind := range append(CatalogV1().Indicators, CatalogV2().Indicators...) {
 		for _, d := range ind.Dimensions {
 			if !strings.Contains(doc, "`"+d.Name+"`") {
 				t.Errorf("dimension %s is not in docs/case-schema.md", d.Name)

@@ -405,15 +405,6 @@ func ci95(mean, variance, laplaceMax float64) (lo, hi float64) {
 	return mean - h, mean + h
 }
 
-// HalfWidth95 is the half-width of the 95% interval a series point gets
-// for a linear estimate whose noise has the given variance, laplaceMax of
-// it from its largest single Laplace term (see ci95). The planner uses it
-// to show what a year's interval will be under each release cadence.
-func HalfWidth95(variance, laplaceMax float64) float64 {
-	_, hi := ci95(0, variance, laplaceMax)
-	return hi
-}
-
 // quantileGrid is how many intervals halfWidths tabulates over [0, 1].
 const quantileGrid = 256
 

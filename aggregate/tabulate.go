@@ -452,6 +452,7 @@ const (
 	dimControl
 	dimRecruitment
 	dimRelation
+	dimExploitationForm
 	numDims
 )
 
@@ -485,6 +486,8 @@ func dimID(name string) int {
 		return dimRecruitment
 	case "recruiter_relation":
 		return dimRelation
+	case "exploitation_form":
+		return dimExploitationForm
 	}
 	return -1
 }
@@ -533,6 +536,7 @@ func (p *personYear) codes(t *codeTables, out *[numDims]uint32) {
 	out[dimCitizenship] = uint32(p.citizenship)
 	out[dimExploitedIn] = uint32(p.exploitedIn)
 	out[dimForm] = formMask(p.forms, p.labour, p.sexual)
+	out[dimExploitationForm] = exploitationForm(out[dimForm])
 	out[dimReferral] = uint32(t.referral[p.referral])
 	out[dimMigration] = uint32(t.migration[p.migration])
 	out[dimUnaccompanied] = 1

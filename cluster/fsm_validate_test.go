@@ -266,7 +266,7 @@ func TestFSMValidatesZCDPRelease(t *testing.T) {
 		}, "indicator referral_source: measurement 0: σ"},
 		"σ of one cell":          {func(r *privacy.Release) { r.Indicators[0].Cells[5].Scale *= 1.0001 }, "cell 5: scale"},
 		"laplace under zCDP":     {func(r *privacy.Release) { r.Indicators[2].Mechanism = privacy.Laplace }, `mechanism "laplace", but zcdp accounting uses gaussian`},
-		"ε that ρ does not give": {func(r *privacy.Release) { r.Indicators[0].Epsilon *= 0.5 }, "is not the (ε, δ) conversion of ρ"},
+		"an ε stated under zCDP": {func(r *privacy.Release) { r.Indicators[0].Epsilon = 0.5 }, "given under zcdp accounting; an indicator states its ρ"},
 		"another δ":              {func(r *privacy.Release) { r.Indicators[0].Delta = 1e-5 }, "δ 1e-05, want 1e-10"},
 	} {
 		t.Run(name, func(t *testing.T) {

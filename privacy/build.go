@@ -348,11 +348,11 @@ func calibrateQuantiles(accounting string, pi plannedIndicator, ir IndicatorRele
 	}, nil
 }
 
-// setBudget records what the indicator spent. Under ZCDP, Epsilon is the
-// (ε, δ)-DP guarantee its ρ implies at δ = GaussianDelta.
+// setBudget records what the indicator spent, in the accounting's unit:
+// ε under PureDP; ρ (with the library's calibration δ) under ZCDP.
 func setBudget(ir *IndicatorRelease, accounting string, budget float64) {
 	if accounting == ZCDP {
-		ir.Rho, ir.Delta, ir.Epsilon = budget, GaussianDelta, gaussianEpsilon(budget)
+		ir.Rho, ir.Delta = budget, GaussianDelta
 		return
 	}
 	ir.Epsilon = budget

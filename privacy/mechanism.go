@@ -27,8 +27,6 @@ const (
 	z975 = 1.9599639845400534
 	// ln20 is ln(1/(1−Confidence)), the Laplace interval's factor.
 	ln20 = 2.995732273553991
-	// lnInvGaussianDelta is ln(1/GaussianDelta), for the zCDP conversion.
-	lnInvGaussianDelta = 23.025850929940457
 )
 
 // cellNoise is the calibrated noise for the cells of one table: the
@@ -208,16 +206,62 @@ func interval(v, m int64) (lo, hi float64) {
 	return float64(v - m), float64(v + m)
 }
 
-// zcdpToEpsilon is the standard conversion of ρ-zCDP to (ε, δ)-DP
-// (Bun & Steinke 2016, Prop. 1.3): ε = ρ + 2√(ρ·ln(1/δ)).
+// zcdpToEpsilon is the general bound from ρ-zCDP to (ε, δ)-DP (Bun &
+// Steinke 2016, Prop. 1.3): ε = ρ + 2√(ρ·ln(1/δ)). It holds for any
+// ρ-zCDP mechanism and is loose for the Gaussian; GaussianEpsilon is exact.
 func zcdpToEpsilon(rho, delta float64) float64 {
 	return rho + 2*math.Sqrt(rho*math.Log(1/delta))
 }
 
-// gaussianEpsilon is zcdpToEpsilon at δ = GaussianDelta, the ε a zCDP
-// release states for each indicator. The logarithm is a constant and the
-// conversion keeps the product from being fused with the sum, so every
-// architecture computes the same bits (the Validator compares them).
-func gaussianEpsilon(rho float64) float64 {
-	return rho + float64(2*math.Sqrt(float64(rho*lnInvGaussianDelta)))
+// GaussianDeltaFor is the exact δ(ε) of the Gaussian mechanism whose
+// privacy loss is that of ρ-zCDP, i.e. noise σ on L2 sensitivity Δ with
+// ρ = Δ²/(2σ²) (Balle & Wang 2018, Thm. 8):
+//
+//	δ(ε) = Φ(μ/2 − ε/μ) − e^ε·Φ(−μ/2 − ε/μ),   μ = Δ/σ = √(2ρ).
+//
+// Compositions of Gaussian mechanisms add their ρ and have exactly the
+// profile of one Gaussian with the sum (μ² adds: Dong, Roth & Su 2022,
+// Cor. 3.3), so this is the exact (ε, δ) of a partner's whole year of zCDP
+// releases — up to the library's sampler, which is not the ideal Gaussian
+// (docs/privacy.md, "zCDP caveats").
+func GaussianDeltaFor(rho, epsilon float64) float64 {
+	mu := math.Sqrt(2 * rho)
+	a := stdNormalCDF(mu/2 - epsilon/mu)
+	// e^ε·Φ(z) in log space: Φ(z) underflows long before e^ε overflows.
+	b := math.Exp(epsilon + logStdNormalCDF(-mu/2-epsilon/mu))
+	return max(a-b, 0)
+}
+
+// GaussianEpsilon is the smallest ε at which ρ (as the Gaussian mechanism
+// above) is (ε, δ)-DP: the exact conversion, found by bisection on the
+// decreasing δ(ε), to 1e-9. For ρ = 0.1 and δ = 1e-10 it is 2.7530; the
+// general zCDP bound (zcdpToEpsilon) gives 3.1349.
+func GaussianEpsilon(rho, delta float64) (float64, error) {
+	if !(rho > 0) || math.IsInf(rho, 0) || !(delta > 0 && delta < 1) {
+		return 0, fmt.Errorf("gaussian conversion: need ρ > 0 and 0 < δ < 1, got ρ %v δ %v", rho, delta)
+	}
+	lo, hi := 0.0, zcdpToEpsilon(rho, delta) // the general bound is never below the exact ε
+	if GaussianDeltaFor(rho, lo) <= delta {
+		return 0, nil
+	}
+	for hi-lo > 1e-9 {
+		mid := (lo + hi) / 2
+		if GaussianDeltaFor(rho, mid) > delta {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi, nil
+}
+
+func stdNormalCDF(z float64) float64 { return 0.5 * math.Erfc(-z/math.Sqrt2) }
+
+// logStdNormalCDF is log Φ(z), accurate far into the lower tail.
+func logStdNormalCDF(z float64) float64 {
+	if z > -30 {
+		return math.Log(stdNormalCDF(z))
+	}
+	z2 := z * z
+	return -z2/2 - math.Log(-z*math.Sqrt(2*math.Pi)) + math.Log1p(-1/z2+3/(z2*z2))
 }

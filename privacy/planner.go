@@ -2,9 +2,11 @@ package privacy
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"slices"
+	"text/tabwriter"
 
 	"roundtable/aggregate"
 )
@@ -20,7 +22,13 @@ type PlanParams struct {
 	// (for quantile indicators: a rank error of at most this many people).
 	TargetHalfWidth int64
 	Weights         map[string]float64 // as in ReleaseParams
+	// Partners is the number of partners a regional total sums (default 6,
+	// the region's).
+	Partners int
 }
+
+// DefaultPartners is the region's size: AL, BA, XK, ME, MK and RS.
+const DefaultPartners = 6
 
 // PlanRow is the expected accuracy of one indicator. It is computed from
 // the catalog and the budget alone; no data is read.
@@ -34,6 +42,23 @@ type PlanRow struct {
 	HalfWidth int64   `json:"half_width"` // 95% half-width of one cell of the full table, people; 0 for quantiles
 	Coverage  float64 `json:"coverage"`   // exact coverage of that interval
 	RankError float64 `json:"rank_error"` // quantiles: 95% bound on the rank error, people
+	// Yearly and Quarterly say what readers will see of a count indicator
+	// (nil for quantiles): the expected 95% half-widths of the consistent
+	// estimates, for one release a year at this budget, or one a quarter
+	// each at this budget (the same cost per person).
+	Yearly    *Readable `json:"yearly,omitempty"`
+	Quarterly *Readable `json:"quarterly,omitempty"`
+}
+
+// Readable is the accuracy of the numbers people read, in people (95%
+// half-widths of the consistent estimates the series show).
+type Readable struct {
+	CountryYear float64 `json:"country_year"` // a partner's total for a year
+	Region      float64 `json:"region"`       // the total of Partners partners for a year
+	Partners    int     `json:"partners"`
+	Change      float64 `json:"change"`     // a partner's change from one year to the next
+	Detectable  float64 `json:"detectable"` // smallest change seen (interval excludes 0) 80% of the time
+	Cell        float64 `json:"cell"`       // a typical cell of the full table over a year
 }
 
 // Plan reports, per indicator in catalog order, the 95% interval of one
@@ -50,6 +75,13 @@ func Plan(cat *aggregate.Catalog, indicators []string, p PlanParams) ([]PlanRow,
 	if p.Accounting != PureDP && p.Accounting != ZCDP {
 		return nil, fmt.Errorf("plan: accounting %q is not one of %s, %s", p.Accounting, PureDP, ZCDP)
 	}
+	partners := p.Partners
+	if partners == 0 {
+		partners = DefaultPartners
+	}
+	if partners < 1 {
+		return nil, fmt.Errorf("plan: partners must be at least 1, got %d", partners)
+	}
 	rows := make([]PlanRow, len(inds))
 	for i, ind := range inds {
 		if p.TargetHalfWidth > 0 {
@@ -63,8 +95,25 @@ func Plan(cat *aggregate.Catalog, indicators []string, p PlanParams) ([]PlanRow,
 		if err != nil {
 			return nil, fmt.Errorf("plan: %s: %w", ind.Name, err)
 		}
+		if err := rows[i].addReadable(p.Accounting, ind, partners); err != nil {
+			return nil, fmt.Errorf("plan: %w", err)
+		}
 	}
 	return rows, nil
+}
+
+// addReadable fills Yearly and Quarterly for a count indicator at the
+// row's budget, from the same linear model the combine path solves.
+func (row *PlanRow) addReadable(accounting string, ind *aggregate.Indicator, partners int) error {
+	if ind.Kind != aggregate.KindCount {
+		return nil
+	}
+	f, err := newIndicatorModel(ind).at(accounting, row.Budget)
+	if err != nil {
+		return err
+	}
+	row.Yearly, row.Quarterly = f.readable(Yearly, partners), f.readable(Quarterly, partners)
+	return nil
 }
 
 func checkPlanBudget(p PlanParams) error {
@@ -240,4 +289,37 @@ func PlanWarnings(accounting string, given Budget, rows []PlanRow, cap, left Bud
 		check(r.Indicator+" needs", r.Total)
 	}
 	return out
+}
+
+// WriteReadable prints what readers will see of each count indicator in
+// rows: the 95% half-widths of a country-year total, a regional-year total,
+// a change between years, the smallest change detected 80% of the time,
+// and a typical cell, for yearly and for quarterly releases at the rows'
+// budget. `roundtable plan` prints it under the per-cell table.
+func WriteReadable(w io.Writer, rows []PlanRow) error {
+	partners := 0
+	for _, r := range rows {
+		if r.Yearly != nil {
+			partners = r.Yearly.Partners
+		}
+	}
+	if partners == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nWhat readers will see (95%% interval ±, people; consistent estimates; region = %d partners).\n", partners)
+	fmt.Fprintf(w, "Yearly: one release per closed year at this budget. Quarterly: one per quarter, each at this budget.\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "indicator\tcadence\tcountry-year total\tregion-year total\tyear-over-year change\tsmallest change seen\ttypical cell\t")
+	for _, r := range rows {
+		for _, c := range []struct {
+			name string
+			x    *Readable
+		}{{Yearly, r.Yearly}, {Quarterly, r.Quarterly}} {
+			if c.x == nil {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", r.Indicator, c.name, c.x.CountryYear, c.x.Region, c.x.Change, c.x.Detectable, c.x.Cell)
+		}
+	}
+	return tw.Flush()
 }

@@ -153,3 +153,47 @@ func TestPlanRefuses(t *testing.T) {
 		}
 	}
 }
+
+// The planner's readable figures: yearly releases halve the interval of
+// quarterly ones at the same cost per person; a region of N partners is
+// about √N times a country; a change about √2 times a year; quantile rows
+// carry a rank error and no readable (never a ±0).
+func TestPlanReadable(t *testing.T) {
+	rows, err := Plan(aggregate.CatalogV1(), nil, PlanParams{Accounting: PureDP, Budget: Micro, Partners: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Indicator == "age" {
+			if r.Yearly != nil || r.Quarterly != nil || !(r.RankError > 0) {
+				t.Errorf("age row: readable %v %v, rank error %v", r.Yearly, r.Quarterly, r.RankError)
+			}
+			continue
+		}
+		y, q := r.Yearly, r.Quarterly
+		if y == nil || q == nil {
+			t.Fatalf("%s: no readable figures", r.Indicator)
+		}
+		if ratio := q.CountryYear / y.CountryYear; ratio < 1.8 || ratio > 2.1 {
+			t.Errorf("%s: quarterly/yearly country-year = %.3f, want ≈ 2", r.Indicator, ratio)
+		}
+		if ratio := y.Region / y.CountryYear; ratio < 1.8 || ratio > 2.1 {
+			t.Errorf("%s: region of 4 / country = %.3f, want ≈ √4", r.Indicator, ratio)
+		}
+		if ratio := y.Change / y.CountryYear; ratio < 1.3 || ratio > 1.45 {
+			t.Errorf("%s: change / country-year = %.3f, want ≈ √2", r.Indicator, ratio)
+		}
+		if !(y.Detectable > y.Change) || y.Partners != 4 {
+			t.Errorf("%s: detectable %.1f, change %.1f, partners %d", r.Indicator, y.Detectable, y.Change, y.Partners)
+		}
+	}
+	// The v1 figures at ε = 1 with quarterly releases.
+	v := rows[0].Quarterly
+	if math.Round(v.CountryYear) != 43 || math.Round(v.Region) != 86 || math.Round(v.Change) != 61 {
+		t.Errorf("v1 victims quarterly: country ±%.1f region(4) ±%.1f change ±%.1f, want ±43, ±86, ±61", v.CountryYear, v.Region, v.Change)
+	}
+	var buf strings.Builder
+	if err := WriteReadable(&buf, rows); err != nil || !strings.Contains(buf.String(), "year-over-year change") {
+		t.Errorf("WriteReadable: %v\n%s", err, buf.String())
+	}
+}

@@ -3,6 +3,12 @@
 // confidence intervals, the accuracy planner, the budget accountant the
 // ledger's state machine calls, and the release format and its signatures.
 //
+// The measurement design — how a release's budget is split between
+// indicators and their margins, and each multi-valued breakdown's k — is
+// chosen by a workload optimiser (Design, optimiser.go) in the
+// matrix-mechanism view, after HDMM (McKenna et al., VLDB 2018) and
+// ResidualPlanner (Xiao et al., NeurIPS 2023).
+//
 // Nothing in this package returns an un-noised number or serialises an
 // aggregator's state.
 package privacy
@@ -32,8 +38,11 @@ const (
 )
 
 // FormatVersion is the release format version this code writes and reads.
-// Version 2 added Consortium: a release signed for one consortium cannot be
-// replayed into another. The ledger refuses version 1.
+// Version 2 added Consortium (a release signed for one consortium cannot be
+// replayed into another) and, under zCDP, states each indicator's ρ (and the
+// δ used to calibrate σ with the library) instead of an "epsilon" that was
+// its ρ converted alone — a figure that does not compose. The ledger
+// refuses version 1.
 const FormatVersion = 2
 
 // Micro is the fixed-point unit in which budgets are accounted: 1 ε (or 1 ρ)
@@ -62,11 +71,16 @@ type Release struct {
 
 // IndicatorRelease holds one indicator's noisy table.
 type IndicatorRelease struct {
-	Name       string     `json:"name"`
-	Mechanism  string     `json:"mechanism"`
-	Epsilon    float64    `json:"epsilon"`         // the library's ε for this indicator
-	Delta      float64    `json:"delta,omitempty"` // the library's δ (Gaussian only)
-	Rho        float64    `json:"rho,omitempty"`   // ρ for this indicator under zCDP
+	Name      string `json:"name"`
+	Mechanism string `json:"mechanism"`
+	// Epsilon is the indicator's ε under pure ε-DP; absent under zCDP.
+	Epsilon float64 `json:"epsilon,omitempty"`
+	// Delta, under zCDP, is the δ handed to the library to find the σ that
+	// ρ requires (GaussianDelta). It is a calibration input, not a claim:
+	// the guarantee is ρ (docs/privacy.md gives its exact (ε, δ)).
+	Delta float64 `json:"delta,omitempty"`
+	// Rho is the indicator's ρ under zCDP; absent under pure ε-DP.
+	Rho        float64    `json:"rho,omitempty"`
 	Dimensions []string   `json:"dimensions"`
 	Cells      []Cell     `json:"cells,omitempty"`
 	Quantiles  []Quantile `json:"quantiles,omitempty"`

@@ -27,7 +27,7 @@ import (
 // The ledger's state machine runs Validate on every node for every
 // release, so it is deterministic: integers compared exactly, and floats
 // recomputed by the functions the builder uses (laplaceScale,
-// intHalfWidth, gaussianEpsilon, tableBudget) with operations every
+// intHalfWidth, tableBudget) with operations every
 // architecture rounds the same way, then compared bit for bit. Two values
 // are not recomputed exactly, because the library's Gaussian calibration
 // need not round alike everywhere: a Gaussian σ must lie in
@@ -179,8 +179,8 @@ func checkBudgetFields(ir *IndicatorRelease, accounting string) (float64, error)
 			return 0, fmt.Errorf("ρ %v must be positive and finite", ir.Rho)
 		case ir.Delta != GaussianDelta:
 			return 0, fmt.Errorf("δ %v, want %v", ir.Delta, GaussianDelta)
-		case ir.Epsilon != gaussianEpsilon(ir.Rho):
-			return 0, fmt.Errorf("ε %v is not the (ε, δ) conversion of ρ %v (%v)", ir.Epsilon, ir.Rho, gaussianEpsilon(ir.Rho))
+		case ir.Epsilon != 0:
+			return 0, fmt.Errorf("ε %v given under %s accounting; an indicator states its ρ", ir.Epsilon, ZCDP)
 		}
 		return ir.Rho, nil
 	}

@@ -87,14 +87,10 @@ func TestIntervalConstants(t *testing.T) {
 	}{
 		{"z975", z975, math.Sqrt2 * math.Erfinv(Confidence)},
 		{"ln20", ln20, math.Log(1 / (1 - Confidence))},
-		{"lnInvGaussianDelta", lnInvGaussianDelta, math.Log(1 / GaussianDelta)},
 	} {
 		if c.got != c.exact && math.Nextafter(c.got, c.exact) != c.exact {
 			t.Errorf("%s = %v, formula gives %v", c.name, c.got, c.exact)
 		}
-	}
-	if got, want := gaussianEpsilon(0.5), zcdpToEpsilon(0.5, GaussianDelta); math.Abs(got-want) > 1e-12 {
-		t.Errorf("gaussianEpsilon(0.5) = %v, zcdpToEpsilon gives %v", got, want)
 	}
 }
 
@@ -116,7 +112,7 @@ func TestValidateRefusals(t *testing.T) {
 		edit func(r *Release)
 		want string
 	}{
-		{"format version", func(r *Release) { r.Version = 1 }, "format version 1, want 2"},
+		{"format version", func(r *Release) { r.Version = 1 }, "format version 1"},
 		{"other catalog", func(r *Release) { r.CatalogHash = "ab" }, "catalog ab"},
 		{"unknown accounting", func(r *Release) { r.Accounting = "=1" }, `accounting "=1"`},
 		{"no spend", func(r *Release) { r.SpendMicro = 0 }, "spend 0 micro"},

@@ -194,7 +194,7 @@ every governance statement is bound to. It names:
     statement can ever set the cap above it;
   - the founding partners with their signing keys ('roundtable init' prints
     them), the budget policy (a cap per partner per quarter: ε under pure DP,
-    the default, or ρ under zCDP) and the indicator catalog (v1 unless
+    the default, or ρ under zCDP) and the indicator catalog (v2 unless
     --catalog names a file).`,
 		Example: `  roundtable genesis --consortium western-balkans \
     --coordinator "alice=KEY1" --coordinator "bob=KEY2" --coordinator "carol=KEY3" --threshold 2 \
@@ -236,7 +236,7 @@ every governance statement is bound to. It names:
 	c.Flags().StringArrayVar(&partners, "partner", nil, "CODE=NAME=PUBLIC-KEY (hex or base64), once per founding partner")
 	c.Flags().Var(&epsilon, "epsilon-cap", "pure ε-DP cap per partner per quarter")
 	c.Flags().Var(&rho, "rho-cap", "use ρ-zCDP accounting with this cap per partner per quarter instead")
-	c.Flags().StringVar(&catalogFile, "catalog", "", "indicator catalog JSON (default: the built-in v1 catalog)")
+	c.Flags().StringVar(&catalogFile, "catalog", "", "indicator catalog JSON (default: the built-in v2 catalog)")
 	mustRequire(c, "partner", "coordinator", "threshold", "cap-ceiling")
 	return c
 }
@@ -269,7 +269,7 @@ func buildGenesis(name string, specs []string, epsilon, rho privacy.Budget, cata
 			_, err = aggregate.ParseCatalog(cat)
 		}
 	} else {
-		cat, err = aggregate.CatalogV1().Canonical()
+		cat, err = aggregate.CatalogV2().Canonical()
 	}
 	if err != nil {
 		return cluster.Genesis{}, fmt.Errorf("catalog: %w", err)

@@ -114,7 +114,7 @@ quarterly ones (the same cost per person).
 With a node serving DIR it uses the ledger's catalog and policy, and warns
 when a budget (given, or proposed for a target) is above the consortium's cap
 per quarter or above what is left on the period's quarters; otherwise it uses
-the built-in v1 catalog (and --accounting) and cannot check the budget.`,
+the built-in v2 catalog (and --accounting) and cannot check the budget.`,
 		Example: `  roundtable plan --data-dir ./rs --period 2024 --epsilon 1
   roundtable plan --data-dir ./rs --period 2024 --target-ci 3`,
 		Args: cobra.NoArgs,
@@ -138,7 +138,7 @@ the built-in v1 catalog (and --accounting) and cannot check the budget.`,
 				}
 			} else {
 				p := privacy.PlanParams{Accounting: accounting, Budget: budget, TargetHalfWidth: target}
-				rows, err := privacy.Plan(aggregate.CatalogV1(), indicators, p)
+				rows, err := privacy.Plan(aggregate.CatalogV2(), indicators, p)
 				if err != nil {
 					return err
 				}
@@ -167,7 +167,11 @@ func writePlan(w io.Writer, a api.PlanAnswer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "indicator\tmechanism\trelease budget\tindicator budget\tnoise scale\t95% CI ±\t")
 	for _, r := range a.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%.3g\t%d\t\n", r.Indicator, r.Mechanism, r.Total, r.Budget, r.Scale, r.HalfWidth)
+		ci := fmt.Sprint(r.HalfWidth)
+		if r.Yearly == nil { // quantiles: the error is in rank, not in people counted
+			ci = fmt.Sprintf("rank ±%.0f people", r.RankError)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%.3g\t%s\t\n", r.Indicator, r.Mechanism, r.Total, r.Budget, r.Scale, ci)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -183,6 +187,9 @@ func writePlan(w io.Writer, a api.PlanAnswer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	if err := privacy.WriteReadable(w, a.Rows); err != nil {
+		return err
 	}
 	fmt.Fprintln(w)
 	switch {

@@ -149,7 +149,7 @@ func (r *region) up(ctx context.Context) error {
 	if err := ca.Issue(replicaID, []string{"127.0.0.1", "localhost"}, filepath.Join(r.dir, "replica", node.TLSDir)); err != nil {
 		return err
 	}
-	cat, err := aggregate.CatalogV1().Canonical()
+	cat, err := aggregate.CatalogV2().Canonical()
 	if err != nil {
 		return err
 	}
