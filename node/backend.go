@@ -43,7 +43,7 @@ func (b *backend) Health(ctx context.Context) api.Health {
 	leader, _ := b.ledger.Leader()
 	h := api.Health{
 		Partner:      b.Partner(),
-		InCluster:    leader != "",
+		InCluster:    b.ledger.LeaderInTouch(), // a leader named and heard from
 		CaughtUp:     b.ledger.CaughtUp(),
 		RaftState:    b.ledger.State().String(),
 		Leader:       leader,

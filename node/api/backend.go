@@ -112,8 +112,8 @@ var (
 type Health struct {
 	Partner      string `json:"partner"`       // "" on a replica
 	ConsortiumID string `json:"consortium_id"` // the genesis hash; "" before genesis
-	InCluster    bool   `json:"in_cluster"`    // has a leader and a configuration
-	CaughtUp     bool   `json:"caught_up"`     // applied index is at the commit index
+	InCluster    bool   `json:"in_cluster"`    // a leader is known and was heard from within the election timeout
+	CaughtUp     bool   `json:"caught_up"`     // in cluster, and the applied index is at the commit index
 	RaftState    string `json:"raft_state"`    // Leader, Follower, Candidate, Shutdown
 	Leader       string `json:"leader"`        // leader's server id, "" if none
 	AppliedIndex uint64 `json:"applied_index"` //
