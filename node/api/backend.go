@@ -64,7 +64,15 @@ type Backend interface {
 	// node's partner. Every parameter is checked (CheckPublish) before
 	// anything is reserved. A refusal by the accountant is a
 	// *privacy.Refusal.
-	Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (PublishResult, error)
+	//
+	// reservation, if not empty, is the reservation id to use. Once the
+	// reservation is saved the node finishes the release whatever happens
+	// to the caller; if ctx ends first, Publish returns a *PendingError
+	// saying where the release stands.
+	Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, reservation string) (PublishResult, error)
+	// PendingReleases reports the release in flight, if any, and the latest
+	// finished ones (operator only).
+	PendingReleases(ctx context.Context) (PendingReport, error)
 
 	// Governance returns the governance history: every admitted
 	// coordinator-signed statement, and the number the next one must carry.

@@ -46,6 +46,9 @@ func probes(e *env) map[string]func(i int) probe {
 		"GET /v1/catalog":       get("/v1/catalog"),
 		"GET /v1/releases":      get("/v1/releases?consistent=true"),
 		"GET /v1/releases/{id}": get("/v1/releases/" + rel),
+		"GET /v1/releases/pending": func(int) probe {
+			return probe{access: api.AccessOperator, path: "/v1/releases/pending", status: http.StatusOK}
+		},
 		"GET /v1/series":        get("/v1/series?indicator=victims&rollup=region&from=2024-Q1"),
 		"GET /v1/export.csv":    get("/v1/export.csv"),
 		"GET /v1/checkpoint":    get("/v1/checkpoint"),
