@@ -56,8 +56,8 @@ func publishInterrupted(cmd *cobra.Command, dir, period string, budget privacy.B
 	if errors.As(err, &ae) {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "the connection to the node was lost while publishing %s (%v); asking the node what became of reservation %s (waiting up to %s) …\n",
-		period, err, reservation, wait)
+	fmt.Fprintf(cmd.ErrOrStderr(), "the connection to the node was lost before it answered the publish of %s; asking the node what became of reservation %s (waiting up to %s) …\n",
+		period, reservation, wait)
 	rep, ok := askPending(context.WithoutCancel(cmd.Context()), dir, reservation, wait)
 	if !ok {
 		return &notFinished{fmt.Sprintf(
