@@ -397,3 +397,11 @@ func releasesWith(ctx context.Context, t *testing.T, m *member, reservation stri
 	}
 	return out
 }
+
+func init() {
+	// The soak runs (make soak) use the default raft timings, sized for
+	// 50–400 ms round trips between offices, as a real region would.
+	if soak {
+		raftFlags = nil
+	}
+}
