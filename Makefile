@@ -4,7 +4,7 @@ BIN      := bin/roundtable
 PKGS     := ./...
 FUZZTIME ?= 5s
 
-.PHONY: build test unit fuzz bench demo lint clean
+.PHONY: build test unit fuzz bench soak demo lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/roundtable
@@ -33,6 +33,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./node/ingest ./aggregate ./privacy
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./cluster
 	$(GO) test -run '^$$' -bench . -timeout 30m ./node/api
+
+# Long fault runs with real processes: the leader SIGSTOPped for 90 s with
+# default-length publishing through the survivors (the short variant runs
+# in make test).
+soak:
+	ROUNDTABLE_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestFrozenLeaderPublishing|TestPublishKilledAtEachStep' -v ./node/systemtest
 
 demo: build
 	./$(BIN) demo

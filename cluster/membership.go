@@ -215,27 +215,20 @@ func (n *Node) Govern(ctx context.Context, s governance.Signed) (ApplyResult, er
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("govern: %w", err)
 	}
-	wait := retryMin
-	for {
-		res, err := n.governOnce(ctx, cmd)
-		if err == nil {
-			if !res.OK && n.alreadyApplied(ctx, s) {
-				return ApplyResult{OK: true, Existing: true, Seq: s.Statement.Seq}, nil
-			}
-			return res, nil
-		}
-		if !retryable(err) {
-			return ApplyResult{}, fmt.Errorf("govern: %w", err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ApplyResult{}, fmt.Errorf("govern: %w (last error: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
-		wait = min(2*wait, retryMax)
+	// Attempts end at their deadline or on a leader change, as Apply's do.
+	var res ApplyResult
+	err = n.retry(ctx, "govern", func(actx context.Context, leader raft.ServerID) error {
+		var err error
+		res, err = n.governOnce(actx, leader, cmd)
+		return err
+	})
+	if err != nil {
+		return ApplyResult{}, err
 	}
+	if !res.OK && n.alreadyApplied(ctx, s) {
+		return ApplyResult{OK: true, Existing: true, Seq: s.Statement.Seq}, nil
+	}
+	return res, nil
 }
 
 // alreadyApplied reports whether the ledger holds s at its number (a
@@ -250,12 +243,12 @@ func (n *Node) alreadyApplied(ctx context.Context, s governance.Signed) bool {
 	return err == nil && sameStatement(old, s)
 }
 
-func (n *Node) governOnce(ctx context.Context, cmd []byte) (ApplyResult, error) {
+func (n *Node) governOnce(ctx context.Context, id raft.ServerID, cmd []byte) (ApplyResult, error) {
 	if n.raft.State() == raft.Leader {
 		return n.governLocal(ctx, cmd)
 	}
-	addr, id := n.raft.LeaderWithID()
-	if id == "" {
+	addr, ok := n.leaderAddr(id)
+	if id == "" || !ok {
 		return ApplyResult{}, errNoLeader
 	}
 	body, err := n.forward(ctx, addr, fwdGovern, cmd)

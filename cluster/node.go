@@ -615,15 +615,33 @@ func (n *Node) WaitForLeader(ctx context.Context) error {
 	}
 }
 
-// CaughtUp reports whether a leader is known and this node has handed
-// every entry it knows to be committed to its state machine. It is a health
-// signal; use ConsistentRead when a read must be up to date.
+// CaughtUp reports whether this node is in touch with a leader (see
+// LeaderInTouch) and has handed every entry it knows to be committed to its
+// state machine. It is a health signal; use ConsistentRead when a read must
+// be up to date.
 func (n *Node) CaughtUp() bool {
-	if _, id := n.raft.LeaderWithID(); id == "" {
+	if !n.LeaderInTouch() {
 		return false
 	}
 	ci := n.raft.CommitIndex()
 	return ci > 0 && n.raft.AppliedIndex() >= ci
+}
+
+// LeaderInTouch reports whether a leader is known and heard from: this node
+// leads (raft steps a leader down once it has not reached a quorum for
+// LeaderLeaseTimeout), or it heard from the leader within the election
+// timeout. A follower keeps naming its old leader until it starts an
+// election, so the name alone would call a node in touch with a leader that
+// froze or was cut off.
+func (n *Node) LeaderInTouch() bool {
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return false
+	}
+	if n.raft.State() == raft.Leader {
+		return true
+	}
+	last := n.raft.LastContact()
+	return !last.IsZero() && time.Since(last) <= n.cfg.ElectionTimeout
 }
 
 // voters counts voters in the latest configuration.

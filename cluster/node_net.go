@@ -27,6 +27,9 @@ type filteredStream struct {
 	mu    sync.Mutex
 	cut   map[string]bool
 	conns map[*trackedConn]struct{}
+	// thaw, while non-nil, holds every forwarded request until it is
+	// closed, as a stopped process would (tests only: setFrozen).
+	thaw chan struct{}
 }
 
 func newFilteredStream(inner raft.StreamLayer, expectedID func(raft.ServerAddress) (string, bool)) *filteredStream {
@@ -68,6 +71,21 @@ func (s *filteredStream) setCut(cut bool, peers ...string) {
 	s.mu.Unlock()
 	for _, c := range doomed {
 		c.Close()
+	}
+}
+
+// setFrozen makes forwarded requests wait without an answer (frozen) or
+// releases them. With every raft link cut too, the node looks to the others
+// like a SIGSTOPped process: the connection is open and nothing answers.
+func (s *filteredStream) setFrozen(frozen bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case frozen && s.thaw == nil:
+		s.thaw = make(chan struct{})
+	case !frozen && s.thaw != nil:
+		close(s.thaw)
+		s.thaw = nil
 	}
 }
 
@@ -125,6 +143,15 @@ func (s *filteredStream) Addr() net.Addr { return s.inner.Addr() }
 // server owns the connection; callers treat it as a transport failure.
 func (s *filteredStream) filterForward(h func(context.Context, string, []byte) ([]byte, error)) func(context.Context, string, []byte) ([]byte, error) {
 	return func(ctx context.Context, peer string, req []byte) ([]byte, error) {
+		s.mu.Lock()
+		thaw := s.thaw
+		s.mu.Unlock()
+		if thaw != nil {
+			select {
+			case <-thaw:
+			case <-ctx.Done():
+			}
+		}
 		if s.isCut(peer) {
 			return nil, fmt.Errorf("%s: %w", codeUnavailable, errPartitioned)
 		}

@@ -60,25 +60,110 @@ const maxForwardedApply = time.Minute
 // are retried with the same bytes until ctx expires; the state machine is
 // idempotent on reservation and release ids, so a retry never spends twice.
 // A refusal (OK false) is a result, not an error, and is not retried.
+//
+// Each attempt has its own deadline and is abandoned as soon as this node
+// learns of another leader, so a leader that froze (SIGSTOP, a stalled VM)
+// with the request in its socket delays the caller only until the others
+// have elected a new one: TCP stays open to a stopped process, so nothing
+// but a deadline would end the wait.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (ApplyResult, error) {
-	wait := retryMin
+	var res ApplyResult
+	err := n.retry(ctx, "apply", func(ctx context.Context, leader raft.ServerID) error {
+		var err error
+		res, err = n.applyOnce(ctx, leader, cmd)
+		return err
+	})
+	return res, err
+}
+
+// retry runs attempt until it succeeds, fails for good, or ctx ends. Each
+// attempt gets the leader this node knows now and a context that ends at
+// the attempt's deadline or when the leader this node knows changes; an
+// attempt ended that way, or by a retryable error, is tried again after a
+// short backoff. The attempt deadline doubles after each timeout, so a
+// leader that is merely slow is not abandoned forever.
+func (n *Node) retry(ctx context.Context, what string, attempt func(ctx context.Context, leader raft.ServerID) error) error {
+	wait, limit := retryMin, n.attemptTimeout()
 	for {
-		res, err := n.applyOnce(ctx, cmd)
+		_, leader := n.raft.LeaderWithID()
+		actx, cancel := n.attemptContext(ctx, leader, limit)
+		err := attempt(actx, leader)
+		abandoned := context.Cause(actx)
+		cancel()
 		if err == nil {
-			return res, nil
+			return nil
 		}
-		if !retryable(err) {
-			return ApplyResult{}, fmt.Errorf("apply: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
 		}
-		n.log.Debug("apply will retry", "error", err, "wait", wait)
+		switch {
+		case errors.Is(abandoned, errLeaderChanged):
+			n.log.Debug(what+": leader changed during the attempt; retrying", "was", leader, "error", err)
+		case errors.Is(abandoned, errAttemptTimeout):
+			n.log.Warn(what+": no answer in time; retrying with the same command", "leader", leader, "after", limit)
+			limit = min(2*limit, maxForwardedApply)
+		case !retryable(err):
+			return fmt.Errorf("%s: %w", what, err)
+		default:
+			n.log.Debug(what+" will retry", "error", err, "wait", wait)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ApplyResult{}, fmt.Errorf("apply: %w (last error: %v)", ctx.Err(), err)
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
 		case <-t.C:
 		}
 		wait = min(2*wait, retryMax)
+	}
+}
+
+var (
+	errLeaderChanged  = errors.New("the leader changed")
+	errAttemptTimeout = errors.New("no answer within the attempt's deadline")
+)
+
+// leaderPoll is how often an attempt in flight looks for a new leader.
+const leaderPoll = 25 * time.Millisecond
+
+// attemptTimeout is the first attempt's deadline: long enough for a
+// healthy leader under load, short against an election.
+func (n *Node) attemptTimeout() time.Duration {
+	return max(minAttemptTimeout, 4*(n.cfg.HeartbeatTimeout+n.cfg.ElectionTimeout))
+}
+
+// minAttemptTimeout keeps short test timeouts from abandoning a leader that
+// is only slow on a loaded machine.
+const minAttemptTimeout = 5 * time.Second
+
+// attemptContext is ctx with a deadline limit from now that is also
+// cancelled (cause errLeaderChanged) once this node's view of the leader
+// is no longer leader.
+func (n *Node) attemptContext(ctx context.Context, leader raft.ServerID, limit time.Duration) (context.Context, context.CancelFunc) {
+	actx, cancelCause := context.WithCancelCause(ctx)
+	tctx, cancelT := context.WithTimeoutCause(actx, limit, errAttemptTimeout)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(leaderPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tctx.Done():
+				return
+			case <-t.C:
+				if _, now := n.raft.LeaderWithID(); now != leader {
+					cancelCause(errLeaderChanged)
+					return
+				}
+			}
+		}
+	}()
+	return tctx, func() {
+		close(done)
+		cancelT()
+		cancelCause(context.Canceled)
 	}
 }
 
@@ -100,16 +185,19 @@ func (n *Node) Publish(ctx context.Context, s privacy.Signed) (ApplyResult, erro
 	return n.Apply(ctx, cmd)
 }
 
-func (n *Node) applyOnce(ctx context.Context, cmd []byte) (ApplyResult, error) {
+func (n *Node) applyOnce(ctx context.Context, id raft.ServerID, cmd []byte) (ApplyResult, error) {
 	if n.raft.State() == raft.Leader {
 		return n.applyLocal(ctx, cmd)
 	}
-	addr, id := n.raft.LeaderWithID()
 	if id == "" {
 		return ApplyResult{}, errNoLeader
 	}
 	if string(id) == n.cfg.ID {
 		return n.applyLocal(ctx, cmd)
+	}
+	addr, ok := n.leaderAddr(id)
+	if !ok {
+		return ApplyResult{}, errNoLeader
 	}
 	body, err := n.forward(ctx, addr, fwdApply, cmd)
 	if err != nil {
@@ -120,6 +208,12 @@ func (n *Node) applyOnce(ctx context.Context, cmd []byte) (ApplyResult, error) {
 		return ApplyResult{}, fmt.Errorf("apply result from leader %s: %w", id, err)
 	}
 	return res, nil
+}
+
+// leaderAddr is the address of id if it is still the leader this node knows.
+func (n *Node) leaderAddr(id raft.ServerID) (raft.ServerAddress, bool) {
+	addr, now := n.raft.LeaderWithID()
+	return addr, now == id && addr != ""
 }
 
 // applyLocal applies cmd on this node, which must be the leader, and waits

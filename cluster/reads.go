@@ -25,35 +25,30 @@ const appliedPoll = 2 * time.Millisecond
 // Reads from n.FSM() right after it are linearizable. It retries through
 // elections until ctx expires.
 func (n *Node) ConsistentRead(ctx context.Context) (uint64, error) {
-	wait := retryMin
-	for {
-		idx, err := n.readIndex(ctx)
-		if err == nil {
-			if err := n.waitApplied(ctx, idx); err != nil {
-				return 0, fmt.Errorf("consistent read: %w", err)
-			}
-			return idx, nil
-		}
-		if !retryable(err) {
-			return 0, fmt.Errorf("consistent read: %w", err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, fmt.Errorf("consistent read: %w (last error: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
-		wait = min(2*wait, retryMax)
+	var idx uint64
+	err := n.retry(ctx, "consistent read", func(actx context.Context, leader raft.ServerID) error {
+		var err error
+		idx, err = n.readIndex(actx, leader)
+		return err
+	})
+	if err != nil {
+		return 0, err
 	}
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return 0, fmt.Errorf("consistent read: %w", err)
+	}
+	return idx, nil
 }
 
-func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+func (n *Node) readIndex(ctx context.Context, id raft.ServerID) (uint64, error) {
 	if n.raft.State() == raft.Leader {
 		return n.leaderReadIndex(ctx)
 	}
-	addr, id := n.raft.LeaderWithID()
 	if id == "" {
+		return 0, errNoLeader
+	}
+	addr, ok := n.leaderAddr(id)
+	if !ok {
 		return 0, errNoLeader
 	}
 	body, err := n.forward(ctx, addr, fwdReadIndex, nil)

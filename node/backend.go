@@ -44,7 +44,7 @@ func (b *backend) Health(ctx context.Context) api.Health {
 	leader, _ := b.ledger.Leader()
 	h := api.Health{
 		Partner:      b.Partner(),
-		InCluster:    leader != "",
+		InCluster:    b.ledger.LeaderInTouch(), // a leader named and heard from
 		CaughtUp:     b.ledger.CaughtUp(),
 		RaftState:    b.ledger.State().String(),
 		Leader:       leader,
@@ -310,8 +310,12 @@ func (b *backend) CheckPublish(ctx context.Context, period aggregate.Period, ind
 	return b.node().CheckPublish(ctx, period, indicators, budget)
 }
 
-func (b *backend) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
-	return b.node().Publish(ctx, period, indicators, budget)
+func (b *backend) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, reservation string) (api.PublishResult, error) {
+	return b.node().PublishReservation(ctx, period, indicators, budget, reservation)
+}
+
+func (b *backend) PendingReleases(ctx context.Context) (api.PendingReport, error) {
+	return b.node().PendingReleases(ctx)
 }
 
 func (b *backend) Governance(ctx context.Context) (api.GovernanceHistory, error) {

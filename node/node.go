@@ -53,6 +53,10 @@ type Config struct {
 	// (sized for 50–400 ms round trips).
 	Timing Timing
 	Logger *slog.Logger
+	// PublishStep, if set, is called as the release workflow reaches each
+	// step (api.StepReserved, StepSigned, StepPublished). Tests use it to
+	// stop a node at a chosen point; production nodes leave it nil.
+	PublishStep func(step string)
 }
 
 // Timing holds the ledger's timeouts.
@@ -73,9 +77,14 @@ type Node struct {
 	httpLn net.Listener
 	sockLn net.Listener // admin socket; nil on a replica
 
-	publishMu sync.Mutex // one release workflow at a time: pending state is per node
-	wg        sync.WaitGroup
-	cancel    context.CancelFunc
+	// publishSlot holds one token while a release workflow runs: pending
+	// state is per node, so one at a time.
+	publishSlot chan struct{}
+	wg          sync.WaitGroup
+	// bg is the node's own context, for work that outlives a request (a
+	// release the caller stopped waiting for); Close cancels it.
+	bg     context.Context
+	cancel context.CancelFunc
 }
 
 // Open starts a node: opens the store (checking the passphrase before
@@ -85,7 +94,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger}
+	n := &Node{cfg: cfg, log: cfg.Logger, publishSlot: make(chan struct{}, 1)}
+	n.bg, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
 		if !ok {
@@ -136,11 +146,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
 	if n.st != nil {
 		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.resumePending(bg) }()
+		go func() { defer n.wg.Done(); n.resumePending(n.bg) }()
 	}
 	ok = true
 	return n, nil

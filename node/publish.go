@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"roundtable/aggregate"
@@ -24,7 +25,33 @@ const pendingKey = "pending-release"
 // pending is the release workflow's durable state.
 type pending struct {
 	Reservation privacy.SignedReservation `json:"reservation"`
-	Release     *privacy.Signed           `json:"release,omitempty"` // set once noise is drawn and signed
+	// Reserved is set once the ledger admitted the reservation.
+	Reserved bool            `json:"reserved,omitempty"`
+	Release  *privacy.Signed `json:"release,omitempty"` // set once noise is drawn and signed
+	Started  time.Time       `json:"started"`
+}
+
+// step is how far p got.
+func (p *pending) step() string {
+	switch {
+	case p.Release != nil:
+		return api.StepSigned
+	case p.Reserved:
+		return api.StepReserved
+	}
+	return api.StepReserving
+}
+
+// status is p as the API shows it.
+func (p *pending) status(running bool) api.PendingRelease {
+	r := p.Reservation.Reservation
+	s := api.PendingRelease{Reservation: r.ID, Partner: r.Partner, Period: r.Period.String(), Indicators: r.Indicators,
+		SpentMicro: r.SpendMicro, Step: p.step(), Started: api.Started(p.Started)}
+	if p.Release != nil {
+		s.Release = p.Release.ID
+	}
+	s.Message = s.Describe(running)
+	return s
 }
 
 // Publish runs the release workflow for this node's partner: check every
@@ -33,13 +60,33 @@ type pending struct {
 // sign, and append the release. A refusal by the ledger is returned as a
 // *privacy.Refusal.
 func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
+	return n.PublishReservation(ctx, period, indicators, budget, "")
+}
+
+// PublishReservation is Publish with the reservation id chosen by the
+// caller ("" draws one), so a caller that lost the answer can find the
+// release by it. Once the reservation is saved the node finishes the
+// release whatever happens to the caller: if ctx ends first, the answer is
+// a *api.PendingError saying where it stands, and the workflow goes on in
+// the background (and, if the node stops, resumes when it starts again).
+func (n *Node) PublishReservation(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, reservation string) (api.PublishResult, error) {
 	if n.st == nil {
 		return api.PublishResult{}, api.ErrNotPartner
 	}
-	n.publishMu.Lock()
-	defer n.publishMu.Unlock()
-	if err := n.finishPending(ctx); err != nil {
+	if err := n.lockPublish(ctx); err != nil {
+		return api.PublishResult{}, err
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			n.unlockPublish()
+		}
+	}()
+	if err := n.finishPending(ctx, api.HowCallerLeft); err != nil {
 		return api.PublishResult{}, fmt.Errorf("an earlier release is still in flight: %w", err)
+	}
+	if ev, ok := n.recentEvent(reservation); ok {
+		return api.PublishResult{}, fmt.Errorf("%w: reservation %s was used already: %s", api.ErrConflict, reservation, ev.Message)
 	}
 	charge, cat, err := n.checkRelease(ctx, period, indicators, budget)
 	if err != nil {
@@ -49,12 +96,15 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 	if err != nil {
 		return api.PublishResult{}, ledgerErr(err)
 	}
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
-		return api.PublishResult{}, err
+	if reservation == "" {
+		id := make([]byte, 16)
+		if _, err := rand.Read(id); err != nil {
+			return api.PublishResult{}, err
+		}
+		reservation = hex.EncodeToString(id)
 	}
 	res := privacy.Reservation{
-		ID: hex.EncodeToString(id), Consortium: consortium, Partner: charge.Partner, CatalogHash: cat.Hash(), Period: period,
+		ID: reservation, Consortium: consortium, Partner: charge.Partner, CatalogHash: cat.Hash(), Period: period,
 		Accounting: charge.Accounting, SpendMicro: budget.Micro(), Indicators: charge.Indicators,
 	}
 	if err := res.Params().Validate(); err != nil {
@@ -64,12 +114,68 @@ func (n *Node) Publish(ctx context.Context, period aggregate.Period, indicators 
 	if err != nil {
 		return api.PublishResult{}, err
 	}
-	p := pending{Reservation: sres}
+	p := pending{Reservation: sres, Started: time.Now()}
 	if err := n.savePending(&p); err != nil {
 		return api.PublishResult{}, err
 	}
-	return n.runPending(ctx, &p)
+	// From here the node owns the release: it runs on the node's context,
+	// not the caller's, and keeps the publish lock until it ends.
+	type outcome struct {
+		res api.PublishResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	var callerLeft atomic.Bool
+	handedOver = true
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.unlockPublish()
+		how := func() string {
+			if callerLeft.Load() {
+				return api.HowCallerLeft
+			}
+			return api.HowAnswered
+		}
+		r, err := n.runPending(n.bg, &p, how)
+		done <- outcome{r, err}
+	}()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+		callerLeft.Store(true)
+		select {
+		case o := <-done: // finished at the same moment
+			return o.res, o.err
+		default:
+		}
+		n.log.Warn("publish: the caller stopped waiting; the node finishes the release", "reservation", reservation, "period", period.String())
+		return api.PublishResult{}, &api.PendingError{Pending: n.pendingStatus(&p)}
+	}
 }
+
+// pendingStatus reads p's latest saved state (the workflow goroutine
+// updates the store, not p's copy the caller holds).
+func (n *Node) pendingStatus(fallback *pending) api.PendingRelease {
+	if p, err := n.loadPending(); err == nil && p != nil {
+		return p.status(true)
+	}
+	return fallback.status(true)
+}
+
+// lockPublish takes the node's one publish slot (pending state is per
+// node), or gives up when ctx ends.
+func (n *Node) lockPublish(ctx context.Context) error {
+	select {
+	case n.publishSlot <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: another release is being published on this node: %v", api.ErrConflict, ctx.Err())
+	}
+}
+
+func (n *Node) unlockPublish() { <-n.publishSlot }
 
 // CheckPublish checks a release's parameters as Publish does, and says
 // what it would spend; it reserves nothing.
@@ -131,23 +237,36 @@ func (n *Node) checkRelease(ctx context.Context, period aggregate.Period, indica
 	return c, cat, err
 }
 
-// runPending drives p to the end: reserve, noise and sign, publish.
-func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, error) {
+// runPending drives p to the end: reserve, noise and sign, publish. how
+// says, when it finishes, whether anyone is waiting for the answer (for the
+// record of recent publishing).
+func (n *Node) runPending(ctx context.Context, p *pending, how func() string) (api.PublishResult, error) {
 	res := p.Reservation.Reservation
 	if p.Release == nil {
-		t0 := time.Now()
-		ar, err := n.ledger.Reserve(ctx, p.Reservation)
-		n.api.ObserveCommit(time.Since(t0))
-		if err != nil {
-			return api.PublishResult{}, fmt.Errorf("reserve budget: %w", err)
-		}
-		if !ar.OK {
-			n.dropPending()
-			return api.PublishResult{}, &privacy.Refusal{Reason: ar.Refusal}
+		if !p.Reserved {
+			t0 := time.Now()
+			ar, err := n.ledger.Reserve(ctx, p.Reservation)
+			n.api.ObserveCommit(time.Since(t0))
+			if err != nil {
+				return api.PublishResult{}, fmt.Errorf("reserve budget: %w", err)
+			}
+			if !ar.OK {
+				n.record(p, api.OutcomeRefused, how(), fmt.Sprintf("the ledger refused the reservation of %s for %s: %s; nothing was spent",
+					privacy.Budget(res.SpendMicro), res.Period, ar.Refusal))
+				n.dropPending()
+				return api.PublishResult{}, &privacy.Refusal{Reason: ar.Refusal}
+			}
+			p.Reserved = true
+			if err := n.savePending(p); err != nil {
+				return api.PublishResult{}, err
+			}
+			n.reached(api.StepReserved)
 		}
 		signed, err := n.draw(ctx, res)
 		if err != nil {
 			// The budget stays reserved: that is the safe direction.
+			n.record(p, api.OutcomeFailed, how(), fmt.Sprintf("%s was reserved for %s, but drawing the release failed (%v); the budget stays spent and nothing was published",
+				privacy.Budget(res.SpendMicro), res.Period, err))
 			n.dropPending()
 			return api.PublishResult{}, err
 		}
@@ -155,6 +274,7 @@ func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, e
 		if err := n.savePending(p); err != nil {
 			return api.PublishResult{}, err
 		}
+		n.reached(api.StepSigned)
 	}
 	t0 := time.Now()
 	ar, err := n.ledger.Publish(ctx, *p.Release)
@@ -162,10 +282,25 @@ func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, e
 	if err != nil {
 		return api.PublishResult{}, fmt.Errorf("publish release %s (it will be retried with the same id): %w", p.Release.ID, err)
 	}
-	n.dropPending()
+	n.reached(api.StepPublished)
+	// The record is written before the pending entry is dropped, so a crash
+	// between the two leaves the release findable (resumed, it is recorded
+	// again; the ledger answers Existing).
 	if !ar.OK {
+		n.record(p, api.OutcomeRefused, how(), fmt.Sprintf("the ledger refused release %s for %s: %s; the reservation of %s stays spent",
+			p.Release.ID, res.Period, ar.Refusal, privacy.Budget(res.SpendMicro)))
+		n.dropPending()
 		return api.PublishResult{}, &privacy.Refusal{Reason: ar.Refusal}
 	}
+	h := how()
+	outcome, msg := api.OutcomePublished, fmt.Sprintf("published release %s for %s, leaf %d, %s spent", ar.ReleaseID, res.Period, ar.Leaf, privacy.Budget(res.SpendMicro))
+	if h != api.HowAnswered {
+		outcome = api.OutcomeCompleted
+		msg = fmt.Sprintf("completed release %s for %s %s, leaf %d, %s spent once", ar.ReleaseID, res.Period, h, ar.Leaf, privacy.Budget(res.SpendMicro))
+		n.log.Info("publish: release completed "+h, "release", ar.ReleaseID, "reservation", res.ID, "period", res.Period.String(), "leaf", ar.Leaf)
+	}
+	n.record(p, outcome, h, msg)
+	n.dropPending()
 	// Read-your-writes: on a follower, wait until the local copy has the
 	// release, so the caller can fetch it from this node straight away.
 	if _, err := n.ledger.ConsistentRead(ctx); err != nil {
@@ -175,6 +310,14 @@ func (n *Node) runPending(ctx context.Context, p *pending) (api.PublishResult, e
 		ID: ar.ReleaseID, Leaf: ar.Leaf, Partner: res.Partner, Period: res.Period.String(),
 		Indicators: res.Indicators, SpentMicro: res.SpendMicro, AppliedIndex: ar.Index,
 	}, nil
+}
+
+// reached tells the test hook (Config.PublishStep) that the workflow got to
+// step; production nodes have none.
+func (n *Node) reached(step string) {
+	if n.cfg.PublishStep != nil {
+		n.cfg.PublishStep(step)
+	}
 }
 
 // draw tabulates this node's records and builds the signed release. It is
@@ -209,6 +352,22 @@ func (n *Node) savePending(p *pending) error {
 	return n.st.Put(pendingKey, b)
 }
 
+// loadPending returns the release in flight, or nil.
+func (n *Node) loadPending() (*pending, error) {
+	b, err := n.st.Get(pendingKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p pending
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("pending release is unreadable: %w", err)
+	}
+	return &p, nil
+}
+
 func (n *Node) dropPending() {
 	if err := n.st.Delete(pendingKey); err != nil {
 		n.log.Error("clear pending release", "err", err)
@@ -216,20 +375,15 @@ func (n *Node) dropPending() {
 }
 
 // finishPending completes a release left in flight by a crash or a lost
-// connection, if any.
-func (n *Node) finishPending(ctx context.Context) error {
-	b, err := n.st.Get(pendingKey)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+// connection, if any; how says which (for the record).
+func (n *Node) finishPending(ctx context.Context, how string) error {
+	p, err := n.loadPending()
+	if err != nil || p == nil {
 		return err
 	}
-	var p pending
-	if err := json.Unmarshal(b, &p); err != nil {
-		return fmt.Errorf("pending release is unreadable: %w", err)
-	}
-	_, err = n.runPending(ctx, &p)
+	n.log.Info("publish: resuming a release left in flight", "reservation", p.Reservation.Reservation.ID,
+		"period", p.Reservation.Reservation.Period.String(), "step", p.step())
+	_, err = n.runPending(ctx, p, func() string { return how })
 	var refusal *privacy.Refusal
 	if errors.As(err, &refusal) {
 		n.log.Warn("pending release refused", "reservation", p.Reservation.Reservation.ID, "reason", refusal.Reason)
@@ -242,9 +396,11 @@ func (n *Node) finishPending(ctx context.Context) error {
 // restart, until it lands or the node stops.
 func (n *Node) resumePending(ctx context.Context) {
 	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
-		n.publishMu.Lock()
-		err := n.finishPending(ctx)
-		n.publishMu.Unlock()
+		if err := n.lockPublish(ctx); err != nil {
+			return
+		}
+		err := n.finishPending(ctx, api.HowRestart)
+		n.unlockPublish()
 		if err == nil {
 			return
 		}

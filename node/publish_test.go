@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"roundtable/node/api"
 	"roundtable/node/store"
 	"roundtable/privacy"
 )
@@ -133,6 +134,25 @@ func TestPendingReleaseSurvivesCrash(t *testing.T) {
 					}
 					return nil
 				})
+				// The completion is recorded for the operator (publish
+				// --status, the dashboard) with its release id.
+				rep, err := n.PendingReleases(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rep.Pending) != 0 || len(rep.Recent) == 0 {
+					t.Fatalf("after the restart: pending %+v, recent %+v; want none pending and the completion recorded", rep.Pending, rep.Recent)
+				}
+				waitFor(ctx, t, 10*time.Second, "AL applied its release", func() error {
+					if len(releasesOf(t, n, resID)) == 0 {
+						return errors.New("not yet")
+					}
+					return nil
+				})
+				ev := rep.Recent[0]
+				if ev.Reservation != resID || ev.Outcome != api.OutcomeCompleted || ev.How != api.HowRestart || len(releasesOf(t, n, resID)) != 1 || ev.Release != releasesOf(t, n, resID)[0].ID {
+					t.Errorf("recorded %+v, want reservation %s completed %s with its release id", ev, resID, api.HowRestart)
+				}
 			} else {
 				res, err := n.Publish(ctx, mustPeriod(t, "2025-Q1"), []string{"victims"}, 100_000)
 				if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,9 +32,10 @@ func newPublishCmd() *cobra.Command {
 	var dir, period string
 	var indicators []string
 	var budget privacy.Budget
-	var dryRun bool
+	var dryRun, status bool
+	var reconnect time.Duration
 	c := &cobra.Command{
-		Use:   "publish --data-dir DIR --period 2024 --epsilon E [--indicator NAME...] [--dry-run]",
+		Use:   "publish --data-dir DIR --period 2024 --epsilon E [--indicator NAME...] [--dry-run] | --status",
 		Short: "Publish a noise-protected, signed release of this partner's records",
 		Long: `publish asks the node serving DIR (roundtable serve) to release the catalog's
 indicators for one year or one quarter. The node first checks everything
@@ -51,12 +53,26 @@ Publish a year once it has closed (--period 2024): a person counts in one
 quarter per year, so a yearly release spends the same per person as four
 quarterly releases at the same ε, and a year's totals come out about half as
 wide. Quarterly releases (--period 2024-Q1) stay possible. Check accuracy
-first with 'roundtable plan'.`,
+first with 'roundtable plan'.
+
+Once the budget is reserved the node finishes the release whatever happens
+to this command, and after a crash it finishes it when it starts again,
+with the same reservation: it never spends twice. If the command loses its
+connection to the node, it waits up to --reconnect-wait for the node to
+answer and says what became of the release; --status lists the release in
+flight (reserving, reserved, signed) and the latest finished ones.`,
 		Example: `  roundtable publish --data-dir ./rs --period 2024 --epsilon 0.5
+  roundtable publish --data-dir ./rs --status
   roundtable publish --data-dir ./rs --period 2024 --epsilon 0.5 --dry-run
   roundtable publish --data-dir ./rs --period 2025-Q1 --indicator victims --indicator exploitation --epsilon 0.25`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if status {
+				return publishStatus(cmd, dir)
+			}
+			if period == "" {
+				return errors.New("publish needs --period (a year like 2024 or a quarter like 2024-Q1), or --status")
+			}
 			if !cmd.Flags().Changed("epsilon") {
 				return errors.New("publish needs --epsilon: the budget to spend on each quarter of the period (ε, or ρ under a zCDP policy), " +
 					"e.g. --epsilon 0.5; 'roundtable plan' shows what a budget buys and what is left. Nothing was reserved")
@@ -78,12 +94,15 @@ first with 'roundtable plan'.`,
 				return nil
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "reserving budget, tabulating, noising and signing %s …\n", period)
-			res, err := cl.Publish(cmd.Context(), period, indicators, budget)
+			reservation, err := newReservationID()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "published release %s\n  partner %s, period %s, leaf %d, spent %s on each quarter\n",
-				res.ID, res.Partner, res.Period, res.Leaf, privacy.Budget(res.SpentMicro))
+			res, err := cl.PublishReservation(cmd.Context(), period, indicators, budget, reservation)
+			if err != nil {
+				return publishInterrupted(cmd, dir, period, budget, reservation, reconnect, err)
+			}
+			printPublished(cmd.OutOrStdout(), res)
 			return nil
 		},
 	}
@@ -92,7 +111,9 @@ first with 'roundtable plan'.`,
 	c.Flags().StringArrayVar(&indicators, "indicator", nil, "indicator to release (repeat, any order; default: the whole catalog)")
 	c.Flags().Var(&budget, "epsilon", "required: budget charged to each quarter of the period, ε (pure DP) or ρ (zCDP), at most 6 decimals")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "check and say what the release would spend; reserve nothing")
-	mustRequire(c, "data-dir", "period")
+	c.Flags().BoolVar(&status, "status", false, "list the release in flight and the latest finished ones; publish nothing")
+	c.Flags().DurationVar(&reconnect, "reconnect-wait", 20*time.Second, "after a lost connection, how long to wait for the node to answer what became of the release")
+	mustRequire(c, "data-dir")
 	return c
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -83,6 +84,9 @@ and holds no records.`,
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		if at := os.Getenv(stopAtEnv); at != "" {
+			cfg.PublishStep = stopAt(ctx, logger, at)
+		}
 		n, err := node.Open(ctx, cfg)
 		if err != nil {
 			return err
@@ -98,6 +102,22 @@ and holds no records.`,
 		return err
 	}
 	return c
+}
+
+// stopAtEnv names a release workflow step (reserved, signed, published)
+// at which the node stops publishing and waits to be killed: the system
+// tests' way of crashing a node at an exact point of a publish. Never set it
+// on a real node.
+const stopAtEnv = "ROUNDTABLE_TEST_STOP_AT"
+
+func stopAt(ctx context.Context, logger *slog.Logger, step string) func(string) {
+	return func(reached string) {
+		if reached != step {
+			return
+		}
+		logger.Warn("test stop point reached: the release workflow waits here to be killed", "step", step, "env", stopAtEnv)
+		<-ctx.Done()
+	}
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

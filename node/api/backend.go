@@ -64,7 +64,15 @@ type Backend interface {
 	// node's partner. Every parameter is checked (CheckPublish) before
 	// anything is reserved. A refusal by the accountant is a
 	// *privacy.Refusal.
-	Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (PublishResult, error)
+	//
+	// reservation, if not empty, is the reservation id to use. Once the
+	// reservation is saved the node finishes the release whatever happens
+	// to the caller; if ctx ends first, Publish returns a *PendingError
+	// saying where the release stands.
+	Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, reservation string) (PublishResult, error)
+	// PendingReleases reports the release in flight, if any, and the latest
+	// finished ones (operator only).
+	PendingReleases(ctx context.Context) (PendingReport, error)
 
 	// Governance returns the governance history: every admitted
 	// coordinator-signed statement, and the number the next one must carry.
@@ -112,8 +120,8 @@ var (
 type Health struct {
 	Partner      string `json:"partner"`       // "" on a replica
 	ConsortiumID string `json:"consortium_id"` // the genesis hash; "" before genesis
-	InCluster    bool   `json:"in_cluster"`    // has a leader and a configuration
-	CaughtUp     bool   `json:"caught_up"`     // applied index is at the commit index
+	InCluster    bool   `json:"in_cluster"`    // a leader is known and was heard from within the election timeout
+	CaughtUp     bool   `json:"caught_up"`     // in cluster, and the applied index is at the commit index
 	RaftState    string `json:"raft_state"`    // Leader, Follower, Candidate, Shutdown
 	Leader       string `json:"leader"`        // leader's server id, "" if none
 	AppliedIndex uint64 `json:"applied_index"` //

@@ -53,7 +53,7 @@ func BenchmarkSeriesAfterPublish(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		p := aggregate.Period{Year: 2025 + i/4, Quarter: 1 + i%4}
-		if _, err := e.fake.Publish(context.Background(), p, []string{"victims"}, 10_000); err != nil {
+		if _, err := e.fake.Publish(context.Background(), p, []string{"victims"}, 10_000, ""); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()

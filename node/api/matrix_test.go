@@ -46,13 +46,16 @@ func probes(e *env) map[string]func(i int) probe {
 		"GET /v1/catalog":       get("/v1/catalog"),
 		"GET /v1/releases":      get("/v1/releases?consistent=true"),
 		"GET /v1/releases/{id}": get("/v1/releases/" + rel),
-		"GET /v1/series":        get("/v1/series?indicator=victims&rollup=region&from=2024-Q1"),
-		"GET /v1/export.csv":    get("/v1/export.csv"),
-		"GET /v1/checkpoint":    get("/v1/checkpoint"),
-		"GET /v1/consistency":   get("/v1/consistency?from=1&to=2"),
-		"GET /v1/budget":        get("/v1/budget?partner=RS"),
-		"GET /v1/cluster":       get("/v1/cluster"),
-		"GET /v1/whoami":        get("/v1/whoami"),
+		"GET /v1/releases/pending": func(int) probe {
+			return probe{access: api.AccessOperator, path: "/v1/releases/pending", status: http.StatusOK}
+		},
+		"GET /v1/series":      get("/v1/series?indicator=victims&rollup=region&from=2024-Q1"),
+		"GET /v1/export.csv":  get("/v1/export.csv"),
+		"GET /v1/checkpoint":  get("/v1/checkpoint"),
+		"GET /v1/consistency": get("/v1/consistency?from=1&to=2"),
+		"GET /v1/budget":      get("/v1/budget?partner=RS"),
+		"GET /v1/cluster":     get("/v1/cluster"),
+		"GET /v1/whoami":      get("/v1/whoami"),
 		"POST /v1/cases/import": func(int) probe {
 			return probe{access: api.AccessOperator, path: "/v1/cases/import?filename=a.csv", body: "case_id,sex\n1,female\n", ctype: "text/csv", status: http.StatusOK}
 		},

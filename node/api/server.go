@@ -128,6 +128,7 @@ func (s *Server) routeTable() []Route {
 		{"POST", "/v1/cases/import", AccessOperator, s.handleImport},
 		{"POST", "/v1/plan", AccessOperator, s.handlePlan},
 		{"POST", "/v1/releases", AccessOperator, s.handlePublish},
+		{"GET", "/v1/releases/pending", AccessOperator, s.handlePending},
 		{"GET", "/v1/governance", AccessRead, s.handleGovernance},
 		{"POST", "/v1/governance", AccessSigned, s.handleGovern},
 	}

@@ -172,6 +172,10 @@ type PublishRequest struct {
 	Indicators []string       `json:"indicators"`
 	Epsilon    privacy.Budget `json:"epsilon"`
 	DryRun     bool           `json:"dry_run,omitempty"`
+	// Reservation optionally chooses the reservation id (32 lowercase hex
+	// digits, random), so a client whose connection drops can find its
+	// release in GET /v1/releases/pending; the node draws one if empty.
+	Reservation string `json:"reservation,omitempty"`
 }
 
 func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) error {
@@ -223,6 +227,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 	if err := req.Epsilon.Check(); err != nil {
 		return errParam("epsilon", err.Error())
 	}
+	if req.Reservation != "" && !reservationID.MatchString(req.Reservation) {
+		return errParam("reservation", "32 lowercase hex digits (16 random bytes), or leave it out")
+	}
 	p, err := s.checkReleaseRequest(r, req.Period, req.Indicators)
 	if err != nil {
 		return err
@@ -235,7 +242,13 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, c)
 		return nil
 	}
-	res, err := s.cfg.Backend.Publish(r.Context(), p, req.Indicators, req.Epsilon)
+	res, err := s.cfg.Backend.Publish(r.Context(), p, req.Indicators, req.Epsilon, req.Reservation)
+	var pe *PendingError
+	if errors.As(err, &pe) {
+		// Accepted and not finished: the node finishes it by itself.
+		writeJSON(w, http.StatusAccepted, pe.Pending)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

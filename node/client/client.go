@@ -58,6 +58,10 @@ func (e *Error) Error() string {
 
 // Do sends a request and decodes a JSON answer into out (if non-nil).
 func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
+	return c.do(ctx, method, path, body, ctype, out, nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any, status *int) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
@@ -81,6 +85,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ct
 		}
 		return e
 	}
+	if status != nil {
+		*status = resp.StatusCode
+	}
 	if out == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
 		return err
@@ -95,6 +102,17 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ct
 	return nil
 }
 
+// postJSONStatus is postJSON that also returns the success status.
+func (c *Client) postJSONStatus(ctx context.Context, path string, in, out any) (int, error) {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	status := 0
+	err = c.do(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json", out, &status)
+	return status, err
+}
+
 func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
 	b, err := json.Marshal(in)
 	if err != nil {
@@ -106,9 +124,41 @@ func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
 // Publish asks the node to release indicators for period at budget (ε, or
 // ρ under zCDP). Empty indicators means the whole catalog.
 func (c *Client) Publish(ctx context.Context, period string, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
+	return c.PublishReservation(ctx, period, indicators, budget, "")
+}
+
+// PublishReservation is Publish with the reservation id chosen here (32
+// hex digits; "" lets the node choose), so that after a lost answer
+// Pending can say what became of it. If the node accepted the release but
+// had not finished it when it answered (202), the error is a
+// *api.PendingError saying where it stands; the node finishes it by itself.
+func (c *Client) PublishReservation(ctx context.Context, period string, indicators []string, budget privacy.Budget, reservation string) (api.PublishResult, error) {
+	var answer json.RawMessage
+	req := api.PublishRequest{Period: period, Indicators: indicators, Epsilon: budget, Reservation: reservation}
+	status, err := c.postJSONStatus(ctx, "/v1/releases", req, &answer)
+	if err != nil {
+		return api.PublishResult{}, err
+	}
+	if status == http.StatusAccepted {
+		var p api.PendingRelease
+		if err := json.Unmarshal(answer, &p); err != nil {
+			return api.PublishResult{}, fmt.Errorf("POST /v1/releases: decode answer: %w", err)
+		}
+		return api.PublishResult{}, &api.PendingError{Pending: p}
+	}
 	var res api.PublishResult
-	err := c.postJSON(ctx, "/v1/releases", api.PublishRequest{Period: period, Indicators: indicators, Epsilon: budget}, &res)
-	return res, err
+	if err := json.Unmarshal(answer, &res); err != nil {
+		return api.PublishResult{}, fmt.Errorf("POST /v1/releases: decode answer: %w", err)
+	}
+	return res, nil
+}
+
+// Pending fetches GET /v1/releases/pending: the release in flight on the
+// node, if any, and the latest finished ones.
+func (c *Client) Pending(ctx context.Context) (api.PendingReport, error) {
+	var rep api.PendingReport
+	err := c.Do(ctx, http.MethodGet, "/v1/releases/pending", nil, "", &rep)
+	return rep, err
 }
 
 // CheckPublish asks the node to check a release as it would before

@@ -143,12 +143,18 @@ type proc struct {
 // start launches the binary in the background; t.Cleanup kills it.
 func start(t testing.TB, passphrase, logFile string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, passphrase, nil, logFile, args...)
+}
+
+// startEnv is start with extra environment variables (KEY=VALUE).
+func startEnv(t testing.TB, passphrase string, extraEnv []string, logFile string, args ...string) *proc {
+	t.Helper()
 	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, args...)
-	cmd.Env = env(passphrase)
+	cmd.Env = append(env(passphrase), extraEnv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

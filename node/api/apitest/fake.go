@@ -542,7 +542,7 @@ func (f *Fake) CheckPublish(ctx context.Context, period aggregate.Period, indica
 }
 
 // Publish implements api.Backend.
-func (f *Fake) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget) (api.PublishResult, error) {
+func (f *Fake) Publish(ctx context.Context, period aggregate.Period, indicators []string, budget privacy.Budget, reservation string) (api.PublishResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Publishes = append(f.Publishes, PublishCall{Period: period.String(), Indicators: indicators, Epsilon: budget})
@@ -550,6 +550,14 @@ func (f *Fake) Publish(ctx context.Context, period aggregate.Period, indicators 
 		return api.PublishResult{}, api.ErrNotPartner
 	}
 	return f.publish(f.partner, period, indicators, budget)
+}
+
+// PendingReleases implements api.Backend: the fake finishes every publish
+// before answering, so nothing is ever pending.
+func (f *Fake) PendingReleases(ctx context.Context) (api.PendingReport, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return api.PendingReport{Partner: f.partner, Pending: []api.PendingRelease{}, Recent: []api.PublishEvent{}}, nil
 }
 
 // FakeConsortium is the fake ledger's consortium id.

@@ -459,7 +459,10 @@
     try {
       const w = await api("/v1/whoami");
       who.textContent = t("operator.role", { role: w.role, name: w.name, partner: w.partner || t("status.replica") });
-      if (w.role === "operator") tools.hidden = false;
+      if (w.role === "operator") {
+        tools.hidden = false;
+        renderPublishing();
+      }
       else who.textContent += " " + t("operator.notoperator", { role: w.role });
     } catch (err) {
       who.textContent = err.status === 401 ? t("operator.badtoken") : t("error.generic", { msg: err.message });
@@ -538,13 +541,38 @@
     $("publish").disabled = true;
     try {
       const res = await api("/v1/releases", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req) });
-      out.textContent = t("publish.ok", { id: res.id.slice(0, 16) + "…", leaf: res.leaf, period: res.period });
-      out.className = "ok";
-      out.dataset.releaseId = res.id;
+      if (res.step) { // 202: accepted, and the node finishes it by itself
+        out.textContent = res.message;
+        out.className = "note";
+      } else {
+        out.textContent = t("publish.ok", { id: res.id.slice(0, 16) + "…", leaf: res.leaf, period: res.period });
+        out.className = "ok";
+        out.dataset.releaseId = res.id;
+      }
       refreshData();
+      renderPublishing();
     } catch (err) {
       out.textContent = err.status === 409 ? t("publish.refused", { reason: err.message }) : t("error.generic", { msg: err.message });
       out.className = "error";
+    }
+  }
+
+  // A release in flight (the node finishes it by itself, also after a
+  // restart) and the latest finished ones, with how each ended.
+  async function renderPublishing() {
+    const out = $("publishing");
+    try {
+      const rep = await api("/v1/releases/pending");
+      const items = rep.pending.map((p) => make("p", p.message, "note"));
+      if (!rep.pending.length) items.push(make("p", t("publish.recent.none")));
+      const list = make("ul");
+      for (const ev of rep.recent.slice(0, 5)) {
+        list.appendChild(make("li", t("publish.recent.event", { time: ev.time, period: ev.period, outcome: ev.outcome, how: ev.how,
+          release: ev.release ? ev.release.slice(0, 16) + "…" : "–", spend: (ev.spend_micro / 1e6).toString() })));
+      }
+      out.replaceChildren(...items, list);
+    } catch (err) {
+      out.replaceChildren(make("p", t("error.generic", { msg: err.message }), "error"));
     }
   }
 

@@ -123,5 +123,8 @@ window.RT_STRINGS = {
   "publish.warning": "Publishing spends ε = {epsilon} of {period}'s budget for good; it cannot be undone.",
   "publish.ok": "Published release {id} at leaf {leaf} ({period}).",
   "publish.refused": "Refused: {reason}",
+  "publish.recent.title": "Recent publishing",
+  "publish.recent.none": "No release in flight on this node.",
+  "publish.recent.event": "{time}: {period} {outcome} ({how}), release {release}, {spend} spent.",
   "footer.text": "Roundtable: raw case records never leave the partner that holds them; only noisy, signed aggregates are published."
 };
