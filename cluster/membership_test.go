@@ -134,7 +134,11 @@ func TestMembershipFollowsLedger(t *testing.T) {
 	refusedBefore := leader.HandshakesRefused()
 	req, _ = json.Marshal(joinRequest{ID: "XK", Addr: nodes[2].Addr(), Voter: true})
 	err = forwardAs(t, r, "XK", leader.Addr(), fwdJoin, req)
-	if err == nil || !strings.Contains(err.Error(), "bad certificate") {
+	// TLS 1.3 completes the client's side first, so the server's refusal
+	// reaches the client as an alert or, if its request is already on the
+	// way, as a reset or broken pipe; the leader's count says which it was.
+	if err == nil || !(strings.Contains(err.Error(), "bad certificate") || strings.Contains(err.Error(), "broken pipe") ||
+		strings.Contains(err.Error(), "connection reset")) {
 		t.Errorf("removed partner's join: %v, want a refusal at the handshake", err)
 	}
 	if leader.HandshakesRefused() <= refusedBefore {

@@ -75,6 +75,10 @@ func walkCases() map[string][]walkProbe {
 			{name: "bad bool", path: "/v1/releases?consistent=maybe", want: 400, detail: "true or false"},
 			{name: "param twice", path: "/v1/releases?partner=BA&partner=AL", want: 400, detail: "more than once"},
 		},
+		"GET /v1/releases/pending": {
+			{name: "researcher token", path: "/v1/releases/pending", auth: "re", want: 403},
+			{name: "unknown parameter", path: "/v1/releases/pending?period=2024", auth: "op", want: 400},
+		},
 		"GET /v1/releases/{id}": {
 			{name: "not hex", path: "/v1/releases/xyz", want: 400, detail: "64 lowercase hex"},
 			{name: "upper-case hex", path: "/v1/releases/" + strings.Repeat("AB", 32), want: 400},
