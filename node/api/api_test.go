@@ -398,8 +398,8 @@ func TestExportCSV(t *testing.T) {
 	row := rows[1]
 	wantRow := []string{first.Partner, first.Period.String(), first.Indicators[0].Name, strings.Join(first.Indicators[0].Dimensions, "|"),
 		strings.Join(c.Key, "|"), fmt.Sprint(c.Value)}
-	if strings.Join(row[:6], ",") != strings.Join(wantRow, ",") || row[11] != rels[0].Signed.ID || row[12] != "0" {
-		t.Errorf("first row %v, want %v … %s 0", row, wantRow, rels[0].Signed.ID)
+	if strings.Join(row[:6], ",") != strings.Join(wantRow, ",") || row[10] != "0.1" || row[11] != "0" || row[12] != rels[0].Signed.ID || row[13] != "0" {
+		t.Errorf("first row %v, want %v … ε 0.1, ρ 0, %s 0", row, wantRow, rels[0].Signed.ID)
 	}
 }
 

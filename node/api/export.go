@@ -14,7 +14,7 @@ import (
 // needs to judge it (invariant 3) and to find it in the ledger.
 func ExportColumns() []string {
 	return []string{"partner", "period", "indicator", "dimensions", "key", "estimate",
-		"ci_low", "ci_high", "mechanism", "scale", "epsilon", "release_id", "leaf_index"}
+		"ci_low", "ci_high", "mechanism", "scale", "epsilon", "rho", "release_id", "leaf_index"}
 }
 
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
@@ -44,7 +44,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 // A spreadsheet opening the file runs any cell that starts like a formula
 // (CSV injection). The ledger admits only catalog names and keys, but the
 // export does not rely on it: every text column goes through CSVText.
-// Numeric columns (estimate, ci_low, ci_high, scale, epsilon, leaf_index)
+// Numeric columns (estimate, ci_low, ci_high, scale, epsilon, rho, leaf_index)
 // are written by strconv from numbers, never from strings, so a noisy
 // negative count stays "-3", a number a spreadsheet sums; a value that is
 // not a finite number cannot reach them as one (csvFloat).
@@ -63,7 +63,7 @@ func (v *ledgerView) exportCSV() ([]byte, error) {
 		for _, ir := range rel.Indicators {
 			common := func(dims, key, est, lo, hi, scale string) []string {
 				return []string{t(rel.Partner), t(rel.Period.String()), t(ir.Name), t(dims), t(key), est, lo, hi,
-					t(ir.Mechanism), scale, f(ir.Epsilon), t(e.Signed.ID), strconv.FormatInt(e.Leaf, 10)}
+					t(ir.Mechanism), scale, f(ir.Epsilon), f(ir.Rho), t(e.Signed.ID), strconv.FormatInt(e.Leaf, 10)}
 			}
 			dims := strings.Join(ir.Dimensions, "|")
 			for _, c := range ir.Cells {

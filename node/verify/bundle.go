@@ -200,6 +200,7 @@ const (
 	colMechanism
 	colScale
 	colEpsilon
+	colRho
 	colReleaseID
 	colLeaf
 )
@@ -232,7 +233,7 @@ func checkRow(row []string, byID map[string]*bundleRelease) error {
 		return fmt.Errorf("release %s (partner %s %s) has no indicator %q", id, rel.Partner, rel.Period, row[colIndicator])
 	}
 	if err := errors.Join(want(colMechanism, row[colMechanism], text(ind.Mechanism)),
-		numEq(row, colEpsilon, ind.Epsilon, id)); err != nil {
+		numEq(row, colEpsilon, ind.Epsilon, id), numEq(row, colRho, ind.Rho, id)); err != nil {
 		return err
 	}
 	if row[colDimensions] == "rank" {

@@ -123,6 +123,7 @@ func TestOfflineCSVRowAltered(t *testing.T) {
 		{"interval", "94.00853545289202", "94.1", "line 2", "ci_low"},
 		{"quantile", ",rank,0.5,27.25,", ",rank,0.5,28,", "line 4", "estimate is \"28\""},
 		{"epsilon", ",laplace,2,0.5,", ",laplace,2,0.05,", "line 2", "epsilon"},
+		{"rho", ",laplace,2,0.5,0,", ",laplace,2,0.5,0.5,", "line 2", "rho"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,11 +18,11 @@ func TestCheckExportNeutralisedText(t *testing.T) {
 			Dimensions: []string{"sex"}, Cells: []privacy.Cell{{Key: []string{"=1+1"}, Value: -3, Scale: 2, CILow: -9, CIHigh: 3}}}}}
 	rels := []bundleRelease{{Signed: privacy.Signed{ID: "abc", Release: rel}, Leaf: 4}}
 	head := strings.Join(header(), ",") + "\n"
-	good := head + `RS,2024-Q1,'-victims,sex,'=1+1,-3,-9,3,laplace,2,0.5,abc,4` + "\n"
+	good := head + `RS,2024-Q1,'-victims,sex,'=1+1,-3,-9,3,laplace,2,0.5,0,abc,4` + "\n"
 	if ok, errs := checkExport(strings.NewReader(good), "export.csv", rels); ok != 1 || len(errs) != 0 {
 		t.Fatalf("neutralised row: %d ok, %v", ok, errs)
 	}
-	raw := head + `RS,2024-Q1,-victims,sex,=1+1,-3,-9,3,laplace,2,0.5,abc,4` + "\n"
+	raw := head + `RS,2024-Q1,-victims,sex,=1+1,-3,-9,3,laplace,2,0.5,0,abc,4` + "\n"
 	if ok, errs := checkExport(strings.NewReader(raw), "export.csv", rels); ok != 0 || len(errs) != 1 {
 		t.Fatalf("raw formula row: %d ok, %v", ok, errs)
 	}

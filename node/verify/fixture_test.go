@@ -388,7 +388,7 @@ func renderExport(entries []api.ReleaseEntry) []byte {
 		for _, ir := range rel.Indicators {
 			row := func(dims, key, est, lo, hi, scale string) []string {
 				return []string{rel.Partner, rel.Period.String(), ir.Name, dims, key, est, lo, hi,
-					ir.Mechanism, scale, f(ir.Epsilon), e.Signed.ID, strconv.FormatInt(e.Leaf, 10)}
+					ir.Mechanism, scale, f(ir.Epsilon), f(ir.Rho), e.Signed.ID, strconv.FormatInt(e.Leaf, 10)}
 			}
 			for _, c := range ir.Cells {
 				_ = cw.Write(row(strings.Join(ir.Dimensions, "|"), strings.Join(c.Key, "|"), strconv.FormatInt(c.Value, 10), f(c.CILow), f(c.CIHigh), f(c.Scale)))
