@@ -388,13 +388,14 @@ func TestLayering(t *testing.T) {
 		allowed []string // project packages it may depend on; "*" allows any but cmd
 		noStore bool     // must not link hashicorp/raft or go.etcd.io/bbolt
 	}
-	api := []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/node/web"}
+	api := []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/node/web", "roundtable/listener"}
 	rules := map[string]rule{
 		"roundtable/aggregate":          {noStore: true},
 		"roundtable/privacy":            {allowed: []string{"roundtable/aggregate"}, noStore: true},
 		"roundtable/keyseal":            {noStore: true},
+		"roundtable/listener":           {noStore: true},
 		"roundtable/cluster/governance": {allowed: []string{"roundtable/keyseal"}, noStore: true},
-		"roundtable/cluster":            {allowed: []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal"}},
+		"roundtable/cluster":            {allowed: []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/listener"}},
 		"roundtable/node/web":           {noStore: true},
 		"roundtable/node/web/webtest":   {noStore: true},
 		"roundtable/node/synth":         {allowed: []string{"roundtable/aggregate"}, noStore: true},
