@@ -4,28 +4,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"roundtable/listener/listenertest"
 )
-
-// FailingListener returns err from its first n Accepts, then accepts from
-// the listener it wraps: the accept errors of a process out of file
-// descriptors, injected into any accept loop under test.
-type FailingListener struct {
-	net.Listener
-	Err    error
-	N      int32
-	failed atomic.Int32
-}
-
-func (l *FailingListener) Accept() (net.Conn, error) {
-	if l.failed.Add(1) <= l.N {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: l.Err}
-	}
-	return l.Listener.Accept()
-}
 
 func listen(t *testing.T) net.Listener {
 	t.Helper()
@@ -63,7 +47,7 @@ func TestGuardRetriesAcceptErrors(t *testing.T) {
 	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED, syscall.ENOBUFS} {
 		t.Run(errno.Error(), func(t *testing.T) {
 			inner := listen(t)
-			fl := &FailingListener{Listener: inner, Err: errno, N: 6}
+			fl := &listenertest.Failing{Listener: inner, Err: errno, N: 6}
 			g := Guard(fl, Config{Name: "test"})
 			go func() {
 				c, err := net.Dial("tcp", inner.Addr().String())
@@ -81,7 +65,7 @@ func TestGuardRetriesAcceptErrors(t *testing.T) {
 			if d := time.Since(start); d < 315*time.Millisecond {
 				t.Errorf("six failures retried in %v: no back-off (want ≥ 315 ms)", d)
 			}
-			if n := fl.failed.Load(); n != 7 {
+			if n := fl.Calls(); n != 7 {
 				t.Errorf("%d accepts, want 6 failures and a success", n)
 			}
 			b := make([]byte, 1)
@@ -95,7 +79,7 @@ func TestGuardRetriesAcceptErrors(t *testing.T) {
 // TestGuardClose: Close ends an Accept that is backing off, with an error
 // wrapping net.ErrClosed, promptly.
 func TestGuardClose(t *testing.T) {
-	fl := &FailingListener{Listener: listen(t), Err: syscall.EMFILE, N: 1 << 30}
+	fl := &listenertest.Failing{Listener: listen(t), Err: syscall.EMFILE, N: 1 << 30}
 	g := Guard(fl, Config{})
 	errc := make(chan error, 1)
 	go func() { _, err := g.Accept(); errc <- err }()
