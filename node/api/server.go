@@ -259,8 +259,8 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler, tls
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    lim.MaxHeaderBytes,
 		TLSConfig:         tlsConf,
-		ErrorLog:    log.New(serverErrorLog{s.log}, "", 0),
-		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:          log.New(serverErrorLog{s.log}, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	// net/http returns from Serve on an accept error it does not consider
 	// temporary; the guard retries them all, so the API never goes dark
