@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"roundtable/listener"
 )
 
 // Wire format of ProtoForward, after the protocol byte, repeated on one
@@ -79,18 +81,23 @@ func ServeForward(ctx context.Context, l net.Listener, h func(ctx context.Contex
 		mu.Unlock()
 		wg.Wait()
 	}()
+	var backoff listener.Backoff
 	for {
 		conn, err := l.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Any other error passes (the mux's own accepts are guarded);
+			// returning would leave the node unable to take forwarded
+			// writes until restart.
+			slog.Warn("forward: accept failed; retrying", "error", err)
+			if !backoff.Wait(ctx.Done()) {
+				return nil
 			}
-			return fmt.Errorf("serve forward: accept: %w", err)
+			continue
 		}
+		backoff.Reset()
 		mu.Lock()
 		conns[conn] = struct{}{}
 		wg.Add(1)

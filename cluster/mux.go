@@ -3,13 +3,15 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"roundtable/listener"
 )
 
 // Protocol bytes: after the TLS handshake the dialing side writes one of these
@@ -27,11 +29,39 @@ const (
 // It wraps net.ErrClosed, so errors.Is(err, net.ErrClosed) holds.
 var ErrMuxClosed = fmt.Errorf("cluster mux: %w", net.ErrClosed)
 
+// Defaults of MuxConfig. A region has a few dozen members and replicas,
+// each holding a handful of pooled raft and forward connections to a node,
+// and a peer that restarts redials its pools at once (the forwarder keeps
+// up to DefaultForwardMaxIdle). So one address may hold an eighth of the
+// connections in handshake: a host that opens connections and never
+// completes a handshake holds at most 64 of the 512 slots, and starving
+// the port takes eight addresses at once.
+const (
+	DefaultMaxConns               = 512
+	DefaultMaxHandshakesPerSource = 64
+	DefaultConnWriteTimeout       = 30 * time.Second
+)
+
 // MuxConfig configures a Mux.
 type MuxConfig struct {
 	// HandshakeTimeout bounds the TLS handshake and the protocol byte of
 	// every inbound connection; zero means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// MaxConns caps the connections open at once, in handshake or handed
+	// out; more wait in the kernel's backlog (see listener.Guard). Zero
+	// means DefaultMaxConns.
+	MaxConns int
+	// MaxHandshakesPerSource caps the handshakes in progress from one IP
+	// address; a connection beyond it is closed at once, so one host
+	// cannot take the cap's slots with connections that never finish a
+	// handshake. Zero means DefaultMaxHandshakesPerSource.
+	MaxHandshakesPerSource int
+	// WriteTimeout bounds every write to a handed-out connection, so a
+	// peer that stops reading cannot hold a raft or forward goroutine.
+	// (Reads are not bounded here: raft keeps idle pooled connections and
+	// cannot tell one the server cut; the forward service bounds its own.)
+	// Zero means DefaultConnWriteTimeout.
+	WriteTimeout time.Duration
 	// Logger receives refused connections; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -49,33 +79,54 @@ type Mux struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
+	// busySource counts connections closed by MaxHandshakesPerSource.
+	busySource atomic.Uint64
+
 	mu    sync.Mutex
 	subs  map[byte]*subListener
 	conns map[*muxConn]struct{} // handed-out conns, closed with the Mux
 	// pending are conns still in handshake, closed with the Mux so their
 	// goroutines end promptly.
 	pending map[net.Conn]struct{}
+	// handshaking counts the pending conns per source IP.
+	handshaking map[string]int
 }
 
 // NewMux returns a Mux that will serve ln with node's server TLS config. It
 // takes ownership of ln.
 func NewMux(ln net.Listener, node *NodeTLS, cfg MuxConfig) *Mux {
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&cfg.WriteTimeout, DefaultConnWriteTimeout)
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxHandshakesPerSource <= 0 {
+		cfg.MaxHandshakesPerSource = DefaultMaxHandshakesPerSource
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+	log = log.With("component", "cluster-mux")
 	return &Mux{
-		ln:      ln,
+		// The guard retries accept errors (EMFILE and the like) with
+		// back-off instead of handing them to Serve: one burst of them
+		// used to end Serve and leave the port dead until restart.
+		ln:      listener.Guard(ln, listener.Config{MaxConns: cfg.MaxConns, Name: "cluster", Logger: log}),
 		tlsConf: node.ServerConfig(),
 		cfg:     cfg,
-		log:     log.With("component", "cluster-mux"),
+		log:     log,
 		done:    make(chan struct{}),
 		subs:    make(map[byte]*subListener),
 		conns:   make(map[*muxConn]struct{}),
 		pending: make(map[net.Conn]struct{}),
+
+		handshaking: make(map[string]int),
 	}
 }
 
@@ -109,63 +160,91 @@ func (m *Mux) Serve(ctx context.Context) error {
 	for {
 		conn, err := m.ln.Accept()
 		if err != nil {
+			// The guard returns only once the listener is closed.
 			select {
 			case <-m.done:
 				return nil
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			return fmt.Errorf("cluster mux: accept: %w", err)
 		}
-		if !m.track(conn) {
+		switch m.track(conn) {
+		case tracked:
+			go m.handle(conn)
+		case sourceBusy:
+			m.busySource.Add(1)
+			m.log.Debug("refused connection: too many handshakes from its address", "remote", conn.RemoteAddr().String(),
+				"max", m.cfg.MaxHandshakesPerSource)
+			conn.Close()
+		case muxClosing:
 			conn.Close()
 			return nil
 		}
-		go m.handle(conn)
 	}
 }
 
-// track records a conn in handshake and counts its goroutine; false means the
-// Mux is closing. The count is taken under the lock so Close cannot miss it.
-func (m *Mux) track(conn net.Conn) bool {
+// RefusedBusySource is the number of connections closed because their
+// address already had MaxHandshakesPerSource handshakes in progress.
+func (m *Mux) RefusedBusySource() uint64 { return m.busySource.Load() }
+
+type trackResult int
+
+const (
+	tracked trackResult = iota
+	sourceBusy
+	muxClosing
+)
+
+// track records a conn in handshake and counts its goroutine, unless the
+// Mux is closing or the conn's address has too many handshakes in
+// progress. The count is taken under the lock so Close cannot miss it.
+func (m *Mux) track(conn net.Conn) trackResult {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	select {
 	case <-m.done:
-		return false
+		return muxClosing
 	default:
 	}
+	src := sourceIP(conn)
+	if m.handshaking[src] >= m.cfg.MaxHandshakesPerSource {
+		return sourceBusy
+	}
+	m.handshaking[src]++
 	m.pending[conn] = struct{}{}
 	m.wg.Add(1)
-	return true
+	return tracked
 }
 
 func (m *Mux) untrack(conn net.Conn) {
+	src := sourceIP(conn)
 	m.mu.Lock()
 	delete(m.pending, conn)
+	if m.handshaking[src]--; m.handshaking[src] <= 0 {
+		delete(m.handshaking, src)
+	}
 	m.mu.Unlock()
+}
+
+// sourceIP is the address a connection comes from, without its port.
+func sourceIP(c net.Conn) string {
+	a := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(a); err == nil {
+		return host
+	}
+	return a
 }
 
 func (m *Mux) handle(raw net.Conn) {
 	defer m.wg.Done()
-	defer m.untrack(raw)
 	conn := tls.Server(raw, m.tlsConf)
-	_ = conn.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
-	if err := conn.Handshake(); err != nil {
-		m.log.Debug("refused connection: TLS handshake", "remote", raw.RemoteAddr().String(), "error", err)
-		raw.Close()
-		return
-	}
-	var b [1]byte
-	if _, err := io.ReadFull(conn, b[:]); err != nil {
-		m.log.Debug("refused connection: no protocol byte", "remote", raw.RemoteAddr().String(), "error", err)
+	proto, err := m.handshake(raw, conn)
+	if err != nil {
+		m.log.Debug("refused connection", "remote", raw.RemoteAddr().String(), "error", err)
 		conn.Close()
 		return
 	}
-	_ = conn.SetDeadline(time.Time{})
+	b := [1]byte{proto}
 	m.mu.Lock()
 	sub, ok := m.subs[b[0]]
 	m.mu.Unlock()
@@ -174,7 +253,7 @@ func (m *Mux) handle(raw net.Conn) {
 		conn.Close()
 		return
 	}
-	mc := &muxConn{Conn: conn, m: m}
+	mc := &muxConn{Conn: conn, m: m, writeTimeout: m.cfg.WriteTimeout}
 	if !m.adopt(mc) {
 		conn.Close()
 		return
@@ -186,6 +265,22 @@ func (m *Mux) handle(raw net.Conn) {
 	case <-m.done:
 		mc.Close()
 	}
+}
+
+// handshake runs the TLS handshake and reads the protocol byte within
+// HandshakeTimeout; only this stage counts against the source's cap.
+func (m *Mux) handshake(raw net.Conn, conn *tls.Conn) (byte, error) {
+	defer m.untrack(raw)
+	_ = conn.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+	if err := conn.Handshake(); err != nil {
+		return 0, fmt.Errorf("TLS handshake: %w", err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		return 0, fmt.Errorf("no protocol byte: %w", err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return b[0], nil
 }
 
 func (m *Mux) adopt(c *muxConn) bool {
@@ -228,8 +323,15 @@ func (m *Mux) Close() error {
 // embeds *tls.Conn so ConnectionState (and so PeerID) keeps working.
 type muxConn struct {
 	*tls.Conn
-	m    *Mux
-	once sync.Once
+	m            *Mux
+	writeTimeout time.Duration
+	once         sync.Once
+}
+
+// Write bounds every write by the Mux's WriteTimeout.
+func (c *muxConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	return c.Conn.Write(b)
 }
 
 func (c *muxConn) Close() error {

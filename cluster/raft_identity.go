@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"roundtable/listener"
 )
 
 // This file is the identity-checking raft transport (issue 8, item 1). Raft
@@ -142,7 +144,7 @@ func NewIdentityTransport(cfg IdentityTransportConfig) (*IdentityTransport, erro
 // accept hands each inbound connection to its peer's transport.
 func (t *IdentityTransport) accept() {
 	defer t.wg.Done()
-	delay := time.Duration(0)
+	var backoff listener.Backoff
 	for {
 		conn, err := t.cfg.Stream.Accept()
 		if err != nil {
@@ -152,17 +154,14 @@ func (t *IdentityTransport) accept() {
 				return
 			}
 			// Back off as NetworkTransport does, so a broken listener
-			// does not spin.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			// does not spin; never return, or the port is dead.
 			t.log.Error("accept raft connection", "error", err)
-			select {
-			case <-t.done:
+			if !backoff.Wait(t.done) {
 				return
-			case <-time.After(delay):
 			}
 			continue
 		}
-		delay = 0
+		backoff.Reset()
 		peer, err := PeerID(conn)
 		if err != nil {
 			t.log.Warn("raft connection without a peer identity", "remote", conn.RemoteAddr().String(), "error", err)

@@ -143,6 +143,10 @@ func NewNodeTLS(certPEM, keyPEM, caPEM []byte) (*NodeTLS, error) {
 // ID is the node identity from its certificate (a partner code or replica id).
 func (n *NodeTLS) ID() string { return n.id }
 
+// Certificate is the node's certificate and key, for serving its HTTP API
+// over HTTPS under the regional CA (serve --tls-from-ca).
+func (n *NodeTLS) Certificate() tls.Certificate { return n.cert }
+
 // NotAfter is when the node's certificate expires.
 func (n *NodeTLS) NotAfter() time.Time { return n.notAfter }
 

@@ -131,7 +131,7 @@ func walkCases() map[string][]walkProbe {
 			{name: "long source", path: "/v1/cases/import?source=" + strings.Repeat("s", 65), auth: "op", body: []byte("x"), want: 400},
 			{name: "bad allow_foreign", path: "/v1/cases/import?allow_foreign=yes", auth: "op", body: []byte("x"), want: 400},
 			{name: "huge body", path: "/v1/cases/import", auth: "op", body: append([]byte("case_id,registered_on\n"), bytes.Repeat([]byte("A,2024-01-01\n"), 1<<17)...), want: 413},
-			{name: "huge field", path: "/v1/cases/import", auth: "op", body: append([]byte("case_id,registered_on\n\""), bytes.Repeat([]byte("x"), 2<<20)...), want: 422, detail: "longer than 256 KiB"},
+			{name: "huge field", path: "/v1/cases/import", auth: "op", body: append([]byte("case_id,registered_on\n\""), bytes.Repeat([]byte("x"), 2<<20)...), want: 422, detail: "longer than 64 KiB"},
 			{name: "multipart without boundary", path: "/v1/cases/import", auth: "op", ctype: "multipart/form-data", body: []byte("x"), want: 400, detail: "boundary"},
 			{name: "multipart without file", path: "/v1/cases/import", auth: "op", ctype: multipartType, body: multipartBody(false, ""), want: 400, detail: "no part named file"},
 			{name: "multipart cut short", path: "/v1/cases/import", auth: "op", ctype: multipartType, body: multipartBody(true, "case_id,registered_on\nA-1,2024-01-01\n"), want: 0},

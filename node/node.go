@@ -49,6 +49,17 @@ type Config struct {
 	Consortium  string
 	// PublicReads lets anyone read published aggregates without a token.
 	PublicReads bool
+	// TLSCert and TLSKey are PEM files the API serves HTTPS with (serve
+	// --tls-cert, --tls-key), reloaded when they change; TLSFromCA serves
+	// it with the node's own certificate from the regional CA instead.
+	TLSCert, TLSKey string
+	TLSFromCA       bool
+	// InsecureHTTP allows plain HTTP on an address other machines can
+	// reach (serve --insecure-http); without it Open refuses.
+	InsecureHTTP bool
+	// HTTPLimits bound the API's and the operator socket's connections;
+	// zero fields take api.DefaultLimits.
+	HTTPLimits api.Limits
 	// Timing sizes raft for the network; zero values take cluster defaults
 	// (sized for 50–400 ms round trips).
 	Timing Timing
@@ -76,6 +87,7 @@ type Node struct {
 	api    *api.Server
 	httpLn net.Listener
 	sockLn net.Listener // admin socket; nil on a replica
+	https  bool         // the API speaks HTTPS
 
 	// publishSlot holds one token while a release workflow runs: pending
 	// state is per node, so one at a time.
@@ -102,11 +114,20 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			n.Close()
 		}
 	}()
+	https := cfg.TLSFromCA || cfg.TLSCert != "" || cfg.TLSKey != ""
+	if err := checkHTTPExposure(cfg.HTTPAddr, https, cfg.InsecureHTTP); err != nil {
+		return nil, err
+	}
 	tlsCfg, err := cluster.LoadNodeTLS(filepath.Join(cfg.DataDir, TLSDir))
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w (ask your regional coordinator for this node's certificate "+
 			"and put node.crt, node.key and ca.crt in %s: docs/operator.md, section 3)", err, filepath.Join(cfg.DataDir, TLSDir))
 	}
+	httpsCfg, err := httpsConfig(cfg, tlsCfg, cfg.Logger.With("component", "api"))
+	if err != nil {
+		return nil, err
+	}
+	n.https = httpsCfg != nil
 	cc := cluster.Config{
 		DataDir: filepath.Join(cfg.DataDir, "ledger"), ID: tlsCfg.ID(), TLS: tlsCfg,
 		RaftAddr: cfg.RaftAddr, Advertise: cfg.Advertise, Bootstrap: cfg.Genesis, Join: cfg.Join,
@@ -135,7 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if n.api, err = api.New(api.Config{Backend: (*backend)(n), Tokens: n.tokens, PublicReads: cfg.PublicReads,
-		Logger: cfg.Logger.With("component", "api")}); err != nil {
+		TLS: httpsCfg, Limits: cfg.HTTPLimits, Logger: cfg.Logger.With("component", "api")}); err != nil {
 		return nil, err
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -156,6 +177,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 
 // HTTPAddr is the address the API listens on.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// HTTPURL is the API's base URL, https:// when it serves TLS.
+func (n *Node) HTTPURL() string {
+	if n.https {
+		return "https://" + n.HTTPAddr()
+	}
+	return "http://" + n.HTTPAddr()
+}
 
 // RaftAddr is the ledger address peers dial.
 func (n *Node) RaftAddr() string { return n.ledger.Addr() }
@@ -233,6 +262,6 @@ func (n *Node) Close() error {
 // WriteServeFile records where this node listens so that local commands
 // (roundtable publish) can find it.
 func (n *Node) WriteServeFile() error {
-	b := fmt.Appendf(nil, "{\"http\":%q,\"raft\":%q,\"pid\":%d}\n", n.HTTPAddr(), n.RaftAddr(), os.Getpid())
+	b := fmt.Appendf(nil, "{\"http\":%q,\"url\":%q,\"raft\":%q,\"pid\":%d}\n", n.HTTPAddr(), n.HTTPURL(), n.RaftAddr(), os.Getpid())
 	return os.WriteFile(filepath.Join(n.cfg.DataDir, ServeFile), b, 0o600)
 }

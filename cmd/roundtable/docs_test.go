@@ -388,27 +388,29 @@ func TestLayering(t *testing.T) {
 		allowed []string // project packages it may depend on; "*" allows any but cmd
 		noStore bool     // must not link hashicorp/raft or go.etcd.io/bbolt
 	}
-	api := []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/node/web"}
+	api := []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/node/web", "roundtable/listener"}
 	rules := map[string]rule{
-		"roundtable/aggregate":          {noStore: true},
-		"roundtable/privacy":            {allowed: []string{"roundtable/aggregate"}, noStore: true},
-		"roundtable/keyseal":            {noStore: true},
-		"roundtable/cluster/governance": {allowed: []string{"roundtable/keyseal"}, noStore: true},
-		"roundtable/cluster":            {allowed: []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal"}},
-		"roundtable/node/web":           {noStore: true},
-		"roundtable/node/web/webtest":   {noStore: true},
-		"roundtable/node/synth":         {allowed: []string{"roundtable/aggregate"}, noStore: true},
-		"roundtable/node/summary":       {allowed: []string{"roundtable/aggregate"}, noStore: true},
-		"roundtable/node/store":         {allowed: []string{"roundtable/aggregate", "roundtable/keyseal"}},
-		"roundtable/node/ingest":        {allowed: []string{"roundtable/aggregate", "roundtable/node/store", "roundtable/keyseal"}},
-		"roundtable/node/api":           {allowed: api, noStore: true},
-		"roundtable/node/api/apitest":   {allowed: append(api, "roundtable/node/api"), noStore: true},
-		"roundtable/node/client":        {allowed: append(api, "roundtable/node/api"), noStore: true},
-		"roundtable/node/verify":        {allowed: []string{"*"}},
-		"roundtable/node":               {allowed: []string{"*"}},
-		"roundtable/node/demo":          {allowed: []string{"*"}},
-		"roundtable/node/systemtest":    {},
-		"roundtable/cmd/roundtable":     {allowed: []string{"*"}},
+		"roundtable/aggregate":             {noStore: true},
+		"roundtable/privacy":               {allowed: []string{"roundtable/aggregate"}, noStore: true},
+		"roundtable/keyseal":               {noStore: true},
+		"roundtable/listener":              {noStore: true},
+		"roundtable/listener/listenertest": {noStore: true},
+		"roundtable/cluster/governance":    {allowed: []string{"roundtable/keyseal"}, noStore: true},
+		"roundtable/cluster":               {allowed: []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/listener"}},
+		"roundtable/node/web":              {noStore: true},
+		"roundtable/node/web/webtest":      {noStore: true},
+		"roundtable/node/synth":            {allowed: []string{"roundtable/aggregate"}, noStore: true},
+		"roundtable/node/summary":          {allowed: []string{"roundtable/aggregate"}, noStore: true},
+		"roundtable/node/store":            {allowed: []string{"roundtable/aggregate", "roundtable/keyseal"}},
+		"roundtable/node/ingest":           {allowed: []string{"roundtable/aggregate", "roundtable/node/store", "roundtable/keyseal"}},
+		"roundtable/node/api":              {allowed: api, noStore: true},
+		"roundtable/node/api/apitest":      {allowed: append(api, "roundtable/node/api"), noStore: true},
+		"roundtable/node/client":           {allowed: append(api, "roundtable/node/api"), noStore: true},
+		"roundtable/node/verify":           {allowed: []string{"*"}},
+		"roundtable/node":                  {allowed: []string{"*"}},
+		"roundtable/node/demo":             {allowed: []string{"*"}},
+		"roundtable/node/systemtest":       {},
+		"roundtable/cmd/roundtable":        {allowed: []string{"*"}},
 	}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, "roundtable/...").Output()
 	if err != nil {

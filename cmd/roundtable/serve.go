@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,7 @@ func newServeCmd() *cobra.Command {
 	var genesisFile, joinGenesisFile, logLevel, logFormat string
 	var replica bool
 	c := &cobra.Command{
-		Use:   "serve --data-dir DIR --http ADDR --raft ADDR [--bootstrap GENESIS | --join ADDR --genesis GENESIS]",
+		Use:   "serve --data-dir DIR --http ADDR --raft ADDR [--bootstrap GENESIS | --join ADDR --genesis GENESIS] [--tls-cert FILE --tls-key FILE | --tls-from-ca]",
 		Short: "Run a node: ledger member, HTTP API and dashboard",
 		Long: `serve runs this partner's node. It opens the encrypted store (passphrase from
 $ROUNDTABLE_PASSPHRASE or --passphrase-file), joins the regional ledger over
@@ -33,10 +34,19 @@ registered it. The genesis pins the node to its consortium: its id is kept in
 DIR/ledger/ledger/consortium.pin, and the node refuses a ledger, a genesis entry or a
 snapshot of any other consortium. --consortium ID pins by id alone. A restart
 needs none of these flags. A read replica for researchers runs with --replica
-and holds no records.`,
+and holds no records.
+
+The API serves plain HTTP only on a loopback address (127.0.0.1, ::1,
+localhost). On any other address it needs HTTPS: --tls-cert and --tls-key
+(a certificate from your organisation's usual CA, reloaded when the files
+change) or --tls-from-ca (the node's certificate from the regional CA; every
+browser and script must then trust ca.crt). --insecure-http allows plain HTTP
+anyway: tokens and uploaded case records then cross the network readable by
+anyone on it. See docs/operator.md, "HTTPS for the dashboard and API".`,
 		Example: `  roundtable serve --data-dir ./rs --http 127.0.0.1:8080 --raft 127.0.0.1:7000 --bootstrap genesis.json
   roundtable serve --data-dir ./al --http 127.0.0.1:8081 --raft 127.0.0.1:7001 --join 127.0.0.1:7000 --genesis genesis.json
-  roundtable serve --data-dir ./research --replica --http 127.0.0.1:8090 --raft 127.0.0.1:7090 --join 127.0.0.1:7000 --genesis genesis.json`,
+  roundtable serve --data-dir ./research --replica --http 127.0.0.1:8090 --raft 127.0.0.1:7090 --join 127.0.0.1:7000 --genesis genesis.json
+  roundtable serve --data-dir ./rs --http 0.0.0.0:8443 --tls-cert /etc/ssl/rs.crt --tls-key /etc/ssl/rs.key --raft 0.0.0.0:7000`,
 		Args: cobra.NoArgs,
 	}
 	pf := addPassphraseFlag(c, "passphrase-file")
@@ -51,6 +61,10 @@ and holds no records.`,
 	f.StringVar(&cfg.Consortium, "consortium", "", "with --join: the consortium id (genesis hash) to pin, when the genesis file is not at hand")
 	f.BoolVar(&replica, "replica", false, "run a read-only replica (no store, no vote)")
 	f.BoolVar(&cfg.PublicReads, "public-reads", true, "let anyone read published aggregates without a token")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM, chain included)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "the private key of --tls-cert (PEM, mode 0600)")
+	f.BoolVar(&cfg.TLSFromCA, "tls-from-ca", false, "serve the API over HTTPS with the node's certificate from the regional CA (DIR/tls)")
+	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback --http address (tokens and uploads in clear text)")
 	f.DurationVar(&cfg.Timing.Heartbeat, "heartbeat-timeout", 0, "raft heartbeat timeout (default 1.5s, sized for 50–400 ms RTT)")
 	f.DurationVar(&cfg.Timing.Election, "election-timeout", 0, "raft election timeout (default 1.5s)")
 	f.DurationVar(&cfg.Timing.LeaderLease, "leader-lease-timeout", 0, "raft leader lease (default 1s)")
@@ -61,6 +75,9 @@ and holds no records.`,
 	c.MarkFlagsMutuallyExclusive("bootstrap", "join")
 	c.MarkFlagsMutuallyExclusive("bootstrap", "genesis")
 	c.MarkFlagsMutuallyExclusive("bootstrap", "consortium")
+	c.MarkFlagsMutuallyExclusive("tls-from-ca", "tls-cert")
+	c.MarkFlagsMutuallyExclusive("tls-from-ca", "tls-key")
+	c.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		logger, err := newLogger(logLevel, logFormat)
 		if err != nil {
@@ -95,8 +112,11 @@ and holds no records.`,
 		if err := n.WriteServeFile(); err != nil {
 			return err
 		}
-		logger.Info("serving", "id", n.ID(), "http", "http://"+n.HTTPAddr(), "raft", n.RaftAddr())
-		fmt.Fprintf(cmd.ErrOrStderr(), "roundtable node %s: dashboard and API on http://%s, ledger on %s (Ctrl-C stops)\n", n.ID(), n.HTTPAddr(), n.RaftAddr())
+		logger.Info("serving", "id", n.ID(), "http", n.HTTPURL(), "raft", n.RaftAddr())
+		if cfg.InsecureHTTP && !strings.HasPrefix(n.HTTPURL(), "https:") {
+			logger.Warn("serving plain HTTP (--insecure-http): tokens and uploaded case records cross the network in clear text")
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "roundtable node %s: dashboard and API on %s, ledger on %s (Ctrl-C stops)\n", n.ID(), n.HTTPURL(), n.RaftAddr())
 		err = n.Serve(ctx)
 		logger.Info("stopping")
 		return err

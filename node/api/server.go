@@ -7,14 +7,17 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"roundtable/listener"
 	"roundtable/node/web"
 )
 
@@ -63,6 +66,72 @@ type Config struct {
 	MaxJSONBytes int64
 	// UI serves the dashboard at /; nil uses node/web's embedded files.
 	UI http.Handler
+	// TLS, if set, makes Serve speak HTTPS only (ServeLocal's socket stays
+	// plain: it never leaves the machine).
+	TLS *tls.Config
+	// Limits bound every connection; zero fields take DefaultLimits.
+	Limits Limits
+}
+
+// Limits bound what one client can hold of a node's HTTP server. Without
+// them (issue 10) an anonymous client trickling a request body held a
+// connection with no answer for as long as it liked.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading a request's headers (and the TLS
+	// handshake).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds handling a request and writing the answer, from
+	// the end of its headers.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection with no request.
+	IdleTimeout time.Duration
+	// OperatorTimeout replaces ReadTimeout and WriteTimeout for a request
+	// whose operator token (or local socket) has been checked: an import
+	// of hundreds of megabytes over an office uplink, a publish waiting for
+	// the ledger. Anonymous clients never get it.
+	OperatorTimeout time.Duration
+	// MaxHeaderBytes caps a request's headers; more is answered 431.
+	MaxHeaderBytes int
+	// MaxConns caps connections open at once on each listener; more wait
+	// in the kernel's backlog until one closes.
+	MaxConns int
+}
+
+// DefaultLimits are sized for a dashboard, scripts and a few operators
+// on links of a few megabits: no honest request needs more, and a
+// connection held by a client that stops sending or reading is freed
+// within a minute.
+var DefaultLimits = Limits{
+	ReadHeaderTimeout: 10 * time.Second,
+	ReadTimeout:       30 * time.Second,
+	WriteTimeout:      60 * time.Second,
+	IdleTimeout:       60 * time.Second,
+	OperatorTimeout:   30 * time.Minute,
+	MaxHeaderBytes:    32 << 10,
+	MaxConns:          256,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	pick := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	pick(&l.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	pick(&l.ReadTimeout, d.ReadTimeout)
+	pick(&l.WriteTimeout, d.WriteTimeout)
+	pick(&l.IdleTimeout, d.IdleTimeout)
+	pick(&l.OperatorTimeout, d.OperatorTimeout)
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if l.MaxConns <= 0 {
+		l.MaxConns = d.MaxConns
+	}
+	return l
 }
 
 // Server is the HTTP API of one node.
@@ -95,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.UI == nil {
 		cfg.UI = web.Handler()
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), views: newViewCache()}
 	s.metrics = newMetrics(cfg.Backend)
 	s.routes = s.routeTable()
@@ -162,10 +232,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // calls it after each raft Apply.
 func (s *Server) ObserveCommit(d time.Duration) { s.metrics.commit.Observe(d.Seconds()) }
 
-// Serve serves on ln until ctx is done, then shuts down gracefully: it
-// stops accepting, waits up to 10 s for requests in flight, and returns.
+// Serve serves on ln (HTTPS if Config.TLS is set) until ctx is done, then
+// shuts down gracefully: it stops accepting, waits up to 10 s for
+// requests in flight, and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return s.serve(ctx, ln, s)
+	return s.serve(ctx, ln, s, s.cfg.TLS)
 }
 
 // ServeLocal serves on ln, a Unix socket in the node's data directory that
@@ -176,19 +247,34 @@ func (s *Server) ServeLocal(ctx context.Context, ln net.Listener) error {
 	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), localKey, true)))
 	})
-	return s.serve(ctx, ln, local)
+	return s.serve(ctx, ln, local, nil)
 }
 
-func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler, tlsConf *tls.Config) error {
+	lim := s.cfg.Limits
 	hs := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		TLSConfig:         tlsConf,
+		ErrorLog:          log.New(serverErrorLog{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// net/http returns from Serve on an accept error it does not consider
+	// temporary; the guard retries them all, so the API never goes dark
+	// while the process lives.
+	ln = listener.Guard(ln, listener.Config{MaxConns: lim.MaxConns, Name: "http", Logger: s.log})
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if tlsConf != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("api: serve: %w", err)
@@ -203,6 +289,21 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) err
 		return fmt.Errorf("api: serve: %w", err)
 	}
 	return nil
+}
+
+// serverErrorLog takes net/http's own log lines: a failed TLS handshake
+// is a client's trouble (a scanner, plain HTTP sent to the HTTPS port),
+// logged at DEBUG; anything else, such as a handler's panic, at WARN.
+type serverErrorLog struct{ log *slog.Logger }
+
+func (l serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	lvl := slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		lvl = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), lvl, msg)
+	return len(p), nil
 }
 
 type ctxKey int
@@ -232,6 +333,9 @@ func (s *Server) wrap(rt Route) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		caller, err := s.authorize(r, rt.Access)
 		if err == nil {
+			if caller.Role == RoleOperator {
+				s.extendDeadlines(w)
+			}
 			r = r.WithContext(context.WithValue(r.Context(), callerKey, caller))
 			err = rt.handler(sw, r)
 		}
@@ -249,6 +353,16 @@ func (s *Server) wrap(rt Route) http.Handler {
 		s.log.Log(r.Context(), lvl, "http", "method", r.Method, "route", rt.Pattern, "path", r.URL.Path,
 			"status", sw.code, "dur", d, "role", string(caller.Role), "token", caller.Name)
 	})
+}
+
+// extendDeadlines gives an operator's request Limits.OperatorTimeout to
+// send its body and get its answer, in place of the anonymous limits.
+func (s *Server) extendDeadlines(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	t := time.Now().Add(s.cfg.Limits.OperatorTimeout)
+	if err := errors.Join(rc.SetReadDeadline(t), rc.SetWriteDeadline(t)); err != nil {
+		s.log.Debug("cannot extend the deadlines of an operator's request", "error", err)
+	}
 }
 
 // authorize checks the bearer token against the route's access level.

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -23,47 +22,78 @@ type csvSource struct {
 
 var requiredColumns = []string{"case_id", "registered_on"}
 
-// maxCSVLine caps one physical line of a CSV file. The longest row the
-// schema allows is about 20 KB (notes of 4096 characters) and a CTDC row is
-// a few hundred bytes, so a longer line is not case data; without the cap
-// a line of commas becomes millions of fields, each a string, and costs
-// many times its size in time and memory before any check can refuse it.
-const maxCSVLine = 256 << 10
+// Caps on what one CSV record may hold, checked on the raw bytes before
+// encoding/csv sees them. encoding/csv keeps a whole record in memory and
+// allocates per field, so without them a line of commas or a quoted field
+// spanning a million lines costs 20 to 50 bytes per byte read before any
+// check can refuse it (TestHostileUploadMemory). The longest row the
+// schema allows is about 20 KB (notes of 4096 bytes, ids of 64
+// characters), a CTDC row a few hundred bytes, and neither has more than
+// about 60 columns, so each cap is far above any real record.
+const (
+	maxCSVRecord  = 256 << 10 // bytes of one record, across its lines
+	maxFieldBytes = 64 << 10  // bytes of one field (a JSON value too)
+	maxCSVFields  = 1024      // fields of one record
+)
 
-// lineCapReader fails once a line passes maxCSVLine, for good.
-type lineCapReader struct {
-	r    io.Reader
-	line int // lines seen, for the message
-	n    int // bytes of the current line so far
-	err  error
+// recordCapReader fails, for good, once a record passes maxCSVRecord, a
+// field maxFieldBytes or a record maxCSVFields fields. It follows quoting as
+// RFC 4180 does: a quote toggles, so a doubled quote inside a quoted field
+// toggles twice, and a comma or line end inside quotes is data.
+type recordCapReader struct {
+	r        io.Reader
+	line     int // line ends seen, for the message
+	inQuotes bool
+	record   int // bytes of the current record so far
+	field    int // bytes of the current field so far
+	fields   int // separators seen in the current record
+	err      error
 }
 
-func (l *lineCapReader) Read(p []byte) (int, error) {
+func (l *recordCapReader) Read(p []byte) (int, error) {
 	if l.err != nil {
 		return 0, l.err
 	}
 	n, err := l.r.Read(p)
-	for rest := p[:n]; len(rest) > 0; {
-		i := bytes.IndexByte(rest, '\n')
-		seg := len(rest)
-		if i >= 0 {
-			seg = i
+	for i, b := range p[:n] {
+		l.record++
+		l.field++
+		switch {
+		case b == '"':
+			l.inQuotes = !l.inQuotes
+		case b == '\n':
+			l.line++
+			if !l.inQuotes {
+				l.record, l.field, l.fields = 0, 0, 0
+			}
+		case b == ',' && !l.inQuotes:
+			l.field = 0
+			l.fields++
 		}
-		if l.n+seg > maxCSVLine {
-			l.err = fmt.Errorf("line %d is longer than %d KiB: this is not a file of case records (is it CSV?)", l.line+1, maxCSVLine>>10)
-			return 0, l.err
+		if l.err = l.check(); l.err != nil {
+			// The bytes before this one are passed on, so the records
+			// before it read (and a header is not blamed for a later line).
+			return i, nil
 		}
-		if i < 0 {
-			l.n += seg
-			break
-		}
-		l.n, l.line, rest = 0, l.line+1, rest[i+1:]
 	}
 	return n, err
 }
 
+func (l *recordCapReader) check() error {
+	const notCSV = "this is not a file of case records (is it CSV?)"
+	switch {
+	case l.field > maxFieldBytes:
+		return fmt.Errorf("line %d: a field is longer than %d KiB: %s", l.line+1, maxFieldBytes>>10, notCSV)
+	case l.record > maxCSVRecord:
+		return fmt.Errorf("line %d: a record is longer than %d KiB: %s", l.line+1, maxCSVRecord>>10, notCSV)
+	case l.fields >= maxCSVFields:
+		return fmt.Errorf("line %d: a record has more than %d fields: %s", l.line+1, maxCSVFields, notCSV)
+	}
+	return nil
+}
+
 func newCSVReader(r io.Reader) *csv.Reader {
-	cr := csv.NewReader(&lineCapReader{r: r})
+	cr := csv.NewReader(&recordCapReader{r: r})
 	cr.FieldsPerRecord = -1 // checked here, to say which line and how many
 	cr.ReuseRecord = true
 	return cr

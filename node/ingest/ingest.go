@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"roundtable/aggregate"
 	"roundtable/node/store"
@@ -261,7 +262,7 @@ func (r *run) add(name string, rw *row, rej *rejectedWriter) error {
 	if rw.err != nil {
 		r.rep.Invalid++
 		if len(r.rep.Errors) < r.opts.MaxErrors {
-			r.rep.Errors = append(r.rep.Errors, fmt.Sprintf("%s:%d: %v", name, rw.line, rw.err))
+			r.rep.Errors = append(r.rep.Errors, fmt.Sprintf("%s:%d: %s", name, rw.line, clip(rw.err.Error())))
 		}
 		if rej != nil {
 			return rej.write(rw.raw, rw.line, rw.err.Error())
@@ -279,6 +280,18 @@ func (r *run) add(name string, rw *row, rej *rejectedWriter) error {
 		return nil
 	}
 	return r.imp.Add(&rw.c)
+}
+
+// maxErrorLen caps one message in Report.Errors: a message may quote the
+// value it refuses, and a hundred quoted values of 64 KiB would make the
+// report, and the API's answer, megabytes long.
+const maxErrorLen = 512
+
+func clip(msg string) string {
+	if len(msg) <= maxErrorLen {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:maxErrorLen], "") + "…"
 }
 
 // stop aborts the import at the first row that dooms it: what was written
