@@ -319,6 +319,14 @@ func (b *backend) PendingReleases(ctx context.Context) (api.PendingReport, error
 }
 
 func (b *backend) Governance(ctx context.Context) (api.GovernanceHistory, error) {
+	// A coordinator signs the next sequence number this answer gives, so
+	// it must not lag the leader: read at the leader's commit index. The
+	// history itself verifies from the genesis, so with no leader the local
+	// copy is still worth serving (a stale next number is then refused with
+	// a clear reason when the statement is submitted).
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, _ = b.ledger.ConsistentRead(rctx)
+	cancel()
 	h, set, err := b.ledger.FSM().Governance()
 	if err != nil {
 		return api.GovernanceHistory{}, ledgerErr(err)
