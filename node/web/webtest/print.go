@@ -73,7 +73,7 @@ func CheckPrint(t testing.TB, b *Browser, html []byte, name, shots string) Print
 	}
 	printW := mmToPx(a4WidthMM - 2*briefMarginM)
 	printH := mmToPx(a4HeightMM - 2*briefMarginM)
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(printW), 1200), chromedp.Navigate("file://"+file)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(printW), 9000) /* tall: no scrollbar narrows the layout */, chromedp.Navigate("file://"+file)); err != nil {
 		t.Fatalf("open %s: %v", file, err)
 	}
 	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}); err != nil {
