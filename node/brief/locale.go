@@ -11,24 +11,6 @@ import (
 	"roundtable/node/web"
 )
 
-// separators are each language's decimal and digit-group separators and
-// the fewest digits a number needs before it is grouped, as CLDR gives
-// them and the browser's Intl.NumberFormat applies them on the dashboard
-// (Albanian: "3645" but "12 345,5" with a no-break space; the South
-// Slavic languages: "3.645"). A small table keeps the brief free of any
-// locale data download.
-var separators = map[string]struct {
-	decimal, group string
-	minGroup       int // digits before grouping starts: 4 groups 1234, 5 does not
-}{
-	"en":      {".", ",", 4},
-	"sq":      {",", "\u00a0", 5},
-	"bs":      {",", ".", 4},
-	"mk":      {",", ".", 4},
-	"sr-Latn": {",", ".", 4},
-	"sr-Cyrl": {",", ".", 4},
-}
-
 // locale formats text, numbers and dates in one language.
 type locale struct {
 	code           string
@@ -38,15 +20,18 @@ type locale struct {
 }
 
 func newLocale(code string) (*locale, error) {
+	lang, err := web.LanguageOf(code)
+	if err != nil {
+		return nil, err
+	}
 	msgs, err := web.Messages(code)
 	if err != nil {
 		return nil, err
 	}
-	sep, ok := separators[code]
-	if !ok {
-		return nil, fmt.Errorf("language %q has no number format in the brief's table", code)
+	if lang.Decimal == "" || lang.Group == "" || lang.MinGroup < 2 {
+		return nil, fmt.Errorf("languages.json: %s has no number format", code)
 	}
-	return &locale{code: code, msgs: msgs, decimal: sep.decimal, group: sep.group, minGroup: sep.minGroup}, nil
+	return &locale{code: code, msgs: msgs, decimal: lang.Decimal, group: lang.Group, minGroup: lang.MinGroup}, nil
 }
 
 var placeholder = regexp.MustCompile(`\{(\w+)\}`)

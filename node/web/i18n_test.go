@@ -15,6 +15,8 @@ import (
 	"roundtable/node/web"
 )
 
+var englishWord = regexp.MustCompile(`[A-Za-z]{3,}`)
+
 var update = flag.Bool("update", false, "regenerate static/i18n/sr-Cyrl.json from sr-Latn.json")
 
 // TestTranslationsComplete fails on a missing, empty or extra message in
@@ -52,6 +54,25 @@ func TestTranslationsComplete(t *testing.T) {
 				slices.Sort(got)
 				if !slices.Equal(want, got) {
 					t.Errorf("%s.json: %q has placeholders %v, en has %v", l.Code, id, got, want)
+				}
+			}
+		}
+		// English left in a translation: a message the same as English
+		// while the same English is translated elsewhere in the file, or
+		// three English words or more unchanged.
+		if l.Code != web.SourceLanguage {
+			for _, id := range slices.Sorted(maps.Keys(en)) {
+				if m[id] != en[id] {
+					continue
+				}
+				for other, e := range en {
+					if e == en[id] && m[other] != e {
+						t.Errorf("%s.json: %q is English (%q) but %q, the same English, is translated %q", l.Code, id, e, other, m[other])
+						break
+					}
+				}
+				if len(englishWord.FindAllString(ph.ReplaceAllString(en[id], ""), -1)) >= 3 {
+					t.Errorf("%s.json: %q is still English: %q", l.Code, id, en[id])
 				}
 			}
 		}

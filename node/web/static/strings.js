@@ -33,6 +33,7 @@
       const resp = await fetch("/static/i18n/" + I.code + ".json");
       window.RT_STRINGS = await resp.json();
       document.documentElement.lang = I.code;
+      I.checkIntl();
     },
 
     // choose remembers a language for the next visit.
@@ -40,13 +41,40 @@
       localStorage.setItem(KEY, code);
     },
 
+    // A browser may lack locale data for a language (Chromium has none
+    // for sq, bs and mk and falls back to English separators), so Intl is
+    // used only where it writes numbers and months as languages.json and
+    // the messages say; otherwise those are used directly.
+    numIntl: false,
+    dateIntl: false,
+
+    checkIntl() {
+      I.numIntl = false;
+      I.numIntl = new Intl.NumberFormat(I.code, { minimumFractionDigits: 1 }).format(12345.5) === I.fallbackNum(12345.5, 1) &&
+        new Intl.NumberFormat(I.code).format(1234) === I.fallbackNum(1234, 0);
+      const march = new Intl.DateTimeFormat(I.code, { month: "long", day: "numeric" }).format(new Date(2025, 2, 3));
+      I.dateIntl = march.toLowerCase().includes(window.RT_STRINGS["month.3"].toLowerCase());
+    },
+
     num(v, decimals) {
       const d = decimals || 0;
-      return new Intl.NumberFormat(I.code, { minimumFractionDigits: d, maximumFractionDigits: d }).format(v);
+      if (I.numIntl) return new Intl.NumberFormat(I.code, { minimumFractionDigits: d, maximumFractionDigits: d }).format(v);
+      return I.fallbackNum(v, d);
+    },
+
+    // fallbackNum writes v with languages.json's separators (CLDR's).
+    fallbackNum(v, d) {
+      const l = I.languages.find((x) => x.code === I.code);
+      const [whole, frac] = Math.abs(v).toFixed(d).split(".");
+      const grouped = whole.length < l.min_group ? whole : whole.replace(/\B(?=(\d{3})+(?!\d))/g, l.group);
+      return (v < 0 && Number(Math.abs(v).toFixed(d)) !== 0 ? "-" : "") + grouped + (frac ? l.decimal + frac : "");
     },
 
     time(d) {
-      return new Intl.DateTimeFormat(I.code, { dateStyle: "long", timeStyle: "short" }).format(d);
+      if (I.dateIntl) return new Intl.DateTimeFormat(I.code, { dateStyle: "long", timeStyle: "short" }).format(d);
+      const S = window.RT_STRINGS;
+      const date = S["format.date"].replace("{day}", d.getDate()).replace("{month}", S["month." + (d.getMonth() + 1)]).replace("{year}", d.getFullYear());
+      return date + " " + String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
     },
   };
   window.RT_I18N = I;
