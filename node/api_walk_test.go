@@ -108,8 +108,14 @@ func walkCases() map[string][]walkProbe {
 			{name: "unknown partner", path: "/v1/budget?partner=XX", want: 400, detail: "registered"},
 			{name: "empty partner in list", path: "/v1/budget?partner=BA,", want: 400},
 		},
-		"GET /v1/cluster":    nil,
-		"GET /v1/whoami":     nil,
+		"GET /v1/cluster": nil,
+		"GET /v1/whoami":  nil,
+		"GET /v1/brief": {
+			{name: "no year", path: "/v1/brief", want: 400, detail: "year"},
+			{name: "year not a number", path: "/v1/brief?year=twenty", want: 400, detail: "year like 2024"},
+			{name: "unknown language", path: "/v1/brief?year=2024&lang=de", want: 400, detail: "sr-Cyrl"},
+			{name: "year with nothing published", path: "/v1/brief?year=1999", want: 404, detail: "no published victims for 1999"},
+		},
 		"GET /v1/governance": nil,
 		"POST /v1/cases/import": {
 			csv("empty body", "", 422, "cases.csv: the file is empty"),

@@ -6,7 +6,7 @@ import "github.com/spf13/cobra"
 func extraCommands() []*cobra.Command {
 	cmds := []*cobra.Command{
 		newPlanCmd(), newPublishCmd(), newServeCmd(), newQueryCmd(), newVerifyCmd(),
-		newCACmd(), newGenesisCmd(), newTokenCmd(), newDemoCmd(),
+		newCACmd(), newGenesisCmd(), newTokenCmd(), newDemoCmd(), newBriefCmd(),
 	}
 	return append(cmds, newCoordinatorCmds()...)
 }

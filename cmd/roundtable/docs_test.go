@@ -388,7 +388,7 @@ func TestLayering(t *testing.T) {
 		allowed []string // project packages it may depend on; "*" allows any but cmd
 		noStore bool     // must not link hashicorp/raft or go.etcd.io/bbolt
 	}
-	api := []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/node/web", "roundtable/listener"}
+	api := []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/node/web", "roundtable/listener", "roundtable/node/brief"}
 	rules := map[string]rule{
 		"roundtable/aggregate":             {noStore: true},
 		"roundtable/privacy":               {allowed: []string{"roundtable/aggregate"}, noStore: true},
@@ -399,6 +399,7 @@ func TestLayering(t *testing.T) {
 		"roundtable/cluster":               {allowed: []string{"roundtable/aggregate", "roundtable/privacy", "roundtable/cluster/governance", "roundtable/keyseal", "roundtable/listener"}},
 		"roundtable/node/web":              {noStore: true},
 		"roundtable/node/web/webtest":      {noStore: true},
+		"roundtable/node/brief":            {allowed: []string{"roundtable/node/web"}, noStore: true},
 		"roundtable/node/synth":            {allowed: []string{"roundtable/aggregate"}, noStore: true},
 		"roundtable/node/summary":          {allowed: []string{"roundtable/aggregate"}, noStore: true},
 		"roundtable/node/store":            {allowed: []string{"roundtable/aggregate", "roundtable/keyseal"}},

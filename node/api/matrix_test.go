@@ -56,6 +56,7 @@ func probes(e *env) map[string]func(i int) probe {
 		"GET /v1/budget":      get("/v1/budget?partner=RS"),
 		"GET /v1/cluster":     get("/v1/cluster"),
 		"GET /v1/whoami":      get("/v1/whoami"),
+		"GET /v1/brief":       get("/v1/brief?year=2024&lang=sq"),
 		"POST /v1/cases/import": func(int) probe {
 			return probe{access: api.AccessOperator, path: "/v1/cases/import?filename=a.csv", body: "case_id,sex\n1,female\n", ctype: "text/csv", status: http.StatusOK}
 		},

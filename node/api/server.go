@@ -195,6 +195,7 @@ func (s *Server) routeTable() []Route {
 		{"GET", "/v1/budget", AccessRead, s.handleBudget},
 		{"GET", "/v1/cluster", AccessRead, s.handleCluster},
 		{"GET", "/v1/whoami", AccessRead, s.handleWhoami},
+		{"GET", "/v1/brief", AccessRead, s.handleBrief},
 		{"POST", "/v1/cases/import", AccessOperator, s.handleImport},
 		{"POST", "/v1/plan", AccessOperator, s.handlePlan},
 		{"POST", "/v1/releases", AccessOperator, s.handlePublish},

@@ -230,3 +230,14 @@ func (c *Client) Govern(ctx context.Context, s governance.Signed) (api.GovernRes
 	err = c.Do(ctx, http.MethodPost, "/v1/governance", bytes.NewReader(b), "application/json", &res)
 	return res, err
 }
+
+// Get reads path (e.g. "/v1/series?indicator=victims") and returns the
+// body of a 200 answer; other answers are an *Error. It is the
+// brief.Getter of 'roundtable brief'.
+func (c *Client) Get(ctx context.Context, path string) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := c.Do(ctx, http.MethodGet, path, nil, "", &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

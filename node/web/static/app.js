@@ -1,9 +1,10 @@
 // The dashboard: reads the node's public API and draws it; operators can
 // import, plan and publish with a token kept in sessionStorage. Every
-// user-visible string comes from strings.js through t().
+// user-visible string comes from the language's file in static/i18n
+// (loaded by strings.js) through t(); numbers and dates through Intl.
 "use strict";
 (function () {
-  const S = window.RT_STRINGS;
+  const I18N = window.RT_I18N;
   const C = window.RTCharts;
   const TOKEN_KEY = "roundtable.token";
   const RELEASE_CONTEXT = "roundtable release v1\n"; // i18n-ignore: signed protocol bytes
@@ -11,7 +12,7 @@
   const state = { catalog: null, partners: [], token: sessionStorage.getItem(TOKEN_KEY) || "", ed25519: null };
 
   function t(id, vars) {
-    let s = S[id];
+    let s = window.RT_STRINGS[id];
     if (s === undefined) {
       console.warn("i18n:", id);
       return id;
@@ -30,8 +31,19 @@
     });
   }
 
+  // label translates a catalog name or code (an indicator, a dimension,
+  // a key or a partner) by its family's message id, falling back to what
+  // the catalog says for one the translations do not know yet.
+  function label(family, code, fallback) {
+    const s = window.RT_STRINGS[family + "." + code];
+    return s === undefined ? (fallback === undefined ? code : fallback) : s;
+  }
+  const indTitle = (ind) => label("indicator", ind.name, ind.title);
+  const keyLabel = (k) => label("key", k);
+  const dimLabel = (d) => label("dim", d);
+
   const $ = (id) => document.getElementById(id);
-  const num = (v) => Math.round(v).toLocaleString();
+  const num = (v) => I18N.num(Math.round(v));
 
   function make(tag, text, cls) {
     const e = document.createElement(tag);
@@ -68,7 +80,8 @@
       const resp = await fetch("/v1/health", { headers: headers });
       const h = await resp.json();
       if (resp.status === 401) throw new Error(h.detail);
-      st.textContent = t("status.node", { partner: h.partner || t("status.replica"), state: h.raft_state, index: h.applied_index });
+      st.textContent = t("status.node", { partner: h.partner ? keyLabel(h.partner) : t("status.replica"), state: label("raft", h.raft_state), index: h.applied_index })
+        + " · " + t("status.updated", { time: I18N.time(new Date()) });
       st.classList.toggle("offline", !h.in_cluster);
       if (!h.in_cluster) st.textContent += " " + t("status.offline");
     } catch (err) {
@@ -85,7 +98,7 @@
     const sel = $("indicator");
     sel.replaceChildren();
     for (const ind of countIndicators()) {
-      const o = make("option", ind.title);
+      const o = make("option", indTitle(ind));
       o.value = ind.name;
       sel.appendChild(o);
     }
@@ -97,7 +110,7 @@
       const cb = make("input");
       cb.type = "checkbox";
       cb.value = ind.name;
-      l.append(cb, make("span", ind.title));
+      l.append(cb, make("span", indTitle(ind)));
       checks.appendChild(l);
     }
   }
@@ -110,7 +123,7 @@
     none.value = "";
     by.appendChild(none);
     for (const d of (ind && ind.dimensions) || []) {
-      const o = make("option", d.name);
+      const o = make("option", dimLabel(d.name));
       o.value = d.name;
       by.appendChild(o);
     }
@@ -188,7 +201,7 @@
       if (!by) {
         const points = toPoints(pts);
         C.lineChart(chart, points, {
-          ariaLabel: t("chart.aria.trend", { indicator: ind.title }), tip: tipFor(ind.title), showRaw: true, empty: t("chart.empty"),
+          ariaLabel: t("chart.aria.trend", { indicator: indTitle(ind) }), tip: tipFor(indTitle(ind)), showRaw: true, empty: t("chart.empty"),
         });
         headline(points);
         showChange($("trend-change"), points);
@@ -200,7 +213,7 @@
         const top = C.niceMax(Math.max(1, ...toPoints(pts).filter((p) => !p.uncertain).map((p) => p.hi)));
         for (const k of keys) {
           const fig = make("figure");
-          fig.appendChild(make("figcaption", k));
+          fig.appendChild(make("figcaption", keyLabel(k)));
           const box = make("div", undefined, "chart");
           fig.appendChild(box);
           const points = toPoints(pts.filter((p) => p.key[0] === k));
@@ -209,7 +222,7 @@
           fig.appendChild(change);
           grid.appendChild(fig);
           C.lineChart(box, points, {
-            ariaLabel: t("chart.aria.trend", { indicator: ind.title + " · " + k }), tip: tipFor(k), yMax: top,
+            ariaLabel: t("chart.aria.trend", { indicator: indTitle(ind) + " · " + keyLabel(k) }), tip: tipFor(keyLabel(k)), yMax: top,
             height: 200, showRaw: true, empty: t("chart.empty"),
           });
           showChange(change, points);
@@ -218,7 +231,7 @@
         showChange($("trend-change"), []);
       }
     } catch (err) {
-      showError(chart, ind ? ind.title : indicator, err);
+      showError(chart, ind ? indTitle(ind) : indicator, err);
     }
     await renderCountries(indicator);
     // A counter the browser tests wait on after a resize.
@@ -271,7 +284,7 @@
       box.replaceChildren();
       for (const partner of state.partners) {
         const fig = make("figure");
-        fig.appendChild(make("figcaption", partner));
+        fig.appendChild(make("figcaption", keyLabel(partner)));
         const c = make("div", undefined, "chart");
         fig.appendChild(c);
         const change = make("p", undefined, "change");
@@ -281,27 +294,29 @@
         box.appendChild(fig);
         const points = toPoints(pts.filter((p) => p.partner === partner));
         C.lineChart(c, points, {
-          ariaLabel: t("chart.aria.trend", { indicator: ind.title + " · " + partner }), tip: tipFor(partner),
+          ariaLabel: t("chart.aria.trend", { indicator: indTitle(ind) + " · " + keyLabel(partner) }), tip: tipFor(keyLabel(partner)),
           yMax: top, height: 200, empty: t("chart.empty"),
         });
         showChange(change, points);
       }
     } catch (err) {
-      showError(box, ind ? ind.title : indicator, err);
+      showError(box, ind ? indTitle(ind) : indicator, err);
     }
   }
 
   // ---- corridors -----------------------------------------------------
   async function fillCorridorYears() {
     const data = await api(seriesURL({ indicator: "corridors", rollup: "year,region" }));
-    const sel = $("corridor-year");
-    sel.replaceChildren();
     const years = data.series[0].points.map((p) => p.period).reverse();
-    for (const y of years) {
-      const o = make("option", y);
-      o.value = y;
-      sel.appendChild(o);
+    for (const sel of [$("corridor-year"), $("brief-year")]) {
+      sel.replaceChildren();
+      for (const y of years) {
+        const o = make("option", y);
+        o.value = y;
+        sel.appendChild(o);
+      }
     }
+    $("brief-download").disabled = years.length === 0;
   }
 
   async function renderCorridors() {
@@ -319,15 +334,15 @@
       const cells = new Map();
       for (const p of data.series[0].points) if (p.estimate) cells.set(p.key[0] + "\u0000" + p.key[1], p.estimate);
       $("corridor-axes").textContent = t("corridors.rows") + " ↓  ·  " + t("corridors.cols") + " →";
-      C.heatmap(box, rowDim.keys, colDim.keys, (i, j) => {
+      C.heatmap(box, rowDim.keys.map(keyLabel), colDim.keys.map(keyLabel), (i, j) => {
         const e = cells.get(rowDim.keys[i] + "\u0000" + colDim.keys[j]);
         return e ? { v: e.value, lo: e.ci_low, hi: e.ci_high } : null;
       }, {
-        ariaLabel: t("chart.aria.heat", { indicator: ind.title + " " + year }),
-        tip: (i, j, v) => t("corridors.cell", { row: rowDim.keys[i], col: colDim.keys[j], value: v ? num(v.v) : "–", lo: v ? num(v.lo) : "–", hi: v ? num(v.hi) : "–" }),
+        ariaLabel: t("chart.aria.heat", { indicator: indTitle(ind) + " " + year }),
+        tip: (i, j, v) => t("corridors.cell", { row: keyLabel(rowDim.keys[i]), col: keyLabel(colDim.keys[j]), value: v ? num(v.v) : "–", lo: v ? num(v.lo) : "–", hi: v ? num(v.hi) : "–" }),
       });
     } catch (err) {
-      showError(box, ind.title, err);
+      showError(box, indTitle(ind), err);
     }
   }
 
@@ -336,18 +351,18 @@
     const box = $("budget-charts");
     try {
       const b = await api("/v1/budget");
-      $("budget-help").textContent = t("budget.help", { accounting: b.accounting === "zcdp" ? "ρ" : "ε", cap: b.cap });
+      $("budget-help").textContent = t("budget.help", { accounting: b.accounting === "zcdp" ? "ρ" : "ε", cap: I18N.num(b.cap, 2) });
       legend($("budget-legend"), [["l-spent", "budget.spent"], ["l-left", "budget.left"]]);
       box.replaceChildren();
       for (const p of b.partners) {
         const fig = make("figure");
-        fig.appendChild(make("figcaption", p.partner));
+        fig.appendChild(make("figcaption", keyLabel(p.partner)));
         const c = make("div", undefined, "chart");
         fig.appendChild(c);
         box.appendChild(fig);
         C.budgetBars(c, p.quarters.slice(-8), b.cap, {
-          ariaLabel: t("chart.aria.budget", { partner: p.partner }),
-          tip: (q) => t("budget.bar", { partner: p.partner, quarter: q.quarter, spent: q.spent, left: q.left }),
+          ariaLabel: t("chart.aria.budget", { partner: keyLabel(p.partner) }),
+          tip: (q) => t("budget.bar", { partner: keyLabel(p.partner), quarter: q.quarter, spent: I18N.num(q.spent, 2), left: I18N.num(q.left, 2) }),
         });
       }
     } catch (err) {
@@ -403,13 +418,15 @@
       const local = await canEd25519();
       $("verify-mode").textContent = t(local ? "ledger.verify.browser" : "ledger.verify.server");
       const rows = data.releases.slice(-LEDGER_ROWS).reverse();
-      $("ledger-shown").textContent = t("ledger.shown", { shown: rows.length, total: data.releases.length });
+      $("ledger-shown").textContent = t("ledger.shown", { shown: num(rows.length), total: num(data.releases.length) });
       tbody.replaceChildren();
       for (const e of rows) {
         const r = e.signed.release;
         const tr = make("tr");
         tr.append(make("td", r.partner), make("td", r.period), make("td", e.signed.id.slice(0, 16) + "…", "mono"),
           make("td", String(e.leaf)), make("td", r.indicators.map((i) => i.name).join(", ")));
+        // Codes, ids and indicator names are identifiers, not prose.
+        for (const td of tr.children) td.setAttribute("translate", "no");
         const sig = make("td", t("ledger.sig.pending"));
         sig.dataset.testid = "sig";
         tr.appendChild(sig);
@@ -437,9 +454,10 @@
       const add = (k, v, cls) => { dl.append(make("dt", t(k)), make("dd", v, cls)); };
       add("ledger.cp.size", String(cp.size));
       add("ledger.cp.root", cp.root, "mono");
-      add("ledger.cp.signers", cp.signers.join(", "));
+      add("ledger.cp.signers", cp.signers.map(keyLabel).join(", "));
       dl.append(make("dt", ""), make("dd", t(cp.regional ? "ledger.cp.regional" : "ledger.cp.local"), cp.regional ? "ok" : "bad"));
       const pre = make("pre", cp.note);
+      pre.setAttribute("translate", "no"); // the signed note itself
       dl.append(make("dt", ""), make("dd"));
       dl.lastChild.appendChild(pre);
     } catch (err) {
@@ -458,12 +476,12 @@
     }
     try {
       const w = await api("/v1/whoami");
-      who.textContent = t("operator.role", { role: w.role, name: w.name, partner: w.partner || t("status.replica") });
+      who.textContent = t("operator.role", { role: label("role", w.role), name: w.name, partner: w.partner ? keyLabel(w.partner) : t("status.replica") });
       if (w.role === "operator") {
         tools.hidden = false;
         renderPublishing();
       }
-      else who.textContent += " " + t("operator.notoperator", { role: w.role });
+      else who.textContent += " " + t("operator.notoperator", { role: label("role", w.role) });
     } catch (err) {
       who.textContent = err.status === 401 ? t("operator.badtoken") : t("error.generic", { msg: err.message });
     }
@@ -526,7 +544,7 @@
     try {
       const plan = await api("/v1/plan", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req) });
       out.replaceChildren(table(["plan.col.indicator", "plan.col.mechanism", "plan.col.budget", "plan.col.scale", "plan.col.halfwidth"],
-        plan.rows.map((r) => [r.indicator, r.mechanism, +r.budget.toFixed(4), +r.scale.toFixed(2), r.half_width || "–"])),
+        plan.rows.map((r) => [label("indicator", r.indicator), r.mechanism, I18N.num(r.budget, 4), I18N.num(r.scale, 2), r.half_width ? num(r.half_width) : "–"])),
         ...(plan.warnings || []).map((w) => make("p", w, "error")),
         make("p", t("publish.warning", { epsilon: req.epsilon, period: req.period }), "note"));
       $("publish").disabled = false;
@@ -576,6 +594,54 @@
     }
   }
 
+  // ---- brief and language -------------------------------------------
+  // downloadBrief fetches GET /v1/brief with the token (a plain link
+  // would not carry it) and saves the HTML file.
+  async function downloadBrief() {
+    const out = $("brief-status");
+    const year = $("brief-year").value;
+    out.textContent = t("brief.downloading");
+    try {
+      const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+      const resp = await fetch("/v1/brief?" + new URLSearchParams({ year: year, lang: I18N.code }), { headers: headers });
+      if (!resp.ok) {
+        const body = await resp.json().catch(() => null);
+        throw new Error(body && body.detail ? body.detail : resp.status + " " + resp.statusText);
+      }
+      const blob = await resp.blob();
+      const a = make("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = "roundtable-brief-" + year + "-" + I18N.code + ".html";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      out.textContent = t("brief.saved", { year: year, size: num(blob.size / 1024) });
+      out.dataset.bytes = String(blob.size);
+    } catch (err) {
+      out.textContent = t("error.generic", { msg: err.message });
+    }
+  }
+
+  function fillLanguages() {
+    const sel = $("lang");
+    sel.replaceChildren();
+    for (const l of I18N.languages) {
+      const o = make("option", l.name);
+      o.value = l.code;
+      o.lang = l.code;
+      o.setAttribute("translate", "no"); // each language's own name
+      sel.appendChild(o);
+    }
+    sel.value = I18N.code;
+    sel.addEventListener("change", () => {
+      I18N.choose(sel.value);
+      const u = new URL(location.href);
+      u.searchParams.delete("lang");
+      location.replace(u.toString());
+    });
+  }
+
   function refreshData() {
     loadHealth();
     renderTrends();
@@ -584,7 +650,16 @@
   }
 
   async function main() {
+    try {
+      await I18N.load();
+    } catch (err) {
+      // Without messages there is nothing to say it with; the console has it.
+      console.error(err);
+      return;
+    }
     applyI18n(document);
+    fillLanguages();
+    $("brief-download").addEventListener("click", downloadBrief);
     $("token").value = state.token;
     $("token-form").addEventListener("submit", (ev) => {
       ev.preventDefault();

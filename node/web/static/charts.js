@@ -30,7 +30,7 @@
   }
 
   function fmt(v) {
-    return Math.round(v).toLocaleString();
+    return window.RT_I18N.num(Math.round(v));
   }
 
   // lineChart draws one series: points [{x, v, lo, hi, raw, uncertain}] in
@@ -158,7 +158,7 @@
     const y = (v) => m.t + ih - (Math.min(v, cap) / cap) * ih;
     for (const v of [0, cap / 2, cap]) {
       el("line", { class: "grid", x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }, svg);
-      el("text", { x: m.l - 4, y: y(v) + 4, "text-anchor": "end" }, svg).textContent = +v.toFixed(2);
+      el("text", { x: m.l - 4, y: y(v) + 4, "text-anchor": "end" }, svg).textContent = window.RT_I18N.num(v, v % 1 ? 2 : 0);
     }
     quarters.forEach((q, i) => {
       const x = m.l + i * bw + 1;

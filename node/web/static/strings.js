@@ -1,130 +1,81 @@
-// Every user-visible string of the dashboard, keyed by message id, so the
-// page can be translated by replacing this one file. {name} placeholders
-// are filled by t(id, {name: value}) in app.js. English.
+// The dashboard's languages. Every user-visible string is in
+// /static/i18n/<code>.json (one file per language, keyed by message id;
+// the regional brief reads the same files); this script picks the
+// language (?lang=, then the choice remembered in localStorage, then the
+// browser's languages, then English), loads its messages into
+// window.RT_STRINGS, and formats numbers and dates for it with Intl.
 "use strict";
-window.RT_STRINGS = {
-  "app.title": "Roundtable — regional trafficking statistics",
-  "app.subtitle": "Differentially private aggregates published by partner NGOs in the Western Balkans. Every number carries its 95% interval.",
-  "nav.label": "Sections",
-  "nav.trends": "Regional trends",
-  "nav.countries": "Countries",
-  "nav.corridors": "Corridors",
-  "nav.budget": "Privacy budget",
-  "nav.ledger": "Ledger",
-  "nav.operator": "Operator",
-  "status.loading": "Loading…",
-  "status.node": "Node {partner} · {state} · applied index {index}",
-  "status.replica": "Replica",
-  "status.offline": "This node is not in a cluster; figures may be stale.",
-  "error.load": "Could not load {what}: {msg}",
-  "error.generic": "Something went wrong: {msg}",
+(function () {
+  const KEY = "roundtable.lang";
+  const I = {
+    code: "en",
+    languages: [],
 
-  "trends.title": "Regional trends",
-  "trends.help": "Consistent estimates for the whole region (sum of the partners that published), with the 95% interval shaded. Dots are the direct measurements (the published total or margin) before post-processing. A value whose interval is wider than the value itself is too uncertain to read: it is shown as a hollow “?”, not as a point on the trend. Small partners read better in 3-year blocks.",
-  "controls.indicator": "Indicator",
-  "controls.granularity": "Time step",
-  "controls.quarters": "Quarters",
-  "controls.years": "Years",
-  "controls.pool3": "3-year blocks",
-  "controls.by": "Break down by",
-  "controls.none": "Total",
-  "controls.year": "Year",
-  "trends.latest": "Latest regional total ({period}): {value} (95% interval {lo}–{hi})",
-  "trends.latest.uncertain": "Latest regional total ({period}): too uncertain to read ({value}, 95% interval {lo}–{hi})",
-  "trends.latest.undetermined": "Latest regional total ({period}): not determined by the published numbers",
-  "trends.incomplete": "Not every partner has published this period yet.",
-  "chart.empty": "Nothing published for this selection yet.",
-  "chart.estimate": "Estimate",
-  "chart.interval": "95% interval",
-  "chart.raw": "Direct measurement",
-  "chart.uncertain": "too uncertain to read",
-  "chart.uncertain.long": "{period} is too uncertain to read: its 95% interval is wider than the value.",
-  "chart.point.undetermined": "{label} {period}: not determined by the published numbers",
-  "trends.change.line": "Change {from} → {period}: {value} (95% interval {lo} to {hi}): {reading}.",
-  "trends.change.none": "not distinguishable from no change",
-  "trends.change.increase": "a detectable increase",
-  "trends.change.decrease": "a detectable decrease",
-  "chart.point": "{label} {period}: {value} (95% interval {lo}–{hi})",
-  "chart.aria.trend": "Line chart of {indicator} over time with its 95% interval",
-  "chart.aria.heat": "Heat map of {indicator}",
-  "chart.aria.budget": "Budget spent and left per quarter for {partner}",
-  "chart.small": "small or uncertain value",
+    // pick returns the first language of prefs that is available, by
+    // exact code or by its first subtag ("sr-RS" → sr-Latn, "sq-AL" → sq).
+    pick(prefs) {
+      const codes = I.languages.map((l) => l.code);
+      for (const p of prefs) {
+        if (!p) continue;
+        const exact = codes.find((c) => c.toLowerCase() === p.toLowerCase());
+        if (exact) return exact;
+        const base = codes.find((c) => c.split("-")[0] === p.split("-")[0].toLowerCase());
+        if (base) return base;
+      }
+      return "en";
+    },
 
-  "countries.title": "Countries side by side",
-  "countries.help": "The same indicator for each partner on a shared scale.",
+    async load() {
+      I.languages = await (await fetch("/static/i18n/languages.json")).json();
+      const asked = new URLSearchParams(location.search).get("lang");
+      I.code = I.pick([asked, localStorage.getItem(KEY), ...(navigator.languages || [])]);
+      if (asked && I.code === asked) localStorage.setItem(KEY, asked);
+      const resp = await fetch("/static/i18n/" + I.code + ".json");
+      window.RT_STRINGS = await resp.json();
+      document.documentElement.lang = I.code;
+      I.checkIntl();
+    },
 
-  "corridors.title": "Corridors: citizenship × country of exploitation",
-  "corridors.help": "Regional estimate for the chosen year. Rows are citizenship groups, columns the country where exploitation took place.",
-  "corridors.rows": "Citizenship group",
-  "corridors.cols": "Country of exploitation",
-  "corridors.cell": "{row} → {col}: {value} (95% interval {lo}–{hi})",
+    // choose remembers a language for the next visit.
+    choose(code) {
+      localStorage.setItem(KEY, code);
+    },
 
-  "budget.title": "Privacy budget per partner",
-  "budget.help": "Budget ({accounting}) spent and left on each quarter; the consortium's cap is {cap} per quarter.",
-  "budget.spent": "Spent",
-  "budget.left": "Left",
-  "budget.bar": "{partner} {quarter}: spent {spent}, left {left}",
+    // A browser may lack locale data for a language (Chromium has none
+    // for sq, bs and mk and falls back to English separators), so Intl is
+    // used only where it writes numbers and months as languages.json and
+    // the messages say; otherwise those are used directly.
+    numIntl: false,
+    dateIntl: false,
 
-  "ledger.title": "Ledger",
-  "ledger.help": "Every release, its signature and its place in the Merkle log.",
-  "ledger.verify.browser": "Signatures are checked in this browser with WebCrypto Ed25519.",
-  "ledger.verify.server": "This browser cannot check Ed25519 signatures; the status shown is the server's check.",
-  "ledger.col.partner": "Partner",
-  "ledger.col.period": "Period",
-  "ledger.col.release": "Release",
-  "ledger.col.leaf": "Leaf",
-  "ledger.col.indicators": "Indicators",
-  "ledger.col.signature": "Signature",
-  "ledger.sig.ok.browser": "valid (checked here)",
-  "ledger.sig.bad.browser": "INVALID (checked here)",
-  "ledger.sig.ok.server": "valid (server)",
-  "ledger.sig.bad.server": "INVALID (server)",
-  "ledger.sig.pending": "checking…",
-  "ledger.shown": "Showing the newest {shown} of {total} releases.",
-  "ledger.checkpoint": "Current checkpoint",
-  "ledger.cp.size": "Tree size",
-  "ledger.cp.root": "Root hash",
-  "ledger.cp.signers": "Signed by",
-  "ledger.cp.regional": "Regional (a majority of partners signed)",
-  "ledger.cp.local": "Not yet signed by a majority of partners",
-  "ledger.export": "Download all published cells (CSV)",
+    checkIntl() {
+      I.numIntl = false;
+      I.numIntl = new Intl.NumberFormat(I.code, { minimumFractionDigits: 1 }).format(12345.5) === I.fallbackNum(12345.5, 1) &&
+        new Intl.NumberFormat(I.code).format(1234) === I.fallbackNum(1234, 0);
+      const march = new Intl.DateTimeFormat(I.code, { month: "long", day: "numeric" }).format(new Date(2025, 2, 3));
+      I.dateIntl = march.toLowerCase().includes(window.RT_STRINGS["month.3"].toLowerCase());
+    },
 
-  "operator.title": "Operator",
-  "operator.help": "For this node's staff. The token stays in this browser tab only (session storage).",
-  "operator.token": "API token",
-  "operator.token.placeholder": "rt_…",
-  "operator.save": "Use token",
-  "operator.forget": "Forget token",
-  "operator.role": "Signed in as {role} ({name}) on node {partner}.",
-  "operator.norole": "No token: read-only.",
-  "operator.badtoken": "The token was not accepted.",
-  "operator.notoperator": "This token has the {role} role; importing and publishing need an operator token.",
-  "import.title": "Import case records",
-  "import.file": "CSV file",
-  "import.format": "Format",
-  "import.submit": "Validate and import",
-  "import.ok": "Imported {stored} of {rows} rows from {file}.",
-  "import.invalid": "{file}: {invalid} of {rows} rows are invalid; nothing was imported. Fix the rows below and upload again.",
-  "import.col.line": "Line",
-  "import.col.field": "Field",
-  "import.col.message": "Problem",
-  "import.nofile": "Choose a file first.",
-  "plan.title": "Plan and publish a release",
-  "plan.period": "Period (e.g. 2025-Q1 or 2025)",
-  "plan.epsilon": "Budget ε",
-  "plan.indicators": "Indicators (none ticked means all)",
-  "plan.submit": "Plan",
-  "plan.col.indicator": "Indicator",
-  "plan.col.mechanism": "Mechanism",
-  "plan.col.scale": "Noise scale",
-  "plan.col.halfwidth": "± people (95%)",
-  "plan.col.budget": "ε for indicator",
-  "publish.submit": "Publish",
-  "publish.warning": "Publishing spends ε = {epsilon} of {period}'s budget for good; it cannot be undone.",
-  "publish.ok": "Published release {id} at leaf {leaf} ({period}).",
-  "publish.refused": "Refused: {reason}",
-  "publish.recent.title": "Recent publishing",
-  "publish.recent.none": "No release in flight on this node.",
-  "publish.recent.event": "{time}: {period} {outcome} ({how}), release {release}, {spend} spent.",
-  "footer.text": "Roundtable: raw case records never leave the partner that holds them; only noisy, signed aggregates are published."
-};
+    num(v, decimals) {
+      const d = decimals || 0;
+      if (I.numIntl) return new Intl.NumberFormat(I.code, { minimumFractionDigits: d, maximumFractionDigits: d }).format(v);
+      return I.fallbackNum(v, d);
+    },
+
+    // fallbackNum writes v with languages.json's separators (CLDR's).
+    fallbackNum(v, d) {
+      const l = I.languages.find((x) => x.code === I.code);
+      const [whole, frac] = Math.abs(v).toFixed(d).split(".");
+      const grouped = whole.length < l.min_group ? whole : whole.replace(/\B(?=(\d{3})+(?!\d))/g, l.group);
+      return (v < 0 && Number(Math.abs(v).toFixed(d)) !== 0 ? "-" : "") + grouped + (frac ? l.decimal + frac : "");
+    },
+
+    time(d) {
+      if (I.dateIntl) return new Intl.DateTimeFormat(I.code, { dateStyle: "long", timeStyle: "short" }).format(d);
+      const S = window.RT_STRINGS;
+      const date = S["format.date"].replace("{day}", d.getDate()).replace("{month}", S["month." + (d.getMonth() + 1)]).replace("{year}", d.getFullYear());
+      return date + " " + String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+    },
+  };
+  window.RT_I18N = I;
+})();
