@@ -394,7 +394,7 @@ func replaceFile(path string, data []byte, mode os.FileMode) error {
 		os.Remove(tmp)
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return keyseal.SyncDir(filepath.Dir(path))
 }
 
 // IdentityOf returns the node identity carried by cert: the id in its

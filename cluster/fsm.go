@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
 
+	"roundtable/keyseal"
 	"roundtable/privacy"
 )
 
@@ -453,7 +454,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := os.Rename(tmp, f.path()); err != nil {
 		return fmt.Errorf("restore ledger: %w", err)
 	}
-	if err := syncDir(f.dir); err != nil {
+	if err := keyseal.SyncDir(f.dir); err != nil {
 		return fmt.Errorf("restore ledger: %w", err)
 	}
 	db, applied, err := openLedger(f.path())
@@ -573,16 +574,4 @@ func checkLedgerFile(path string, want uint64) error {
 		}
 		return nil
 	})
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"roundtable/keyseal"
 	"strings"
 )
 
@@ -115,7 +116,7 @@ func writePin(path, id string) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write consortium pin: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return keyseal.SyncDir(filepath.Dir(path))
 }
 
 func syncFile(path string) error {
