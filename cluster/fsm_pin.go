@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"roundtable/keyseal"
 	"strings"
+
+	"roundtable/keyseal"
 )
 
 // Every node is pinned to one consortium: the id (the genesis hash) it was
