@@ -291,7 +291,7 @@ func TestNewEstimatesRejects(t *testing.T) {
 // coverage jump in steps of ~3% and no 95% interval exists; at the
 // project's real budgets b ≈ 17 for a cell, and the steps are < 0.5%.)
 //   - the 95% intervals of the consistent estimates (WLS covariance, and
-//     the normal–Laplace quantile of ci95) cover the truth 95% of the time,
+//     the normal-plus-Laplace quantile of ci95) cover the truth 95% of the time,
 //     for cells, margins and year totals, within 4 standard errors;
 //   - the consistent estimates have a lower RMSE than the raw noisy cells.
 //
@@ -299,7 +299,7 @@ func TestNewEstimatesRejects(t *testing.T) {
 // the per-repetition coverage (batch means: the points of one repetition
 // share noise, so they are not independent trials). With 1,000
 // repetitions the cell band is about ±0.2 points, so a plain normal
-// interval in place of the normal–Laplace one (93.7% for a lone Laplace
+// interval in place of the normal-plus-Laplace one (93.7% for a lone Laplace
 // cell, about 94.3% here) fails; -short runs 250 repetitions, a band of
 // about ±0.4 points, which still rejects it.
 func TestSeriesCoverageAndAccuracy(t *testing.T) {
@@ -557,11 +557,11 @@ func TestSeriesIntervalShapeFollowsMechanism(t *testing.T) {
 	if len(region) != 1 || region[0].Estimate != 30 || region[0].Partner != RegionPartner || len(region[0].ReleaseIDs) != 3 {
 		t.Fatalf("region %+v", region)
 	}
-	// Three independent terms, one Laplace the largest: wider than the
-	// normal, narrower than the Laplace-only quantile of the same variance.
+	// Three independent terms, two of them Laplace: the exact quantile of
+	// N(0, 8) + two Laplace terms of variance 8, by Gil–Pelaez inversion.
 	half := (region[0].CIHigh - region[0].CILow) / 2
-	if half <= z95*math.Sqrt(24) || half >= math.Sqrt(12)*math.Log(20) {
-		t.Errorf("region half-width %v", half)
+	if want := gilPelaezHalfWidth(8, []laplaceTerm{{8, 1}, {8, 1}}); math.Abs(half-want) > 1e-5*want {
+		t.Errorf("region half-width %v, want %v", half, want)
 	}
 }
 
