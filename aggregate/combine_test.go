@@ -565,6 +565,55 @@ func TestSeriesIntervalShapeFollowsMechanism(t *testing.T) {
 	}
 }
 
+// TestSeriesIntervalsSumLaplaceTerms: every sum and change carries all of
+// its Laplace terms. One Laplace cell of variance 8 (b = 2) per quarter,
+// partner and year: a year of four quarters is four equal terms, a region
+// of three partners' years twelve, and a change between two such years
+// eight; a change between two single-release years is two, whose exact
+// half-width solves e^{−u}(2 + u)/2 = 0.05 at u = h/b. Keeping only the
+// largest term (or max over the two sides) is 1–2.5% narrower and fails.
+func TestSeriesIntervalsSumLaplaceTerms(t *testing.T) {
+	cell := func(partner string, p Period) Measurement {
+		return Measurement{Partner: partner, Period: p, Indicator: "x", Value: 50, Variance: 8,
+			Mechanism: MechanismLaplace, ReleaseID: fmt.Sprint(partner, p)}
+	}
+	var quarterly, yearly []Measurement
+	for _, partner := range []string{"AL", "BA", "ME"} {
+		for y := 2021; y <= 2022; y++ {
+			yearly = append(yearly, cell(partner, Period{y, 0}))
+			for q := 1; q <= 4; q++ {
+				quarterly = append(quarterly, cell(partner, Period{y, q}))
+			}
+		}
+	}
+	exact := func(n float64) float64 { return gilPelaezHalfWidth(0, []laplaceTerm{{8 * n, n}}) }
+	u := bisect(func(u float64) bool { return math.Exp(-u)*(2+u)/2 > 0.05 }, 1, 10)
+	check := func(name string, lo, hi, want float64) {
+		t.Helper()
+		if half := (hi - lo) / 2; math.Abs(half-want) > 2e-5*want {
+			t.Errorf("%s: half-width %.5f, want %.5f", name, half, want)
+		}
+	}
+	year := mustSeries(t, mustEstimates(t, quarterly), SeriesQuery{Indicator: "x", RollUpYears: true, Partners: []string{"AL"}})
+	if len(year) != 2 || year[1].Change == nil {
+		t.Fatalf("years %+v", year)
+	}
+	check("a year of four quarters", year[0].CILow, year[0].CIHigh, exact(4))
+	check("a change between two such years", year[1].Change.CILow, year[1].Change.CIHigh, exact(8))
+	region := mustSeries(t, mustEstimates(t, quarterly), SeriesQuery{Indicator: "x", RollUpYears: true, RollUpRegion: true})
+	check("a region of three partners' years", region[0].CILow, region[0].CIHigh, exact(12))
+	check("the region's change", region[1].Change.CILow, region[1].Change.CIHigh, exact(24))
+	years := mustSeries(t, mustEstimates(t, yearly), SeriesQuery{Indicator: "x", Partners: []string{"BA"}})
+	if len(years) != 2 || years[1].Change == nil {
+		t.Fatalf("years %+v", years)
+	}
+	check("one release", years[0].CILow, years[0].CIHigh, 2*math.Log(20))
+	check("a change between two releases", years[1].Change.CILow, years[1].Change.CIHigh, 2*u)
+	if math.Abs(exact(2)-2*u) > 1e-6 {
+		t.Errorf("Gil–Pelaez %v, closed form %v", exact(2), 2*u)
+	}
+}
+
 func TestEstimatesConcurrentQueries(t *testing.T) {
 	e, err := NewEstimates(catalogMeasurements([]string{"AL", "RS"}, 2024, 1))
 	if err != nil {
