@@ -99,9 +99,9 @@ type SeriesPoint struct {
 // Change is the difference between a point and the same quantity one
 // period earlier (a year earlier for quarters and years, one block
 // earlier for pooled years). The two draw on different years' releases,
-// whose noise is independent, so the variance of the difference is the
-// sum of theirs; the interval is ci95 of that, centred on the difference
-// of the WLS estimates.
+// whose noise is independent, so the noise of the difference is the sum
+// of theirs (variance and Laplace terms: see Noise); the interval is ci95
+// of that, centred on the difference of the WLS estimates.
 type Change struct {
 	From      Period // the earlier period (the last year of the earlier block when pooled)
 	FromFirst int    // the earlier block's first year when pooled, else 0
@@ -131,23 +131,22 @@ type indicatorEstimates struct {
 // block is one partner's measurements of one indicator in one year: the
 // unit within which quarters, the year and margins must agree.
 type block struct {
-	partner  string
-	year     int
-	units    []unit
-	leaves   []int                      // global leaf ids in this block
-	rows     []row                      // every measurement that covers an unknown
-	absent   []bool                     // per unknown: a cell the unit's releases do not have (exactly 0); see newBlock
-	x        []float64                  // WLS estimate per unknown (unit·len(leaves) + local leaf)
-	est      []int64                    // consistent integer estimate per unknown
-	direct   map[int]map[string]rawCell // quarter (0: a year release) → joined key → latest published cell
-	comps    []*component
-	compOf   []int
-	pos      []int
-	releases []releaseRef
-	maxComp  int
-	cellVar  []float64 // Var(x̂_j), precomputed: most points are one cell per component
-	cellLap  []float64 // its largest Laplace term
-	cellDet  []bool    // whether the rows determine x_j
+	partner   string
+	year      int
+	units     []unit
+	leaves    []int                      // global leaf ids in this block
+	rows      []row                      // every measurement that covers an unknown
+	absent    []bool                     // per unknown: a cell the unit's releases do not have (exactly 0); see newBlock
+	x         []float64                  // WLS estimate per unknown (unit·len(leaves) + local leaf)
+	est       []int64                    // consistent integer estimate per unknown
+	direct    map[int]map[string]rawCell // quarter (0: a year release) → joined key → latest published cell
+	comps     []*component
+	compOf    []int
+	pos       []int
+	releases  []releaseRef
+	maxComp   int
+	cellNoise []Noise // the noise of x̂_j, precomputed: most points are one cell per component
+	cellDet   []bool  // whether the rows determine x_j
 }
 
 // unit is a span of time the block solves for: one published quarter, the
@@ -381,14 +380,14 @@ func (b *block) solve() {
 		b.maxComp = max(b.maxComp, len(c.vars))
 	}
 	scratch := make([]float64, b.maxComp)
-	b.cellVar, b.cellLap, b.cellDet = make([]float64, n), make([]float64, n), make([]bool, n)
+	b.cellNoise, b.cellDet = make([]Noise, n), make([]bool, n)
 	for j := range n {
 		if b.absent[j] {
 			b.x[j], b.cellDet[j] = 0, true
 			continue
 		}
 		c := b.comps[b.compOf[j]]
-		b.cellVar[j], b.cellLap[j] = c.linearMoments(b.rows, b.pos, []int{j}, scratch)
+		b.cellNoise[j] = c.linearMoments(b.rows, b.pos, []int{j}, scratch)
 		b.cellDet[j] = c.determined(b.pos, []int{j})
 	}
 	b.est = make([]int64, n)
@@ -751,32 +750,29 @@ func (b *block) spans(q SeriesQuery) []span {
 type pointAcc struct {
 	est          int64
 	mean         float64 // the WLS (unrounded) estimate the interval is centred on
-	variance     float64
-	laplaceMax   float64 // the largest single Laplace term's variance
+	noise        Noise   // of mean: independent parts (components, blocks) add
 	undetermined bool    // some part is not determined by the measurements
 	raw          int64   // the direct measurement
-	rawVariance  float64
-	rawLaplace   float64 // its largest Laplace term's variance
-	rawMissing   bool    // some part has no direct measurement
+	rawNoise     Noise
+	rawMissing   bool // some part has no direct measurement
 }
 
 func (a *pointAcc) add(b *pointAcc) {
 	a.est += b.est
 	a.mean += b.mean
-	a.variance += b.variance
-	a.laplaceMax = max(a.laplaceMax, b.laplaceMax)
+	a.noise = a.noise.Plus(b.noise)
 	a.undetermined = a.undetermined || b.undetermined
 	a.raw += b.raw
-	a.rawVariance += b.rawVariance
-	a.rawLaplace = max(a.rawLaplace, b.rawLaplace)
+	a.rawNoise = a.rawNoise.Plus(b.rawNoise)
 	a.rawMissing = a.rawMissing || b.rawMissing
 }
 
 func (a *pointAcc) addRaw(c rawCell) {
 	a.raw += c.value
-	a.rawVariance += c.variance
 	if c.laplace {
-		a.rawLaplace = max(a.rawLaplace, c.variance)
+		a.rawNoise = a.rawNoise.Plus(LaplaceNoise(c.variance))
+	} else {
+		a.rawNoise = a.rawNoise.Plus(GaussianNoise(c.variance))
 	}
 }
 
@@ -852,7 +848,7 @@ func (b *block) addDirect(acc []pointAcc, quarter int, direct []string) {
 	}
 }
 
-// addMoments adds the variance of Σ_{j∈set} x̂_j to a, and whether the
+// addMoments adds the noise of Σ_{j∈set} x̂_j to a, and whether the
 // measurements determine that sum. Unknowns of different components are
 // uncorrelated: their moments add component by component, in a fixed
 // order so the floating-point sum is reproducible.
@@ -871,18 +867,17 @@ func (b *block) addMoments(a *pointAcc, set []int, scratch []float64) {
 		for end < len(set) && b.compOf[set[end]] == b.compOf[set[start]] {
 			end++
 		}
-		var v, lap float64
+		var n Noise
 		if end-start == 1 {
 			j := set[start]
-			v, lap = b.cellVar[j], b.cellLap[j]
+			n = b.cellNoise[j]
 			a.undetermined = a.undetermined || !b.cellDet[j]
 		} else {
 			c := b.comps[b.compOf[set[start]]]
-			v, lap = c.linearMoments(b.rows, b.pos, set[start:end], scratch)
+			n = c.linearMoments(b.rows, b.pos, set[start:end], scratch)
 			a.undetermined = a.undetermined || !c.determined(b.pos, set[start:end])
 		}
-		a.variance += v
-		a.laplaceMax = max(a.laplaceMax, lap)
+		a.noise = a.noise.Plus(n)
 		start = end
 	}
 }
@@ -903,11 +898,11 @@ func (a *pointAcc) finish(w *halfWidths, partner string, p Period, key, ids []st
 	if a.undetermined {
 		sp.CILow, sp.CIHigh = math.Inf(-1), math.Inf(1)
 	} else {
-		sp.CILow, sp.CIHigh = w.ci95(a.mean, a.variance, a.laplaceMax)
+		sp.CILow, sp.CIHigh = w.ci95(a.mean, a.noise)
 	}
 	if !a.rawMissing {
-		sp.HasRaw, sp.Raw, sp.RawVariance = true, a.raw, a.rawVariance
-		sp.RawCILow, sp.RawCIHigh = w.ci95(float64(a.raw), a.rawVariance, a.rawLaplace)
+		sp.HasRaw, sp.Raw, sp.RawVariance = true, a.raw, a.rawNoise.Variance
+		sp.RawCILow, sp.RawCIHigh = w.ci95(float64(a.raw), a.rawNoise)
 	}
 	sp.TooUncertain = a.undetermined || (sp.CIHigh-sp.CILow)/2 > float64(a.est)
 	sp.Small = a.est < 5 || sp.TooUncertain
@@ -915,10 +910,14 @@ func (a *pointAcc) finish(w *halfWidths, partner string, p Period, key, ids []st
 }
 
 // change is a − prev with its interval; false when either is undetermined.
+// The two are independent (different years' releases), so their noises
+// add, Laplace terms included: a change of two comparable years has twice
+// the terms of either, and a wider 95% quantile per σ than max(a, b) would
+// give.
 func (a *pointAcc) change(w *halfWidths, prev *pointAcc) (Change, bool) {
 	if a.undetermined || prev.undetermined {
 		return Change{}, false
 	}
-	lo, hi := w.ci95(a.mean-prev.mean, a.variance+prev.variance, max(a.laplaceMax, prev.laplaceMax))
+	lo, hi := w.ci95(a.mean-prev.mean, a.noise.Plus(prev.noise))
 	return Change{Value: a.est - prev.est, CILow: lo, CIHigh: hi, Detectable: lo > 0 || hi < 0}, true
 }

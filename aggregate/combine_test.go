@@ -291,7 +291,7 @@ func TestNewEstimatesRejects(t *testing.T) {
 // coverage jump in steps of ~3% and no 95% interval exists; at the
 // project's real budgets b ≈ 17 for a cell, and the steps are < 0.5%.)
 //   - the 95% intervals of the consistent estimates (WLS covariance, and
-//     the normal–Laplace quantile of ci95) cover the truth 95% of the time,
+//     the normal-plus-Laplace quantile of ci95) cover the truth 95% of the time,
 //     for cells, margins and year totals, within 4 standard errors;
 //   - the consistent estimates have a lower RMSE than the raw noisy cells.
 //
@@ -299,7 +299,7 @@ func TestNewEstimatesRejects(t *testing.T) {
 // the per-repetition coverage (batch means: the points of one repetition
 // share noise, so they are not independent trials). With 1,000
 // repetitions the cell band is about ±0.2 points, so a plain normal
-// interval in place of the normal–Laplace one (93.7% for a lone Laplace
+// interval in place of the normal-plus-Laplace one (93.7% for a lone Laplace
 // cell, about 94.3% here) fails; -short runs 250 repetitions, a band of
 // about ±0.4 points, which still rejects it.
 func TestSeriesCoverageAndAccuracy(t *testing.T) {
@@ -557,11 +557,60 @@ func TestSeriesIntervalShapeFollowsMechanism(t *testing.T) {
 	if len(region) != 1 || region[0].Estimate != 30 || region[0].Partner != RegionPartner || len(region[0].ReleaseIDs) != 3 {
 		t.Fatalf("region %+v", region)
 	}
-	// Three independent terms, one Laplace the largest: wider than the
-	// normal, narrower than the Laplace-only quantile of the same variance.
+	// Three independent terms, two of them Laplace: the exact quantile of
+	// N(0, 8) + two Laplace terms of variance 8, by Gil–Pelaez inversion.
 	half := (region[0].CIHigh - region[0].CILow) / 2
-	if half <= z95*math.Sqrt(24) || half >= math.Sqrt(12)*math.Log(20) {
-		t.Errorf("region half-width %v", half)
+	if want := gilPelaezHalfWidth(8, []laplaceTerm{{8, 1}, {8, 1}}); math.Abs(half-want) > 1e-5*want {
+		t.Errorf("region half-width %v, want %v", half, want)
+	}
+}
+
+// TestSeriesIntervalsSumLaplaceTerms: every sum and change carries all of
+// its Laplace terms. One Laplace cell of variance 8 (b = 2) per quarter,
+// partner and year: a year of four quarters is four equal terms, a region
+// of three partners' years twelve, and a change between two such years
+// eight; a change between two single-release years is two, whose exact
+// half-width solves e^{−u}(2 + u)/2 = 0.05 at u = h/b. Keeping only the
+// largest term (or max over the two sides) is 1–2.5% narrower and fails.
+func TestSeriesIntervalsSumLaplaceTerms(t *testing.T) {
+	cell := func(partner string, p Period) Measurement {
+		return Measurement{Partner: partner, Period: p, Indicator: "x", Value: 50, Variance: 8,
+			Mechanism: MechanismLaplace, ReleaseID: fmt.Sprint(partner, p)}
+	}
+	var quarterly, yearly []Measurement
+	for _, partner := range []string{"AL", "BA", "ME"} {
+		for y := 2021; y <= 2022; y++ {
+			yearly = append(yearly, cell(partner, Period{y, 0}))
+			for q := 1; q <= 4; q++ {
+				quarterly = append(quarterly, cell(partner, Period{y, q}))
+			}
+		}
+	}
+	exact := func(n float64) float64 { return gilPelaezHalfWidth(0, []laplaceTerm{{8 * n, n}}) }
+	u := bisect(func(u float64) bool { return math.Exp(-u)*(2+u)/2 > 0.05 }, 1, 10)
+	check := func(name string, lo, hi, want float64) {
+		t.Helper()
+		if half := (hi - lo) / 2; math.Abs(half-want) > 2e-5*want {
+			t.Errorf("%s: half-width %.5f, want %.5f", name, half, want)
+		}
+	}
+	year := mustSeries(t, mustEstimates(t, quarterly), SeriesQuery{Indicator: "x", RollUpYears: true, Partners: []string{"AL"}})
+	if len(year) != 2 || year[1].Change == nil {
+		t.Fatalf("years %+v", year)
+	}
+	check("a year of four quarters", year[0].CILow, year[0].CIHigh, exact(4))
+	check("a change between two such years", year[1].Change.CILow, year[1].Change.CIHigh, exact(8))
+	region := mustSeries(t, mustEstimates(t, quarterly), SeriesQuery{Indicator: "x", RollUpYears: true, RollUpRegion: true})
+	check("a region of three partners' years", region[0].CILow, region[0].CIHigh, exact(12))
+	check("the region's change", region[1].Change.CILow, region[1].Change.CIHigh, exact(24))
+	years := mustSeries(t, mustEstimates(t, yearly), SeriesQuery{Indicator: "x", Partners: []string{"BA"}})
+	if len(years) != 2 || years[1].Change == nil {
+		t.Fatalf("years %+v", years)
+	}
+	check("one release", years[0].CILow, years[0].CIHigh, 2*math.Log(20))
+	check("a change between two releases", years[1].Change.CILow, years[1].Change.CIHigh, 2*u)
+	if math.Abs(exact(2)-2*u) > 1e-6 {
+		t.Errorf("Gil–Pelaez %v, closed form %v", exact(2), 2*u)
 	}
 }
 

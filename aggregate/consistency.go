@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 )
 
 // Consistency post-processing: published measurements of one partner,
@@ -349,13 +348,13 @@ func invertSPD(a []float64, m int) ([]float64, error) {
 	return inv, nil
 }
 
-// linearMoments returns the variance of Σ_{j∈set} x̂_j, where set lies in
-// one component, and the largest variance any single Laplace measurement
-// contributes to it. x̂ = (AᵀWA)⁻¹AᵀWy is linear in the independent
-// measurements, so with v = (AᵀWA)⁻¹c and h = WAv the sum is Σ_r h_r·y_r
-// and its variance is Σ h_r² σ_r². scratch must have room for the
-// component's size.
-func (c *component) linearMoments(rows []row, pos []int, set []int, scratch []float64) (variance, laplaceMax float64) {
+// linearMoments returns the noise of Σ_{j∈set} x̂_j, where set lies in one
+// component: its variance, and the sums of the squares and cubes of the
+// variances its Laplace measurements contribute. x̂ = (AᵀWA)⁻¹AᵀWy is
+// linear in the independent measurements, so with v = (AᵀWA)⁻¹c and
+// h = WAv the sum is Σ_r h_r·y_r, and term r contributes h_r²σ_r².
+// scratch must have room for the component's size.
+func (c *component) linearMoments(rows []row, pos []int, set []int, scratch []float64) Noise {
 	m := len(c.vars)
 	v := scratch[:m]
 	clear(v)
@@ -365,6 +364,7 @@ func (c *component) linearMoments(rows []row, pos []int, set []int, scratch []fl
 			v[i] += c.inv[i*m+col]
 		}
 	}
+	var n Noise
 	for _, ri := range c.rows {
 		r := &rows[ri]
 		s := 0.0
@@ -373,120 +373,13 @@ func (c *component) linearMoments(rows []row, pos []int, set []int, scratch []fl
 		}
 		h := s / r.variance
 		term := h * h * r.variance
-		variance += term
-		if r.laplace && term > laplaceMax {
-			laplaceMax = term
+		n.Variance += term
+		if r.laplace {
+			n.Laplace2 += term * term
+			n.Laplace3 += term * term * term
 		}
 	}
-	return variance, laplaceMax
-}
-
-// z95 is the standard normal 97.5% quantile.
-const z95 = 1.959963984540054
-
-// ci95 returns a 95% interval for a linear estimate with the given mean
-// and variance, of which laplaceMax comes from its largest single Laplace
-// term. The noise is modelled as that Laplace term plus a normal for the
-// rest (the normal–Laplace convolution of Reed & Jorgensen, 2004), and the
-// interval's half-width is that distribution's exact 97.5% quantile. For
-// one Laplace(b) cell this is the exact ±b·ln 20 (the plain normal ±1.96σ
-// would cover only 93.7%); for sums of many cells no term dominates and it
-// tends to the normal interval.
-//
-// The interval is not clipped at 0, although counts cannot be negative:
-// clipping would turn an interval wholly below 0 into [0, 0], which always
-// "covers" a true zero and so overstates coverage (by ~1 point at the
-// region's sizes). Displays may show max(0, lo).
-func ci95(mean, variance, laplaceMax float64) (lo, hi float64) {
-	if !(variance > 0) {
-		return mean, mean
-	}
-	h := halfWidth95(variance, min(laplaceMax, variance))
-	return mean - h, mean + h
-}
-
-// quantileGrid is how many intervals halfWidths tabulates over [0, 1].
-const quantileGrid = 256
-
-// halfWidths tabulates halfWidth95 for unit variance against the Laplace
-// share ρ = laplaceVar/variance; by scale invariance the half-width is
-// √variance·f(ρ). f is smooth and runs from 1.96 (ρ = 0) to ln 20/√2 ≈
-// 2.118 (ρ = 1), so linear interpolation on 256 steps is within 1e-5 of
-// the bisection, and a series point costs a lookup instead of a root find.
-type halfWidths [quantileGrid + 1]float64
-
-// sharedHalfWidths computes the table once per process; it is never
-// written after, so sharing it is safe.
-var sharedHalfWidths = sync.OnceValue(newHalfWidths)
-
-func newHalfWidths() *halfWidths {
-	var t halfWidths
-	for i := range t {
-		t[i] = halfWidth95(1, float64(i)/quantileGrid)
-	}
-	return &t
-}
-
-// ci95 is the package-level ci95, interpolated from the table.
-func (t *halfWidths) ci95(mean, variance, laplaceMax float64) (lo, hi float64) {
-	if !(variance > 0) {
-		return mean, mean
-	}
-	x := math.Min(math.Max(laplaceMax/variance, 0), 1) * quantileGrid
-	i := min(int(x), quantileGrid-1)
-	f := t[i] + (t[i+1]-t[i])*(x-float64(i))
-	h := f * math.Sqrt(variance)
-	return mean - h, mean + h
-}
-
-// halfWidth95 solves P(|L + N| > h) = 0.05 for L ~ Laplace(b), 2b² =
-// laplaceVar, and N ~ Normal(0, variance − laplaceVar), by bisection on the
-// closed-form tail.
-func halfWidth95(variance, laplaceVar float64) float64 {
-	sd := math.Sqrt(variance)
-	b := math.Sqrt(laplaceVar / 2)
-	s := math.Sqrt(math.Max(variance-laplaceVar, 0))
-	switch {
-	case b <= 1e-3*sd: // no Laplace term to speak of
-		return z95 * sd
-	case s <= 1e-6*sd: // a Laplace term alone
-		return b * math.Log(20)
-	}
-	lo, hi := 0.0, 4*sd // P(|X| > 4σ) < 0.05 for any such mixture
-	for hi-lo > 1e-6*sd {
-		mid := (lo + hi) / 2
-		if 2*normalLaplaceTail(mid, b, s) > 0.05 {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return (lo + hi) / 2
-}
-
-// normalLaplaceTail is P(L + N > x) for L ~ Laplace(b), N ~ Normal(0, s²),
-// x ≥ 0: integrating the Laplace tail against the normal gives
-// Φ(−x/s) − ½e^{x/b+s²/2b²}Φ(−(x+s²/b)/s) + ½e^{−x/b+s²/2b²}Φ((x−s²/b)/s).
-// The exponentials are paired with their Φ in log space so large x/b
-// neither overflows nor loses the product.
-func normalLaplaceTail(x, b, s float64) float64 {
-	r := s * s / (2 * b * b)
-	up := math.Exp(x/b+r+logPhi(-(x+s*s/b)/s)) / 2
-	down := math.Exp(-x/b+r+logPhi((x-s*s/b)/s)) / 2
-	return phi(-x/s) - up + down
-}
-
-// phi is the standard normal CDF.
-func phi(z float64) float64 { return 0.5 * math.Erfc(-z/math.Sqrt2) }
-
-// logPhi is log Φ(z), accurate far into the lower tail (z ≪ 0) where Φ
-// itself underflows: Φ(z) = φ(z)/|z|·(1 − 1/z² + 3/z⁴ − …).
-func logPhi(z float64) float64 {
-	if z > -30 {
-		return math.Log(phi(z))
-	}
-	z2 := z * z
-	return -z2/2 - math.Log(-z*math.Sqrt(2*math.Pi)) + math.Log1p(-1/z2+3/(z2*z2))
+	return n
 }
 
 // projectSimplex returns the Euclidean projection of x onto

@@ -35,11 +35,14 @@ func TestInvertSPD(t *testing.T) {
 
 func TestSolveWLSClosedForm(t *testing.T) {
 	// Two cells a, b and their total, all with variance 1: the BLUE is
-	// â = y_a + (y_t − y_a − y_b)/3, and likewise b̂; Var(â) = 2/3,
-	// Var(â + b̂) = 2/3 as well.
+	// â = y_a + (y_t − y_a − y_b)/3 = (2y_a − y_b + y_t)/3, and likewise b̂;
+	// â + b̂ = (y_a + y_b + 2y_t)/3. Var(â) = Var(â + b̂) = 2/3. The cells
+	// are Laplace and the total Gaussian, so the Laplace terms of â are
+	// 4/9 and 1/9 (Σv² = 17/81, Σv³ = 65/729) and those of â + b̂ are 1/9
+	// and 1/9.
 	rows := []row{
-		{cols: []int{0}, value: 10, variance: 1},
-		{cols: []int{1}, value: 4, variance: 1},
+		{cols: []int{0}, value: 10, variance: 1, laplace: true},
+		{cols: []int{1}, value: 4, variance: 1, laplace: true},
 		{cols: []int{0, 1}, value: 17, variance: 1},
 	}
 	x, comps, _, pos := solveWLS(2, rows)
@@ -49,32 +52,17 @@ func TestSolveWLSClosedForm(t *testing.T) {
 	scratch := make([]float64, 2)
 	for _, tc := range []struct {
 		set  []int
-		want float64
-	}{{[]int{0}, 2.0 / 3}, {[]int{1}, 2.0 / 3}, {[]int{0, 1}, 2.0 / 3}} {
-		v, _ := comps[0].linearMoments(rows, pos, tc.set, scratch)
-		if math.Abs(v-tc.want) > 1e-12 {
-			t.Errorf("Var(Σ%v) = %v, want %v", tc.set, v, tc.want)
+		want Noise
+	}{{[]int{0}, Noise{2.0 / 3, 17.0 / 81, 65.0 / 729}}, {[]int{1}, Noise{2.0 / 3, 17.0 / 81, 65.0 / 729}}, {[]int{0, 1}, Noise{2.0 / 3, 2.0 / 81, 2.0 / 729}}} {
+		n := comps[0].linearMoments(rows, pos, tc.set, scratch)
+		if math.Abs(n.Variance-tc.want.Variance) > 1e-12 || math.Abs(n.Laplace2-tc.want.Laplace2) > 1e-12 || math.Abs(n.Laplace3-tc.want.Laplace3) > 1e-12 {
+			t.Errorf("noise of Σ%v = %+v, want %+v", tc.set, n, tc.want)
 		}
 	}
 	// Unknowns not tied by any row are separate components.
 	_, comps, compOf, _ := solveWLS(3, []row{{cols: []int{0}, value: 1, variance: 1}, {cols: []int{1, 2}, value: 1, variance: 1}, {cols: []int{2}, value: 1, variance: 1}})
 	if len(comps) != 2 || compOf[1] != compOf[2] || compOf[0] == compOf[1] {
 		t.Errorf("components %v", compOf)
-	}
-}
-
-func TestHalfWidthTable(t *testing.T) {
-	w := newHalfWidths()
-	r := rand.New(rand.NewPCG(4, 4))
-	for range 1000 {
-		v := math.Exp(r.NormFloat64() * 3)
-		lap := v * r.Float64()
-		mean := r.NormFloat64() * 10
-		lo, hi := w.ci95(mean, v, lap)
-		wlo, whi := ci95(mean, v, lap)
-		if math.Abs(lo-wlo) > 1e-4*math.Sqrt(v) || math.Abs(hi-whi) > 1e-4*math.Sqrt(v) {
-			t.Fatalf("table [%v, %v], bisection [%v, %v] (v=%v, laplace %v)", lo, hi, wlo, whi, v, lap)
-		}
 	}
 }
 
@@ -117,46 +105,6 @@ func TestProjectAndRound(t *testing.T) {
 		if want := int64(math.Max(math.Round(sum), 0)); s != want {
 			t.Fatalf("leaves %v sum to %d, want %d (from %v)", got, s, want, x)
 		}
-	}
-}
-
-func TestCI95(t *testing.T) {
-	// One Laplace(b) measurement: the exact 95% half-width is b·ln 20.
-	b := 4.0
-	lo, hi := ci95(100, 2*b*b, 2*b*b)
-	if half := (hi - lo) / 2; math.Abs(half-b*math.Log(20)) > 1e-9 {
-		t.Errorf("Laplace half-width %v, want %v", half, b*math.Log(20))
-	}
-	// Laplace plus a small normal: between the two, and the tail formula
-	// agrees with a numerical integral of the convolution.
-	for _, s := range []float64{0.5, 2, 6} {
-		v := 2*b*b + s*s
-		h := halfWidth95(v, 2*b*b)
-		if h <= z95*math.Sqrt(v) || h >= b*math.Log(20)+z95*s {
-			t.Errorf("s=%v: half-width %v outside (%v, %v)", s, h, z95*math.Sqrt(v), b*math.Log(20)+z95*s)
-		}
-		// ∫ P(L > x − n) φ_s(n) dn by the midpoint rule.
-		num, dn := 0.0, s/200
-		for n := -10 * s; n < 10*s; n += dn {
-			mid := n + dn/2
-			u := h - mid
-			tail := 0.5 * math.Exp(-u/b)
-			if u < 0 {
-				tail = 1 - 0.5*math.Exp(u/b)
-			}
-			num += tail * math.Exp(-mid*mid/(2*s*s)) / (s * math.Sqrt(2*math.Pi)) * dn
-		}
-		if math.Abs(2*num-0.05) > 1e-4 {
-			t.Errorf("s=%v: numerical two-sided tail at h=%v is %v, want 0.05", s, h, 2*num)
-		}
-	}
-	// Gaussian: the normal interval.
-	lo, hi = ci95(100, 4, 0)
-	if math.Abs((hi-lo)/2-2*z95) > 1e-12 {
-		t.Errorf("Gaussian half-width %v", (hi-lo)/2)
-	}
-	if lo, _ := ci95(1, 100, 0); lo >= 0 {
-		t.Errorf("lower end clipped: %v", lo)
 	}
 }
 

@@ -192,7 +192,6 @@ func (r *regionRun) trial(t testing.TB, tally *regionTally, withCells bool) {
 		}
 		return pts
 	}
-	mean := map[string]float64{}
 	for _, pt := range series(aggregate.SeriesQuery{Indicator: "victims", RollUpYears: true}) {
 		k := fmt.Sprint(pt.Partner, " ", pt.Period.Year)
 		truth := float64(r.truth[k])
@@ -200,7 +199,17 @@ func (r *regionRun) trial(t testing.TB, tally *regionTally, withCells bool) {
 		hw := (pt.CIHigh - pt.CILow) / 2
 		tally.countryHW = max(tally.countryHW, hw)
 		tally.modelGap = max(tally.modelGap, math.Abs(hw-r.plan.CountryYear))
-		mean[k] = (pt.CIHigh + pt.CILow) / 2
+		// A change between years, as the combine path states it: the two
+		// years' estimates are independent (separate blocks), so its noise
+		// is the sum of theirs, Laplace terms included; the planner's
+		// figure must be the same interval.
+		if c := pt.Change; c != nil {
+			d := float64(r.truth[k] - r.truth[fmt.Sprint(pt.Partner, " ", c.From.Year)])
+			tally.change.add(c.CILow <= d && d <= c.CIHigh)
+			hw := (c.CIHigh - c.CILow) / 2
+			tally.changeHW = max(tally.changeHW, hw)
+			tally.modelGap = max(tally.modelGap, math.Abs(hw-r.plan.Change))
+		}
 	}
 	for _, pt := range series(aggregate.SeriesQuery{Indicator: "victims", RollUpYears: true, RollUpRegion: true}) {
 		var truth float64
@@ -209,18 +218,6 @@ func (r *regionRun) trial(t testing.TB, tally *regionTally, withCells bool) {
 		}
 		tally.region.add(pt.CILow <= truth && truth <= pt.CIHigh)
 		tally.regionHW = max(tally.regionHW, (pt.CIHigh-pt.CILow)/2)
-	}
-	// A change between years: the two years' estimates are independent
-	// (separate blocks), so its variance is the sum of theirs, with the
-	// same largest Laplace term: the planner's figure, whose model is
-	// checked against the combine path's intervals above (modelGap).
-	changeHW := r.plan.Change
-	tally.changeHW = max(tally.changeHW, changeHW)
-	for _, p := range evidencePartners {
-		a, b := fmt.Sprint(p, " ", evidenceYears[0]), fmt.Sprint(p, " ", evidenceYears[1])
-		d := mean[b] - mean[a]
-		truth := float64(r.truth[b] - r.truth[a])
-		tally.change.add(math.Abs(d-truth) <= changeHW)
 	}
 	if !withCells {
 		return

@@ -75,18 +75,20 @@ func (m *indicatorModel) at(accounting string, budget float64) (*fit, error) {
 	return f, nil
 }
 
-// moments returns the variance of the WLS estimate of Σ q_leaf·x_leaf and
-// the variance of its largest single Laplace term (0 under Gaussian noise):
-// the estimate is Σ_r h_r·y_r over the published cells r with h = W·A·cov·q,
-// so term r contributes h_r²·variance_r.
-func (f *fit) moments(q []float64) (variance, laplaceMax float64) {
+// moments returns the noise of the WLS estimate of Σ q_leaf·x_leaf: its
+// variance and, under Laplace noise, the sums of the squares and cubes of
+// its Laplace terms' variances (see aggregate.Noise). The estimate is
+// Σ_r h_r·y_r over the published cells r with h = W·A·cov·q, so term r
+// contributes h_r²·variance_r.
+func (f *fit) moments(q []float64) aggregate.Noise {
 	v := mat.NewVecDense(len(q), nil)
 	v.MulVec(f.cov, mat.NewVecDense(len(q), q))
+	var n aggregate.Noise
 	for i, x := range q {
-		variance += x * v.AtVec(i)
+		n.Variance += x * v.AtVec(i)
 	}
 	if !f.laplace {
-		return variance, 0
+		return n
 	}
 	for j, cell := range f.m.cellOf {
 		sums := make([]float64, f.m.cells[j])
@@ -94,10 +96,12 @@ func (f *fit) moments(q []float64) (variance, laplaceMax float64) {
 			sums[c] += v.AtVec(leaf)
 		}
 		for _, s := range sums {
-			laplaceMax = max(laplaceMax, s*s/f.variance[j])
+			term := s * s / f.variance[j]
+			n.Laplace2 += term * term
+			n.Laplace3 += term * term * term
 		}
 	}
-	return variance, laplaceMax
+	return n
 }
 
 // total is the query vector of the indicator's grand total.
@@ -152,30 +156,30 @@ const (
 const z80 = 0.8416212335729143
 
 // readable is what readers see of the indicator at the fitted budget and
-// a cadence. A year is one unit under Yearly and four independent quarters
-// under Quarterly, so a year's variance is 1 or 4 times a release's, with
-// the same largest Laplace term.
+// a cadence. A year is one release under Yearly and four independent
+// quarterly releases under Quarterly, a region N independent partners, and
+// a change two independent years, so their noises are that many copies of
+// a release's (aggregate.Noise.Times), Laplace terms included.
 func (f *fit) readable(cadence string, partners int) *Readable {
 	units := 1.0
 	if cadence == Quarterly {
 		units = 4
 	}
-	v, lap := f.moments(f.total())
-	hw := func(n float64) float64 { return aggregate.HalfWidth95(n*units*v, lap) }
+	year := f.moments(f.total()).Times(units)
+	hw := func(n float64) float64 { return aggregate.HalfWidth95(year.Times(n)) }
 	change := hw(2)
 	// A typical cell: the mean over the full table's cells.
-	var cv, cl float64
+	var cell aggregate.Noise
 	q := make([]float64, f.m.leaves)
 	for i := range q {
 		q[i] = 1
-		a, b := f.moments(q)
-		cv, cl = cv+a, cl+b
+		cell = cell.Plus(f.moments(q))
 		q[i] = 0
 	}
 	n := float64(f.m.leaves)
 	return &Readable{
 		CountryYear: hw(1), Region: hw(float64(partners)), Partners: partners, Change: change,
-		Detectable: change + z80*math.Sqrt(2*units*v),
-		Cell:       aggregate.HalfWidth95(units*cv/n, cl/n),
+		Detectable: change + z80*math.Sqrt(2*year.Variance),
+		Cell:       aggregate.HalfWidth95(cell.Times(units / n)),
 	}
 }

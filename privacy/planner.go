@@ -251,16 +251,15 @@ func CompareCadences(rows []PlanRow) []CadenceRow {
 		if r.Scale <= 0 || r.Mechanism == "" || r.HalfWidth == 0 && r.RankError > 0 {
 			continue
 		}
-		variance, laplace := r.Scale*r.Scale, 0.0
+		cell := aggregate.GaussianNoise(r.Scale * r.Scale)
 		if r.Mechanism == Laplace {
-			variance = 2 * r.Scale * r.Scale
-			laplace = variance
+			cell = aggregate.LaplaceNoise(2 * r.Scale * r.Scale)
 		}
 		out = append(out, CadenceRow{
 			Indicator:     r.Indicator,
-			Yearly:        int64(math.Ceil(aggregate.HalfWidth95(variance, laplace))),
+			Yearly:        int64(math.Ceil(aggregate.HalfWidth95(cell))),
 			Quarter:       r.HalfWidth,
-			QuarterlyYear: int64(math.Ceil(aggregate.HalfWidth95(4*variance, laplace))),
+			QuarterlyYear: int64(math.Ceil(aggregate.HalfWidth95(cell.Times(4)))), // four independent quarters
 		})
 	}
 	return out

@@ -187,10 +187,13 @@ func TestPlanReadable(t *testing.T) {
 			t.Errorf("%s: detectable %.1f, change %.1f, partners %d", r.Indicator, y.Detectable, y.Change, y.Partners)
 		}
 	}
-	// The v1 figures at ε = 1 with quarterly releases.
+	// The v1 figures at ε = 1 with quarterly releases were ±43,
+	// ±86 and ±61, from a model that kept only the largest Laplace term;
+	// the exact quantile of the sum of all of them (four quarters, four
+	// partners, two years) is about 1% wider.
 	v := rows[0].Quarterly
-	if math.Round(v.CountryYear) != 43 || math.Round(v.Region) != 86 || math.Round(v.Change) != 61 {
-		t.Errorf("v1 victims quarterly: country ±%.1f region(4) ±%.1f change ±%.1f, want ±43, ±86, ±61", v.CountryYear, v.Region, v.Change)
+	if math.Abs(v.CountryYear-43.98) > 0.01 || math.Abs(v.Region-86.56) > 0.01 || math.Abs(v.Change-61.55) > 0.01 {
+		t.Errorf("v1 victims quarterly: country ±%.4f region(4) ±%.4f change ±%.4f, want ±43.98, ±86.56, ±61.55", v.CountryYear, v.Region, v.Change)
 	}
 	var buf strings.Builder
 	if err := WriteReadable(&buf, rows); err != nil || !strings.Contains(buf.String(), "year-over-year change") {
