@@ -141,6 +141,15 @@ func applyPipelined(t testing.TB, leader *fsmRaftNode, cmds [][]byte) []ApplyRes
 // waitApplied waits until every running node's FSM has applied index.
 func waitApplied(t testing.TB, nodes []*fsmRaftNode, index uint64) {
 	t.Helper()
+	// The state machine sees commands only: a no-op or configuration entry
+	// at the end of the log (an election under load adds one) never moves
+	// its applied index, so wait for the last command at or below index.
+	for _, n := range nodes {
+		if !n.shutdown && n.raft.State() == raft.Leader {
+			index = lastCommandIndex(t, n, index)
+			break
+		}
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, n := range nodes {
 		for !n.shutdown && n.fsm.AppliedIndex() < index {
@@ -150,6 +159,22 @@ func waitApplied(t testing.TB, nodes []*fsmRaftNode, index uint64) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// lastCommandIndex is the index of the last command entry at or below
+// index in n's log.
+func lastCommandIndex(t testing.TB, n *fsmRaftNode, index uint64) uint64 {
+	t.Helper()
+	for i := index; i > 0; i-- {
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			return index // compacted into a snapshot: the command is older
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return index
 }
 
 func releaseCommands(t testing.TB, cat string, from, n int) [][]byte {
