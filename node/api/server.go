@@ -63,6 +63,9 @@ type Config struct {
 	MaxJSONBytes int64
 	// UI serves the dashboard at /; nil uses node/web's embedded files.
 	UI http.Handler
+	// Local serves paths under /local/ on the operator socket only (the
+	// node's own maintenance, such as backups); nil serves none.
+	Local http.Handler
 }
 
 // Server is the HTTP API of one node.
@@ -173,6 +176,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // running node without a token lying around in a file.
 func (s *Server) ServeLocal(ctx context.Context, ln net.Listener) error {
 	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Local != nil && strings.HasPrefix(r.URL.Path, "/local/") {
+			s.cfg.Local.ServeHTTP(w, r)
+			return
+		}
 		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), localKey, true)))
 	})
 	return s.serve(ctx, ln, local)
