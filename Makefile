@@ -74,5 +74,5 @@ dist:
 cross:
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; set -e; for t in $(DIST_TARGETS); do \
 	  echo "  cross-compile $$t"; \
-	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -trimpath -o $$tmp/roundtable ./cmd/roundtable; \
+	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o $$tmp/roundtable ./cmd/roundtable; \
 	done
