@@ -189,6 +189,15 @@ func TestBackupWhilePublishingRestoresAndRejoins(t *testing.T) {
 	if orig.pending == nil {
 		t.Fatal("RS has no release in flight; the test needs one")
 	}
+	// With the node stopped, its files are backed up read-only.
+	var stopped bytes.Buffer
+	if _, err := BackupStopped(ctx, rs.cfg.DataDir, []byte(testPassphrase), &stopped); err != nil {
+		t.Fatalf("backup of the stopped node: %v", err)
+	}
+	if m, err := Restore(ctx, &stopped, filepath.Join(t.TempDir(), "offline"), []byte(testPassphrase)); err != nil ||
+		m.Cases != len(orig.cases) || !slices.Contains(m.State, pendingKey) {
+		t.Errorf("restore of the stopped node's backup: %+v, %v", m, err)
+	}
 	m, err := VerifyBackup(bytes.NewReader(backup))
 	if err != nil || !slices.Contains(m.State, pendingKey) {
 		t.Fatalf("verify: %+v, %v; want a manifest naming the release in flight", m, err)
