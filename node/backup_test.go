@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,6 +178,15 @@ func TestBackupWhilePublishingRestoresAndRejoins(t *testing.T) {
 	stop = make(chan struct{})
 	wait = publishLoop(ctx, t, stop, []*Node{al, ba}, []string{"2025-Q1", "2025-Q2", "2025-Q3"})
 	backup := backupOnline(ctx, t, rs)
+	// The backup is served on the operator socket only, never over TCP.
+	resp, err := http.Get("http://" + rs.HTTPAddr() + BackupPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET %s over TCP: %s, want 404", BackupPath, resp.Status)
+	}
 	if _, err := BackupStopped(ctx, rs.cfg.DataDir, []byte(testPassphrase), &bytes.Buffer{}); !errors.Is(err, store.ErrInUse) {
 		t.Errorf("backup from the files of a serving node: %v, want ErrInUse", err)
 	}

@@ -254,6 +254,11 @@ func checkRestoredTLS(stage string, m BackupManifest) error {
 // restoreLedger puts the ledger copy where the node keeps it, checks it
 // and pins the node to the backup's consortium.
 func restoreLedger(stage string, m BackupManifest) error {
+	if m.Consortium == "" {
+		// Taken before the node first joined: the ledger is empty, and
+		// the node receives it when it joins.
+		return os.Remove(filepath.Join(stage, partLedger))
+	}
 	dir := ledgerDir(stage)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
