@@ -4,7 +4,7 @@ BIN      := bin/roundtable
 PKGS     := ./...
 FUZZTIME ?= 5s
 
-.PHONY: build test unit fuzz bench soak demo lint clean
+.PHONY: build test unit fuzz bench soak demo lint clean dist cross
 
 build:
 	$(GO) build -o $(BIN) ./cmd/roundtable
@@ -49,4 +49,36 @@ lint:
 	$(GO) vet $(PKGS)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# Release builds: one static binary per platform with the version stamped
+# (roundtable --version, /v1/health, backups), SHA256SUMS over everything,
+# and the systemd unit. VERSION defaults to git describe; set it for a
+# release: make dist VERSION=v1.2.0. docs/operator.md, "Install on a
+# server", uses what this writes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+DIST_TARGETS := linux/amd64 linux/arm64 windows/amd64 darwin/arm64
+DIST_LDFLAGS := -s -w -X roundtable/node.stamp=$(VERSION)
+HOST := $(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)
+
+dist:
+	rm -rf dist && mkdir -p dist
+	@set -e; for t in $(DIST_TARGETS); do \
+	  os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+	  out=dist/roundtable-$(VERSION)-$$os-$$arch$$ext; echo "  build $$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(DIST_LDFLAGS)' -o $$out ./cmd/roundtable; \
+	done
+	cp packaging/roundtable.service dist/roundtable.service
+	@bin=dist/roundtable-$(VERSION)-$(HOST); if [ -x $$bin ]; then \
+	  v=$$($$bin --version); echo "  $$v"; \
+	  case "$$v" in *" $(VERSION)") ;; *) echo "$$bin --version does not show $(VERSION)"; exit 1;; esac; fi
+	cd dist && (sha256sum roundtable-* roundtable.service 2>/dev/null || shasum -a 256 roundtable-* roundtable.service) > SHA256SUMS
+	@ls -l dist
+
+# Cross-compiles every release target into a scratch directory, so that a
+# platform-specific build break fails CI (.ci/run).
+cross:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; set -e; for t in $(DIST_TARGETS); do \
+	  echo "  cross-compile $$t"; \
+	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o $$tmp/roundtable ./cmd/roundtable; \
+	done

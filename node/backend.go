@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +50,7 @@ func (b *backend) Health(ctx context.Context) api.Health {
 		Leader:       leader,
 		AppliedIndex: b.ledger.FSM().AppliedIndex(),
 		LastContact:  stats["last_contact"],
-		Version:      version(),
+		Version:      Version(),
 		// Issue 8: raft RPCs whose sender was not the TLS peer or a voter.
 		RaftRPCRefused:    b.ledger.RaftRPCRefusals(),
 		HandshakesRefused: b.ledger.HandshakesRefused(),
@@ -353,21 +352,6 @@ func ledgerErr(err error) error {
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
 	}
 	return err
-}
-
-// version is the binary's module version (or VCS revision), shown in
-// /v1/health, read from the build information instead of a mutable variable.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return bi.Main.Version + " " + s.Value[:12]
-		}
-	}
-	return bi.Main.Version
 }
 
 // lineError splits an importer message "FILE:LINE: field "f": …" into the

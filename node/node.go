@@ -156,7 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if n.api, err = api.New(api.Config{Backend: (*backend)(n), Tokens: n.tokens, PublicReads: cfg.PublicReads,
-		TLS: httpsCfg, Limits: cfg.HTTPLimits, Logger: cfg.Logger.With("component", "api")}); err != nil {
+		TLS: httpsCfg, Limits: cfg.HTTPLimits, Logger: cfg.Logger.With("component", "api"), Local: n.localHandler()}); err != nil {
 		return nil, err
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {

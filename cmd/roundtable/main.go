@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"roundtable/node"
 )
 
 func main() {
@@ -42,6 +44,7 @@ researchers pull the published numbers and verify they were never altered.
 
 The passphrase of a node's store comes from ROUNDTABLE_PASSPHRASE or
 --passphrase-file.`,
+		Version:       node.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -49,5 +52,6 @@ The passphrase of a node's store comes from ROUNDTABLE_PASSPHRASE or
 		newInitCmd(), newSynthCmd(), newImportCmd(), newCasesCmd(), newRekeyCmd(),
 	)
 	root.AddCommand(extraCommands()...)
+	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	return root
 }

@@ -71,6 +71,9 @@ type Config struct {
 	TLS *tls.Config
 	// Limits bound every connection; zero fields take DefaultLimits.
 	Limits Limits
+	// Local serves paths under /local/ on the operator socket only (the
+	// node's own maintenance, such as backups); nil serves none.
+	Local http.Handler
 }
 
 // Limits bound what one client can hold of a node's HTTP server. Without
@@ -246,6 +249,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // running node without a token lying around in a file.
 func (s *Server) ServeLocal(ctx context.Context, ln net.Listener) error {
 	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Local != nil && strings.HasPrefix(r.URL.Path, "/local/") {
+			s.cfg.Local.ServeHTTP(w, r)
+			return
+		}
 		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), localKey, true)))
 	})
 	return s.serve(ctx, ln, local, nil)

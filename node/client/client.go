@@ -241,3 +241,33 @@ func (c *Client) Get(ctx context.Context, path string) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// Backup streams a backup of the node to w (GET /local/backup on the
+// operator socket; see node.Backup) and returns how many bytes it wrote.
+// Only the context bounds it: a large store takes as long as it takes.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/local/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		e := &Error{Status: resp.StatusCode}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e.Body) != nil || e.Body.Error == "" {
+			e.Body.Error = strings.TrimSpace(string(b))
+		}
+		return 0, e
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("backup: the node stopped sending after %d bytes: %w", n, err)
+	}
+	return n, nil
+}
