@@ -41,7 +41,7 @@ bench:
 # make mutate/privacy MUTATE_FILES.privacy='accountant|validate'.
 GREMLINS_VERSION := v0.6.0
 GREMLINS = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/gremlins
-MUTATE_PKGS ?= cluster/governance node/api node/store node/verify privacy cluster aggregate
+MUTATE_PKGS ?= cluster/governance keyseal node/api node/store node/verify privacy cluster aggregate
 MUTATE_OUT  ?= bin/mutate
 # Per package, the files mutated (a regexp over names without .go; the
 # default is every file) and the tests skipped. In cluster only the state
