@@ -47,3 +47,25 @@ func TestAdmitRefusesZeroCost(t *testing.T) {
 		t.Errorf("cost 1 micro: %v, %v", got, err)
 	}
 }
+
+// TestAdmitRefusesCorruptSpend: a negative recorded spend (a corrupt
+// ledger) is refused, not treated as extra room under the cap; and the
+// refusal's figures are exact, zero and negative remainders included.
+func TestAdmitRefusesCorruptSpend(t *testing.T) {
+	p := Policy{Accounting: PureDP, CapMicro: Micro}
+	q := aggregate.Period{Year: 2024, Quarter: 1}
+	for spent, want := range map[int64]string{
+		-1:        "has 1.000001 left",
+		Micro:     "has 0.000000 left",
+		Micro + 1: "has -0.000001 left",
+	} {
+		_, err := Admit(p, PureDP, q, 1, func(aggregate.Period) int64 { return spent })
+		var r *Refusal
+		if !errors.As(err, &r) || !strings.Contains(r.Reason, want) {
+			t.Errorf("spent %d: %v, want a refusal saying %q", spent, err, want)
+		}
+	}
+	if got := formatMicro(-1_500_000); got != "-1.500000" {
+		t.Errorf("formatMicro(-1.5) = %q", got)
+	}
+}
