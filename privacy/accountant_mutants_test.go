@@ -69,3 +69,17 @@ func TestAdmitRefusesCorruptSpend(t *testing.T) {
 		t.Errorf("formatMicro(-1.5) = %q", got)
 	}
 }
+
+// TestNewChargeFigures: a charge shows each quarter's spend before the
+// release and what is left after it, exactly.
+func TestNewChargeFigures(t *testing.T) {
+	p := Policy{Accounting: PureDP, CapMicro: Micro}
+	q := aggregate.Period{Year: 2024, Quarter: 2}
+	c, err := NewCharge(p, "RS", q, []string{"victims"}, Budget(200_000), func(aggregate.Period) int64 { return 300_000 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Quarters) != 1 || c.Quarters[0].Spent != 300_000 || c.Quarters[0].Left != 500_000 {
+		t.Fatalf("charge quarters %+v, want spent 0.3 and 0.5 left", c.Quarters)
+	}
+}
