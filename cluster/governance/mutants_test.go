@@ -119,11 +119,12 @@ func TestReplayPartnerPeriods(t *testing.T) {
 		return signed(t, id, seq, Action{Type: typ, ID: pid}, "c1", "c2")
 	}
 	h := []Signed{
-		remove(1, RemovePartner, "RS"),
-		remove(2, RemoveNode, "RS"), // already removed: no change
-		add(3, "RS", "NGO RS again", "RS"),
-		add(4, "AL", "NGO Albania", "AL"), // active: a rename
-		remove(5, RemoveNode, "replica-x"),
+		add(1, "RS", "NGO Serbia", "RS"), // active, first period: a rename
+		remove(2, RemovePartner, "RS"),
+		remove(3, RemoveNode, "RS"), // already removed: no change
+		add(4, "RS", "NGO RS again", "RS"),
+		add(5, "AL", "NGO Albania", "AL"), // active: a rename
+		remove(6, RemoveNode, "replica-x"),
 	}
 	st, err := Replay(g, h)
 	if err != nil {
@@ -137,7 +138,7 @@ func TestReplayPartnerPeriods(t *testing.T) {
 	for _, p := range st.Partners {
 		got = append(got, period{p.ID, p.Name, p.Added, p.Removed})
 	}
-	want := []period{{"RS", "NGO RS", 0, 1}, {"AL", "NGO Albania", 0, 0}, {"RS", "NGO RS again", 3, 0}}
+	want := []period{{"RS", "NGO Serbia", 0, 2}, {"AL", "NGO Albania", 0, 0}, {"RS", "NGO RS again", 4, 0}}
 	if len(got) != len(want) {
 		t.Fatalf("periods %+v, want %+v", got, want)
 	}
