@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"roundtable/aggregate"
 	"roundtable/cluster/governance"
 	"roundtable/privacy"
 )
@@ -50,6 +52,42 @@ func TestFSMReservationSpendLimit(t *testing.T) {
 				if stateHash(t, f) != before {
 					t.Error("a refused reservation changed the ledger")
 				}
+			}
+		})
+	}
+}
+
+// TestFSMReservationPeriodBounds: a reservation's period must be a quarter
+// (1–4) or a year (0) of a year from 1900 to 9999: accepted at each bound,
+// refused one past it. The command decoder refuses such a period before
+// applyReserve's own check (so that check's || written && cannot be seen
+// from a command); the boundary mutants of that check are killed here.
+func TestFSMReservationPeriodBounds(t *testing.T) {
+	for _, tc := range []struct {
+		year, quarter int
+		admit         bool
+	}{
+		{1900, 1, true}, {9999, 4, true}, {2024, 0, true},
+		{1899, 1, false}, {10000, 1, false}, {2024, 5, false}, {2024, -1, false},
+	} {
+		t.Run(fmt.Sprintf("%d-Q%d", tc.year, tc.quarter), func(t *testing.T) {
+			b := newFSMBase(t)
+			r := fsmReservation(t, b.cat, "p", "RS", "RS", "2024-Q3", 1000).Reservation
+			r.Period = aggregate.Period{Year: tc.year, Quarter: tc.quarter}
+			sr, err := privacy.SignReservation(r, fsmKey("RS"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := stateHash(t, b.f)
+			res := applyAll(t, b.f, b.log.add(t, NewReserve(sr)))[0]
+			if res.OK != tc.admit {
+				t.Fatalf("period %d/%d: admitted %v (%s), want %v", tc.year, tc.quarter, res.OK, res.Refusal, tc.admit)
+			}
+			if !tc.admit && !strings.Contains(res.Refusal, "period") {
+				t.Errorf("refusal %q does not name the period", res.Refusal)
+			}
+			if !tc.admit && stateHash(t, b.f) != before {
+				t.Error("a refused reservation changed the ledger")
 			}
 		})
 	}
