@@ -4,7 +4,7 @@ BIN      := bin/roundtable
 PKGS     := ./...
 FUZZTIME ?= 5s
 
-.PHONY: build test unit fuzz bench soak demo lint clean dist cross
+.PHONY: build test unit fuzz bench soak demo lint clean dist cross mutate gremlins
 
 build:
 	$(GO) build -o $(BIN) ./cmd/roundtable
@@ -39,6 +39,41 @@ bench:
 # in make test).
 soak:
 	ROUNDTABLE_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestFrozenLeaderPublishing|TestPublishKilledAtEachStep' -v ./node/systemtest
+
+# Mutation testing of the core packages with gremlins (docs/testing.md):
+# one package at a time, one mutant at a time, that package's tests run
+# with -short. Not part of make test: a full run takes hours on 2 cores.
+# One package: make mutate/node/verify. Fewer files in it:
+# make mutate/privacy MUTATE_FILES.privacy='accountant|validate'.
+GREMLINS_VERSION := v0.6.0
+GREMLINS = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/gremlins
+MUTATE_PKGS ?= cluster/governance keyseal node/api node/store node/verify privacy cluster aggregate
+MUTATE_OUT  ?= bin/mutate
+# Per package, the files mutated (a regexp over names without .go; the
+# default is every file) and the tests skipped. In cluster only the state
+# machine: its tests that start raft, TLS or the network are skipped, as
+# they do not reach fsm*.go and take most of the package's time.
+MUTATE_FILES.cluster  ?= fsm.*
+MUTATE_SKIP.cluster   ?= -skip=^(TestSystem|TestIdentity|TestPeerDown|TestQuiet|TestDenied|TestMux|TestMutualTLS|TestRefusedClients|TestStreamLayer|TestRaftCluster|TestHCLog|TestNode|TestForward|TestBoltStore|TestCA|TestLoadCA|TestLoadNodeTLS|TestRenew|TestDefaultValidity|TestIssue|TestRefuseOverwrite|TestLooseKeyModes|TestMembership|TestGovernRefusedBeforeRaft|TestFSMUnderRaft|TestStateReadsDuringApply|TestStateReleasesManyChunks)
+MUTATE_FILES.node/api ?= auth
+MUTATE_TARGETS := $(addprefix mutate/,$(MUTATE_PKGS))
+.PHONY: $(MUTATE_TARGETS)
+
+mutate: $(MUTATE_TARGETS)
+
+$(MUTATE_TARGETS): mutate/%: gremlins
+	@mkdir -p $(MUTATE_OUT)
+	@echo "== mutate $* (files: $(or $(MUTATE_FILES.$*),all))"
+	@start=$$(date +%s); \
+	excl=$$(cd $* && ls *.go | grep -v '_test\.go$$' | grep -Ev '^($(or $(MUTATE_FILES.$*),.*))\.go$$' | sed 's/.*/-E ^&$$/'); \
+	GOFLAGS="$(GOFLAGS) -short -count=1 $(MUTATE_SKIP.$*)" $(GREMLINS) unleash -E / $$excl \
+		-o $(MUTATE_OUT)/$(subst /,-,$*).json ./$* || exit 1; \
+	echo "== mutate $*: $$(( $$(date +%s) - start )) s"
+
+# Installs the pinned gremlins unless that version is already there.
+gremlins:
+	@$(GO) version -m $(GREMLINS) 2>/dev/null | grep -Eq 'mod[[:space:]]+github.com/go-gremlins/gremlins[[:space:]]+$(GREMLINS_VERSION)[[:space:]]' || \
+		$(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
 
 demo: build
 	./$(BIN) demo

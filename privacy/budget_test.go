@@ -110,8 +110,13 @@ func TestSixDecimalBudgetSweep(t *testing.T) {
 		ws = append(ws, weight(&cat.Indicators[i], nil))
 	}
 	const upTo = 3 * Micro
-	failed, oldFailed := 0, 0
-	for m := int64(1); m <= upTo; m++ {
+	step := int64(1)
+	if testing.Short() {
+		step = 7 // every seventh budget; the old conversion still fails some
+	}
+	failed, oldFailed, swept := 0, 0, 0
+	for m := int64(1); m <= upTo; m += step {
+		swept++
 		text := Budget(m).String()
 		b, err := ParseBudget(text)
 		if err != nil || b.Micro() != m {
@@ -135,12 +140,15 @@ func TestSixDecimalBudgetSweep(t *testing.T) {
 		}
 	}
 	if failed != 0 {
-		t.Errorf("%d of %d six-decimal budgets up to 3 fail", failed, upTo)
+		t.Errorf("%d of %d six-decimal budgets up to 3 fail", failed, swept)
 	}
-	if oldFailed != 1893 {
+	switch {
+	case step == 1 && oldFailed != 1893:
 		t.Errorf("the old float conversion fails %d budgets up to 3; the issue counted 1,893", oldFailed)
+	case oldFailed == 0:
+		t.Errorf("the sweep of %d budgets does not reach the old conversion's bug", swept)
 	}
-	t.Logf("%d six-decimal budgets up to 3: %d fail (the old float conversion: %d)", upTo, failed, oldFailed)
+	t.Logf("%d six-decimal budgets up to 3: %d fail (the old float conversion: %d)", swept, failed, oldFailed)
 }
 
 // TestBuildSpendsTheReservation builds real releases, the issue's 4.014
