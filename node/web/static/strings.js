@@ -81,6 +81,7 @@ window.RT_STRINGS = {
   "ledger.sig.bad.server": "INVALID (server)",
   "ledger.sig.pending": "checking…",
   "ledger.shown": "Showing the newest {shown} of {total} releases.",
+  "ledger.more": "Load older releases",
   "ledger.checkpoint": "Current checkpoint",
   "ledger.cp.size": "Tree size",
   "ledger.cp.root": "Root hash",
