@@ -627,6 +627,9 @@
     $("status").textContent = t("status.loading");
     loadHealth();
     whoami();
+    // The ledger list needs neither the catalog nor the series, so it does
+    // not wait for the charts (a long ledger makes the series slow to build).
+    renderLedger();
     try {
       const cat = await api("/v1/catalog");
       state.catalog = cat.catalog;
@@ -641,7 +644,6 @@
     await fillCorridorYears().catch((err) => showError($("corridor-chart"), t("corridors.title"), err));
     renderCorridors();
     renderBudget();
-    renderLedger();
     document.body.dataset.ready = "true";
   }
 
