@@ -26,12 +26,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONL$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./node/ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./node/ingest
 
-# Benchmarks with targets (import 1M, release 1M, cluster throughput,
-# restart, series). Each prints its figure and, where the target is a ratio,
-# the baseline from the same run.
+# Benchmarks with targets (import 1M, release 1M from the encrypted store,
+# cluster throughput small and whole-catalog, restart with production
+# timeouts, a ledger of 100,000 whole-catalog releases: listing, RSS,
+# verify, dashboard; series). Each prints its figure and, where the target
+# is a ratio, the baseline from the same run. The 100,000-release ones
+# build their ledger first and take many minutes.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./node/ingest ./aggregate ./privacy
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./cluster
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./node/ingest ./aggregate ./privacy ./node/store
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./cluster
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./node
 	$(GO) test -run '^$$' -bench . -timeout 30m ./node/api
 
 # Long fault runs with real processes: the leader SIGSTOPped for 90 s with

@@ -38,6 +38,9 @@ type testRegion struct {
 	catalog *aggregate.Catalog
 	genesis []byte
 	logger  *slog.Logger
+	// production: nodes run with the production raft timeouts (the
+	// Default* constants) instead of the short test ones.
+	production bool
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -160,6 +163,10 @@ func (r *testRegion) config(id, dataDir string) Config {
 		CosignInterval:     100 * time.Millisecond,
 		Logger:             r.logger.With("test_node", id),
 	}
+	if r.production {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout, cfg.CommitTimeout = 0, 0, 0, 0
+		cfg.TransportTimeout, cfg.HandshakeTimeout, cfg.CosignInterval = 0, 0, 0
+	}
 	if key, ok := r.keys[id]; ok {
 		s, err := NewNoteSigner(PartnerNoteName(id), key)
 		if err != nil {
@@ -212,13 +219,19 @@ func (r *testRegion) release(partner string, period aggregate.Period, spend int6
 }
 
 func makeRelease(tb testing.TB, key ed25519.PrivateKey, catalogHash, partner string, period aggregate.Period, spend int64) (privacy.SignedReservation, privacy.Signed) {
+	return makeReleaseOf(tb, key, catalogHash, partner, period, spend, []string{"referral_source"})
+}
+
+// makeReleaseOf is makeRelease for the given indicators (all of v1's: a
+// whole-catalog release).
+func makeReleaseOf(tb testing.TB, key ed25519.PrivateKey, catalogHash, partner string, period aggregate.Period, spend int64, indicators []string) (privacy.SignedReservation, privacy.Signed) {
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		tb.Fatal(err)
 	}
 	res := privacy.Reservation{
 		ID: hex.EncodeToString(id[:]), Consortium: fsmConsortium(tb), Partner: partner, CatalogHash: catalogHash, Period: period,
-		Accounting: privacy.PureDP, SpendMicro: spend, Indicators: []string{"referral_source"},
+		Accounting: privacy.PureDP, SpendMicro: spend, Indicators: indicators,
 	}
 	sr, err := privacy.SignReservation(res, key)
 	if err != nil {

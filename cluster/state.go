@@ -297,6 +297,33 @@ func (f *FSM) ReleasesRaw(fn func(leaf int64, data []byte) error, done func() er
 	})
 }
 
+// ReleasesFrom calls fn with the stored bytes (LeafData) of the releases
+// at leaf first and after, in leaf order, until fn says stop; it returns
+// the tree size seen by the same read transaction. It is the paging read:
+// a page costs what it holds, not what the ledger holds. data is valid
+// only during the call; the rules of Releases apply to fn.
+func (f *FSM) ReleasesFrom(first int64, fn func(leaf int64, data []byte) (more bool, err error)) (size int64, err error) {
+	err = f.view(func(tx *bbolt.Tx) error {
+		if size, err = TreeSize(tx); err != nil {
+			return fmt.Errorf("releases from leaf %d: %w", first, err)
+		}
+		var k8 [8]byte
+		binary.BigEndian.PutUint64(k8[:], uint64(max(first, 0)))
+		c := bucket(tx, bucketLeaves).Cursor()
+		for k, v := c.Seek(k8[:]); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				return fmt.Errorf("ledger corrupt: leaf key %x", k)
+			}
+			more, err := fn(int64(binary.BigEndian.Uint64(k)), v)
+			if err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+	return size, err
+}
+
 // parallel runs work(0..n-1) on every core and waits for all of it.
 func parallel(n int, work func(i int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)

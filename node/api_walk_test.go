@@ -74,6 +74,11 @@ func walkCases() map[string][]walkProbe {
 		"GET /v1/releases": {
 			{name: "bad bool", path: "/v1/releases?consistent=maybe", want: 400, detail: "true or false"},
 			{name: "param twice", path: "/v1/releases?partner=BA&partner=AL", want: 400, detail: "more than once"},
+			{name: "negative cursor", path: "/v1/releases?after=-1", want: 400, detail: "leaf index"},
+			{name: "cursor not a number", path: "/v1/releases?after=abc", want: 400, detail: "leaf index"},
+			{name: "cursor overflow", path: "/v1/releases?after=99999999999999999999", want: 400, detail: "leaf index"},
+			{name: "zero limit", path: "/v1/releases?limit=0", want: 400, detail: "page size"},
+			{name: "limit over max", path: "/v1/releases?limit=100000", want: 400, detail: "page size"},
 		},
 		"GET /v1/releases/pending": {
 			{name: "researcher token", path: "/v1/releases/pending", auth: "re", want: 403},

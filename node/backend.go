@@ -115,9 +115,35 @@ func (b *backend) Releases(ctx context.Context, consistent bool) ([]api.ReleaseE
 	return out, idx, ledgerErr(err)
 }
 
+// entry is a release as the API lists it. Verified is the ledger's word:
+// it admits a release only after its signature verified against the
+// partner's registered key, so it is not checked again per request.
 func entry(leaf int64, s privacy.Signed, keys map[string][]byte) api.ReleaseEntry {
-	pub := keys[s.Release.Partner]
-	return api.ReleaseEntry{Signed: s, Leaf: leaf, PublicKey: pub, Verified: s.Verify(pub) == nil}
+	return api.ReleaseEntry{Signed: s, Leaf: leaf, PublicKey: keys[s.Release.Partner], Verified: true}
+}
+
+// ReleasePage reads one page of releases as stored, from the cursor on,
+// in one read of the ledger.
+func (b *backend) ReleasePage(ctx context.Context, consistent bool, q api.PageQuery) (api.ReleasePage, error) {
+	if consistent {
+		if _, err := b.ledger.ConsistentRead(ctx); err != nil {
+			return api.ReleasePage{}, fmt.Errorf("%w: %v", api.ErrNotInCluster, err)
+		}
+	}
+	fsm := b.ledger.FSM()
+	idx := fsm.AppliedIndex()
+	keys, err := b.partnerKeys()
+	if err != nil {
+		return api.ReleasePage{}, err
+	}
+	pg := api.NewPager(q)
+	size, err := fsm.ReleasesFrom(q.After+1, func(leaf int64, data []byte) (bool, error) {
+		return pg.Offer(leaf, data, keys)
+	})
+	if err != nil {
+		return api.ReleasePage{}, ledgerErr(err)
+	}
+	return pg.Page(idx, size), nil
 }
 
 func (b *backend) partnerKeys() (map[string][]byte, error) {

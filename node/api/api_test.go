@@ -108,6 +108,8 @@ func TestErrors(t *testing.T) {
 		{"unknown param", "GET", "/v1/series?indicators=victims", 400, "bad parameter indicators"},
 		{"repeated param", "GET", "/v1/series?by=sex&by=status", 400, "more than once"},
 		{"bad bool", "GET", "/v1/releases?consistent=maybe", 400, "true or false"},
+		{"bad cursor", "GET", "/v1/releases?after=-5", 400, "leaf index"},
+		{"bad page size", "GET", "/v1/releases?limit=1001", 400, "page size"},
 		{"bad release id", "GET", "/v1/releases/xyz", 400, "64 lowercase hex"},
 		{"unknown release", "GET", "/v1/releases/" + strings.Repeat("ab", 32), 404, "not found"},
 		{"unknown budget partner", "GET", "/v1/budget?partner=XX", 400, "registered"},

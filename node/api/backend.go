@@ -31,7 +31,12 @@ type Backend interface {
 	// Releases lists every published release in ledger order and the applied
 	// index the list reflects. With consistent set the read is linearizable
 	// (it waits until the node has applied everything the leader committed).
+	// It decodes the whole ledger: for the derived views, not for listing.
 	Releases(ctx context.Context, consistent bool) ([]ReleaseEntry, uint64, error)
+	// ReleasePage returns one page of the releases in leaf order, as stored,
+	// filled by a Pager for q, which bounds what it holds. consistent is as
+	// for Releases.
+	ReleasePage(ctx context.Context, consistent bool, q PageQuery) (ReleasePage, error)
 	// Release returns one release with its inclusion proof against the
 	// current tree; ErrNotFound if there is none with that id.
 	Release(ctx context.Context, id string) (ReleaseEntry, Proof, error)
@@ -166,9 +171,10 @@ type SnapshotRefusal struct {
 type ReleaseEntry struct {
 	Signed privacy.Signed `json:"signed"`
 	Leaf   int64          `json:"leaf"`
-	// Verified is the server's check of the signature against the
-	// partner's registered key, so a browser without Ed25519 WebCrypto can
-	// still show a status (and say that it is the server's).
+	// Verified says the ledger checked the signature against the partner's
+	// registered key when it admitted the release (it admits no other), so
+	// a browser without Ed25519 WebCrypto can still show a status (and say
+	// that it is the server's).
 	Verified bool `json:"verified"`
 	// PublicKey is the partner's ed25519 key (base64 via []byte), so a
 	// reader can verify the signature itself.

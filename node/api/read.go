@@ -54,43 +54,63 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// ReleasesResponse is GET /v1/releases.
+// ReleasesResponse is GET /v1/releases: one page of the ledger's
+// releases in leaf order. Every listed release is Verified: the ledger
+// admits a release only after checking its signature against the
+// partner's registered key, so the listing says so instead of checking
+// again on every request; a reader checks for itself with PublicKey
+// (roundtable verify, the dashboard).
 type ReleasesResponse struct {
 	AppliedIndex uint64         `json:"applied_index"`
 	Consistent   bool           `json:"consistent"`
+	Total        int64          `json:"total"`          // releases in the ledger
+	Next         *int64         `json:"next,omitempty"` // ?after= for the next page; absent at the end
 	Releases     []ReleaseEntry `json:"releases"`
 }
 
 func (s *Server) handleReleases(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := allowParams(q, "consistent", "partner", "period"); err != nil {
+	if err := allowParams(q, "consistent", "partner", "period", "after", "limit"); err != nil {
 		return err
 	}
 	consistent, err := boolParam(q.Get("consistent"), "consistent")
 	if err != nil {
 		return err
 	}
-	var partners []string
-	if p := q.Get("partner"); p != "" {
-		partners = strings.Split(p, ",")
-	}
-	rels, idx, err := s.cfg.Backend.Releases(r.Context(), consistent)
+	pq, err := pageQuery(q.Get("after"), q.Get("limit"))
 	if err != nil {
 		return err
 	}
-	out := ReleasesResponse{AppliedIndex: idx, Consistent: consistent, Releases: []ReleaseEntry{}}
-	period := q.Get("period")
-	for _, e := range rels {
-		if len(partners) > 0 && !contains(partners, e.Signed.Release.Partner) {
-			continue
-		}
-		if period != "" && e.Signed.Release.Period.String() != period {
-			continue
-		}
-		out.Releases = append(out.Releases, e)
+	if p := q.Get("partner"); p != "" {
+		pq.Partners = strings.Split(p, ",")
 	}
-	writeJSON(w, http.StatusOK, out)
+	pq.Period = q.Get("period")
+	page, err := s.cfg.Backend.ReleasePage(r.Context(), consistent, pq)
+	if err != nil {
+		return err
+	}
+	writePage(w, page, consistent)
 	return nil
+}
+
+// pageQuery reads the cursor and the page size.
+func pageQuery(after, limit string) (PageQuery, error) {
+	pq := PageQuery{After: -1, Limit: PageDefaultLimit}
+	if after != "" {
+		v, err := strconv.ParseInt(after, 10, 64)
+		if err != nil || v < 0 {
+			return pq, errParam("after", "want a leaf index, a whole number of at least 0 (the next field of the previous page)")
+		}
+		pq.After = v
+	}
+	if limit != "" {
+		v, err := strconv.Atoi(limit)
+		if err != nil || v < 1 || v > PageMaxLimit {
+			return pq, errParam("limit", "want a page size from 1 to "+strconv.Itoa(PageMaxLimit))
+		}
+		pq.Limit = v
+	}
+	return pq, nil
 }
 
 // ReleaseResponse is GET /v1/releases/{id}.

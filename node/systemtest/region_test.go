@@ -256,8 +256,11 @@ func TestRegionSurvivesLeaderCrash(t *testing.T) {
 	for _, m := range ms {
 		var rr api.ReleasesResponse
 		eventually(ctx, t, 15*time.Second, m.partner+" consistent releases", func(ctx context.Context) error {
-			return getJSON(ctx, m.url()+"/v1/releases?consistent=true", &rr)
+			return getJSON(ctx, m.url()+"/v1/releases?consistent=true&limit=1000", &rr)
 		})
+		if rr.Next != nil {
+			t.Fatalf("%s: more than one page of releases (%d); the test reads one", m.partner, rr.Total)
+		}
 		have := map[string]api.ReleaseEntry{}
 		for _, e := range rr.Releases {
 			have[e.Signed.ID] = e

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -27,12 +29,15 @@ const bundleFormat = "roundtable-verify-bundle/2"
 // material is everything a verification looks at, as fetched or as read
 // from a bundle: the same pure check runs on both.
 type material struct {
-	Format      string                `json:"format"`
-	Server      string                `json:"server"`
-	Checkpoint  api.Checkpoint        `json:"checkpoint"`
-	Partners    []string              `json:"partners"` // the consortium's partners, per the server
-	Keys        map[string][]byte     `json:"keys"`     // the keys the bundle was verified with
-	Complete    bool                  `json:"complete"` // Releases is the whole ledger, not a selection
+	Format     string            `json:"format"`
+	Server     string            `json:"server"`
+	Checkpoint api.Checkpoint    `json:"checkpoint"`
+	Partners   []string          `json:"partners"` // the consortium's partners, per the server
+	Keys       map[string][]byte `json:"keys"`     // the keys the bundle was verified with
+	Complete   bool              `json:"complete"` // Releases is the whole ledger, not a selection
+	// Tree: Releases carry no inclusion proofs; the checkpoint's root is
+	// recomputed from every leaf below its size instead (Complete only).
+	Tree        bool                  `json:"tree,omitempty"`
 	Releases    []bundleRelease       `json:"releases"`
 	Consistency []consistencyResponse `json:"consistency,omitempty"`
 	// Genesis and Governance, in a bundle made with --genesis: the genesis
@@ -147,6 +152,21 @@ func check(m *material, tr trust) (Report, SavedCheckpoint, error) {
 			errs = append(errs, err)
 		}
 	}
+	if m.Tree && !m.Complete {
+		return rep, cp, fmt.Errorf("%w: releases without inclusion proofs must be the whole ledger", ErrInclusion)
+	}
+	// Each release's checks stand alone (signature, leaf bytes, proof), so
+	// they run on every core; results are taken in order.
+	type result struct {
+		pending bool
+		leaf    tlog.Hash
+		err     error
+	}
+	results := make([]result, len(m.Releases))
+	parallel(len(m.Releases), func(i int) {
+		r := &results[i]
+		r.pending, r.leaf, r.err = checkRelease(&m.Releases[i], tr, consortium, cp, trees, m.Tree)
+	})
 	seen := map[int64]string{}
 	for i := range m.Releases {
 		r := &m.Releases[i]
@@ -156,16 +176,27 @@ func check(m *material, tr trust) (Report, SavedCheckpoint, error) {
 			continue
 		}
 		seen[r.Leaf] = r.Signed.ID
-		pending, err := checkRelease(r, tr, consortium, cp, trees)
-		switch {
-		case err != nil:
-			errs = append(errs, err)
+		switch res := results[i]; {
+		case res.err != nil:
+			errs = append(errs, res.err)
 			rep.Failed++
-		case pending:
+		case res.pending:
 			rep.Pending++
 		default:
 			rep.Verified++
 			rep.ByPartner[r.Signed.Release.Partner]++
+		}
+	}
+	if m.Tree {
+		leaves := make([]tlog.Hash, 0, cp.Size)
+		for i := range m.Releases {
+			if m.Releases[i].Leaf == int64(len(leaves)) && int64(len(leaves)) < cp.Size {
+				leaves = append(leaves, results[i].leaf)
+			}
+		}
+		if err := checkTreeRoot(leaves, cp); err != nil {
+			errs = append(errs, err)
+			rep.Failed, rep.Verified, rep.ByPartner = rep.Releases-rep.Pending, 0, map[string]int{}
 		}
 	}
 	if m.Complete {
@@ -242,7 +273,15 @@ func tieTrees(c consistencyResponse, trees map[int64]tlog.Hash, rels []bundleRel
 // checkRelease checks one release's consortium, signature and inclusion in
 // the checkpointed tree. pending means the release is newer than the
 // checkpoint: its signature verified, but no signed tree covers it yet.
-func checkRelease(r *bundleRelease, tr trust, consortium string, cp SavedCheckpoint, trees map[int64]tlog.Hash) (pending bool, err error) {
+//
+// With tree set there is no proof: the caller recomputes the checkpoint's
+// root from every release's leaf hash, which this returns.
+func checkRelease(r *bundleRelease, tr trust, consortium string, cp SavedCheckpoint, trees map[int64]tlog.Hash, tree bool) (pending bool, leaf tlog.Hash, err error) {
+	pending, err = checkReleaseProof(r, tr, consortium, cp, trees, tree, &leaf)
+	return pending, leaf, err
+}
+
+func checkReleaseProof(r *bundleRelease, tr trust, consortium string, cp SavedCheckpoint, trees map[int64]tlog.Hash, tree bool, leaf *tlog.Hash) (pending bool, err error) {
 	s := &r.Signed
 	p := s.Release.Partner
 	fail := func(kind error, check string, err error) error {
@@ -268,6 +307,9 @@ func checkRelease(r *bundleRelease, tr trust, consortium string, cp SavedCheckpo
 	if err != nil {
 		return false, fail(ErrInclusion, "leaf bytes", err)
 	}
+	if *leaf = tlog.RecordHash(data); tree {
+		return r.Leaf >= cp.Size, nil
+	}
 	pr := r.Proof
 	if pr.Leaf != r.Leaf {
 		return false, fail(ErrInclusion, fmt.Sprintf("proof is for leaf %d", pr.Leaf), nil)
@@ -292,6 +334,62 @@ func checkRelease(r *bundleRelease, tr trust, consortium string, cp SavedCheckpo
 		return false, fail(ErrInclusion, fmt.Sprintf("proof is against root %s at size %d, but the checkpoint proves root %s", b64(pr.Root), pr.TreeSize, b64(proven[:])), nil)
 	}
 	return false, nil
+}
+
+// checkTreeRoot recomputes the RFC 6962 root of the tree of cp.Size from
+// the leaf hashes of leaves 0, 1, … in order, and compares it with the
+// checkpoint's: equal roots mean every one of those releases is, byte for
+// byte, the leaf the partners signed into the tree, which is what an
+// inclusion proof per release would show.
+func checkTreeRoot(leaves []tlog.Hash, cp SavedCheckpoint) error {
+	if int64(len(leaves)) != cp.Size {
+		return fmt.Errorf("%w: the list holds leaves 0 to %d in order, the checkpointed tree %d: its root cannot be recomputed", ErrIncomplete, len(leaves)-1, cp.Size)
+	}
+	var stored hashes
+	for i, h := range leaves {
+		hs, err := tlog.StoredHashesForRecordHash(int64(i), h, stored)
+		if err != nil {
+			return fmt.Errorf("%w: tree hashes at leaf %d: %w", ErrInclusion, i, err)
+		}
+		stored = append(stored, hs...)
+	}
+	root, err := tlog.TreeHash(cp.Size, stored)
+	if err != nil {
+		return fmt.Errorf("%w: tree root: %w", ErrInclusion, err)
+	}
+	if root != cp.root() {
+		return fmt.Errorf("%w: the %d listed releases below the checkpoint's size hash to root %s, the checkpoint signed %s: some listed release is not the one in the signed tree (verify one with --release ID for its own proof)",
+			ErrInclusion, cp.Size, b64(root[:]), cp.rootB64())
+	}
+	return nil
+}
+
+// hashes is an in-memory tlog.HashReader over stored hashes.
+type hashes []tlog.Hash
+
+func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		if x < 0 || x >= int64(len(h)) {
+			return nil, fmt.Errorf("hash %d not stored (%d are)", x, len(h))
+		}
+		out[i] = h[x]
+	}
+	return out, nil
+}
+
+// parallel runs work(0..n-1) on every core and waits for all of it.
+func parallel(n int, work func(i int)) {
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), n)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				work(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func toHashes(bs [][]byte) []tlog.Hash {

@@ -92,38 +92,100 @@ func (c *client) fetch(ctx context.Context, id string) (*material, error) {
 	}
 	// The list is read even for one release: it carries the partners'
 	// keys, which a first run pins for checking the checkpoint.
-	var list api.ReleasesResponse
-	if err := c.getJSON(ctx, "/v1/releases", &list); err != nil {
+	listed, err := c.list(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	for _, e := range list.Releases {
-		ids = append(ids, e.Signed.ID)
-		m.listed = append(m.listed, bundleRelease{Signed: e.Signed, Leaf: e.Leaf, PublicKey: e.PublicKey})
-	}
 	m.Complete = id == ""
-	if id != "" {
-		ids = []string{id}
+	if m.Complete {
+		// Every leaf is here, so the checkpoint's root is recomputed from
+		// them (check, m.Tree): one pass over what was already fetched
+		// instead of a request and a proof per release.
+		m.Releases, m.Tree = listed, true
+		c.logf("listed %d release(s); their leaves are checked against the checkpoint's root", len(listed))
+		return m, nil
 	}
-	c.logf("fetching %d release(s) with inclusion proofs", len(ids))
 	listedLeaf := map[string]int64{}
-	for _, e := range list.Releases {
+	for _, e := range listed {
 		listedLeaf[e.Signed.ID] = e.Leaf
+		e.Signed.Release.Indicators = nil // only the key and the partner are needed
+		m.listed = append(m.listed, e)
 	}
-	for _, rid := range ids {
-		var r api.ReleaseResponse
-		if err := c.getJSON(ctx, "/v1/releases/"+url.PathEscape(rid), &r); err != nil {
-			return nil, fmt.Errorf("release %s: %w", rid, err)
-		}
-		if r.Signed.ID != rid {
-			return nil, fmt.Errorf("%w: asked for release %s, server answered with %s", ErrInclusion, rid, r.Signed.ID)
-		}
-		if l, ok := listedLeaf[rid]; ok && l != r.Leaf {
-			return nil, fmt.Errorf("%w: release %s is at leaf %d in the list but at leaf %d in its own answer", ErrInclusion, rid, l, r.Leaf)
-		}
-		m.Releases = append(m.Releases, bundleRelease{Signed: r.Signed, Leaf: r.Leaf, PublicKey: r.PublicKey, Proof: r.Proof})
+	c.logf("fetching release %s with its inclusion proof", id)
+	var r api.ReleaseResponse
+	if err := c.getJSON(ctx, "/v1/releases/"+url.PathEscape(id), &r); err != nil {
+		return nil, fmt.Errorf("release %s: %w", id, err)
 	}
+	if r.Signed.ID != id {
+		return nil, fmt.Errorf("%w: asked for release %s, server answered with %s", ErrInclusion, id, r.Signed.ID)
+	}
+	if l, ok := listedLeaf[id]; ok && l != r.Leaf {
+		return nil, fmt.Errorf("%w: release %s is at leaf %d in the list but at leaf %d in its own answer", ErrInclusion, id, l, r.Leaf)
+	}
+	m.Releases = append(m.Releases, bundleRelease{Signed: r.Signed, Leaf: r.Leaf, PublicKey: r.PublicKey, Proof: r.Proof})
 	return m, nil
+}
+
+// fetchProofs fetches every listed release again with its inclusion
+// proof, for a run whose leaves did not hash to the checkpoint's root:
+// the proofs name the release that is not in the signed tree.
+func (c *client) fetchProofs(ctx context.Context, m *material) error {
+	c.logf("the listed releases do not hash to the checkpoint's root; fetching %d inclusion proof(s) to name the release(s) at fault", len(m.Releases))
+	for i := range m.Releases {
+		r := &m.Releases[i]
+		var got api.ReleaseResponse
+		if err := c.getJSON(ctx, "/v1/releases/"+url.PathEscape(r.Signed.ID), &got); err != nil {
+			return fmt.Errorf("release %s: %w", r.Signed.ID, err)
+		}
+		if got.Signed.ID != r.Signed.ID || got.Leaf != r.Leaf {
+			return fmt.Errorf("%w: release %s is at leaf %d in the list but the server answered %s at leaf %d", ErrInclusion, r.Signed.ID, r.Leaf, got.Signed.ID, got.Leaf)
+		}
+		r.Proof = got.Proof
+	}
+	m.Tree = false
+	return c.fetchConsistency(ctx, m)
+}
+
+// listPage is the largest page verify asks for; the server may answer
+// with fewer (it bounds a page's bytes too).
+const listPage = 1000
+
+// list reads the whole release list a page at a time, following the
+// server's cursor. Each page must start after the last and move forward,
+// so a server cannot keep the client reading the same leaves forever.
+func (c *client) list(ctx context.Context) ([]bundleRelease, error) {
+	var out []bundleRelease
+	after, prev := int64(-1), ""
+	for {
+		path := "/v1/releases?limit=" + strconv.Itoa(listPage)
+		if after >= 0 {
+			path += "&after=" + strconv.FormatInt(after, 10)
+		}
+		var page api.ReleasesResponse
+		if err := c.getJSON(ctx, path, &page); err != nil {
+			return nil, err
+		}
+		for _, e := range page.Releases {
+			switch {
+			case e.Leaf == after:
+				return nil, fmt.Errorf("%w: releases %s and %s both claim leaf %d", ErrIncomplete, prev, e.Signed.ID, e.Leaf)
+			case e.Leaf < after:
+				return nil, fmt.Errorf("%w: release list: leaf %d listed after leaf %d", ErrIncomplete, e.Leaf, after)
+			}
+			after, prev = e.Leaf, e.Signed.ID
+			out = append(out, bundleRelease{Signed: e.Signed, Leaf: e.Leaf, PublicKey: e.PublicKey})
+		}
+		if page.Next == nil {
+			return out, nil
+		}
+		if *page.Next < after || (len(page.Releases) == 0 && *page.Next <= after) {
+			return nil, fmt.Errorf("release list: the server's next page starts after leaf %d, which does not move past leaf %d", *page.Next, after)
+		}
+		after = *page.Next
+		if len(out)%10_000 < len(page.Releases) {
+			c.logf("listed %d of %d release(s)", len(out), page.Total)
+		}
+	}
 }
 
 // fetchConsistency adds the consistency proofs that tie each inclusion

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/csv"
@@ -224,6 +225,10 @@ type fakeNode struct {
 	partners []string
 	// gov is the governance history /v1/governance serves.
 	gov api.GovernanceHistory
+	// pageMax bounds a page of the release list (default 3); listRequests
+	// and releaseRequests count what the verifier asked for.
+	pageMax                       int
+	listRequests, releaseRequests int
 	// proofs, if set, is the ledger inclusion and consistency proofs are
 	// made from, standing in for a node whose tree forked after the
 	// checkpoint.
@@ -300,10 +305,35 @@ func (n *fakeNode) checkpoint(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, n.cp)
 }
 
+// releases pages like the real API (?after=LEAF&limit=N), but at most
+// pageMax (default 3) to a page, so every test's run pages through the list.
 func (n *fakeNode) releases(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	writeJSON(w, 200, api.ReleasesResponse{Releases: n.list()})
+	n.listRequests++
+	after, limit := int64(-1), api.PageDefaultLimit
+	if v := r.URL.Query().Get("after"); v != "" {
+		after, _ = strconv.ParseInt(v, 10, 64)
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		limit, _ = strconv.Atoi(v)
+	}
+	limit = min(limit, cmp.Or(n.pageMax, 3))
+	all := n.list()
+	start := len(all)
+	for i, e := range all {
+		if e.Leaf > after {
+			start = i
+			break
+		}
+	}
+	end := min(start+limit, len(all))
+	resp := api.ReleasesResponse{Total: int64(len(all)), Releases: all[start:end]}
+	if end < len(all) {
+		next := all[end-1].Leaf
+		resp.Next = &next
+	}
+	writeJSON(w, 200, resp)
 }
 
 // release answers like the real API: the entry and a proof against the
@@ -311,6 +341,7 @@ func (n *fakeNode) releases(w http.ResponseWriter, r *http.Request) {
 func (n *fakeNode) release(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.releaseRequests++
 	for _, e := range n.list() {
 		if e.Signed.ID != r.PathValue("id") {
 			continue

@@ -168,6 +168,12 @@ func run(ctx context.Context, opts Options) (Report, *material, error) {
 		return Report{}, m, err
 	}
 	rep, cp, err := check(m, tr)
+	if errors.Is(err, ErrInclusion) && m.Tree {
+		if err := c.fetchProofs(ctx, m); err != nil {
+			return Report{}, m, err
+		}
+		rep, cp, err = check(m, tr)
+	}
 	rep.Server = opts.Server
 	rep.StateFile = opts.StateFile
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,6 +129,40 @@ func TestRunWithToken(t *testing.T) {
 	}
 }
 
+// A whole-ledger run pages through a list larger than one page (the fake
+// node serves 3 to a page) and checks every leaf against the checkpoint's
+// root without asking for a proof per release; a node that serves one
+// page again (a cursor that does not move on) is refused rather than
+// followed for ever.
+func TestRunPagesThroughTheList(t *testing.T) {
+	n, url, _ := goodNode(t)
+	rep, err := Run(context.Background(), opts(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	lists, singles := n.listRequests, n.releaseRequests
+	n.mu.Unlock()
+	if rep.Releases != 10 || rep.Verified != 8 || rep.Pending != 2 || lists != 4 || singles != 0 {
+		t.Errorf("%d releases (%d verified, %d pending) from %d list pages and %d single-release requests; want 10 (8, 2) from 4 pages and none",
+			rep.Releases, rep.Verified, rep.Pending, lists, singles)
+	}
+
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/releases" {
+			http.NotFound(w, r)
+			return
+		}
+		next := int64(2)
+		writeJSON(w, 200, api.ReleasesResponse{Total: 10, Next: &next, Releases: []api.ReleaseEntry{}})
+	}))
+	defer stuck.Close()
+	c := &client{base: stuck.URL, http: stuck.Client()}
+	if _, err := c.list(context.Background()); err == nil || !strings.Contains(err.Error(), "does not move past") {
+		t.Errorf("a cursor that does not move: %v", err)
+	}
+}
+
 // TestRunFailures covers what a dishonest or broken node can serve; each
 // case must fail with the right kind of error naming what failed, and
 // leave the state file as it was.
@@ -136,6 +172,10 @@ func TestRunFailures(t *testing.T) {
 		tamper  func(t *testing.T, n *fakeNode, l *ledger)
 		want    error
 		mention []string
+		// one verifies a single release (--release), the run that uses
+		// the server's inclusion proofs; a whole-ledger run recomputes the
+		// root from the leaves and fetches proofs only when it differs.
+		one bool
 	}{
 		{"tampered cell value", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.rel = slices.Clone(l.entries)
@@ -144,31 +184,31 @@ func TestRunFailures(t *testing.T) {
 			cells := slices.Clone(e.Signed.Release.Indicators[0].Cells)
 			cells[0].Value++
 			e.Signed.Release.Indicators[0].Cells = cells
-		}, ErrSignature, []string{"partner ME", "leaf 2", "ID and ed25519 signature"}},
+		}, ErrSignature, []string{"partner ME", "leaf 2", "ID and ed25519 signature"}, false},
 		{"swapped signature", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.rel = slices.Clone(l.entries)
 			n.rel[0].Signed.Signature, n.rel[6].Signed.Signature = n.rel[6].Signed.Signature, n.rel[0].Signed.Signature
-		}, ErrSignature, []string{"partner AL", "leaf 0", "leaf 6", "does not verify"}},
+		}, ErrSignature, []string{"partner AL", "leaf 0", "leaf 6", "does not verify"}, false},
 		{"release missing from the tree", func(t *testing.T, n *fakeNode, l *ledger) {
 			// Validly signed by RS, but never appended: the node lists it
 			// in place of leaf 4 and serves leaf 4's proof for it.
 			n.rel = slices.Clone(l.entries)
 			s := mustSign(t, fixtureRelease("RS", 3, 4242), l.keys["RS"])
 			n.rel[4].Signed = s
-		}, ErrInclusion, []string{"partner RS", "leaf 4", "inclusion proof"}},
+		}, ErrInclusion, []string{"partner RS", "leaf 4", "inclusion proof"}, false},
 		{"release withheld from the list", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.rel = slices.Delete(slices.Clone(l.entries), 5, 6)
-		}, ErrIncomplete, []string{"leaf 5", "withheld"}},
+		}, ErrIncomplete, []string{"leaf 5", "withheld"}, false},
 		{"two releases claim one leaf", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.rel = slices.Clone(l.entries)
 			n.rel[1].Leaf = 0
-		}, ErrIncomplete, []string{"both claim leaf 0"}},
+		}, ErrIncomplete, []string{"both claim leaf 0"}, false},
 		{"wrong leaf hash", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.proof = func(r *api.ReleaseResponse) { r.Proof.LeafHash = make([]byte, 32) }
-		}, ErrInclusion, []string{"leaf hash"}},
+		}, ErrInclusion, []string{"leaf hash"}, true},
 		{"proof tree not consistent with checkpoint", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.proof = func(r *api.ReleaseResponse) { r.Proof.Root[0] ^= 1 }
-		}, ErrInclusion, []string{"inclusion proof"}},
+		}, ErrInclusion, []string{"inclusion proof"}, true},
 		{"proofs from a tree that does not extend the checkpoint", func(t *testing.T, n *fakeNode, l *ledger) {
 			// Same first 7 leaves, a different 8th: leaves 0-6 prove
 			// inclusion in this tree, which is not the checkpoint's.
@@ -178,22 +218,22 @@ func TestRunFailures(t *testing.T) {
 			}
 			other.publishN(t, 3, 31337)
 			n.proofs = other
-		}, ErrInclusion, []string{"size 8/10", "not consistent with the checkpoint"}},
+		}, ErrInclusion, []string{"size 8/10", "not consistent with the checkpoint"}, true},
 		{"checkpoint signed by a minority (3 of 6)", func(t *testing.T, n *fakeNode, l *ledger) {
 			cp := n.cp
 			n.cp = signTree(t, l.keys, treeOfCheckpoint(t, cp), "AL", "BA", "RS")
-		}, ErrNotRegional, []string{"3 of 6", "strict majority, 4"}},
+		}, ErrNotRegional, []string{"3 of 6", "strict majority, 4"}, false},
 		{"checkpoint signed by a stranger's key", func(t *testing.T, n *fakeNode, l *ledger) {
 			keys := map[string]ed25519.PrivateKey{"AL": partnerKey("AL", "evil"), "BA": partnerKey("BA", "evil"), "ME": partnerKey("ME", "evil"), "RS": partnerKey("RS", "evil")}
 			n.cp = signTree(t, keys, treeOfCheckpoint(t, n.cp), majority...)
-		}, ErrCheckpoint, nil},
+		}, ErrCheckpoint, nil, false},
 		{"checkpoint fields disagree with the note", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.cp.Size = 9
-		}, ErrCheckpoint, []string{"size 9", "signed note says size 8"}},
+		}, ErrCheckpoint, []string{"size 9", "signed note says size 8"}, false},
 		{"served key differs within a run", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.rel = slices.Clone(l.entries)
 			n.rel[6].PublicKey = partnerKey("AL", "evil").Public().(ed25519.PublicKey)
-		}, ErrKeyChanged, []string{"partner AL"}},
+		}, ErrKeyChanged, []string{"partner AL"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -202,6 +242,9 @@ func TestRunFailures(t *testing.T) {
 			n.mu.Lock()
 			tc.tamper(t, n, l)
 			n.mu.Unlock()
+			if tc.one {
+				o.ReleaseID = l.entries[3].Signed.ID
+			}
 			_, err := Run(context.Background(), o)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("error %v, want %v", err, tc.want)

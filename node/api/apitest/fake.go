@@ -8,11 +8,13 @@ package apitest
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -357,6 +359,43 @@ func (f *Fake) Releases(ctx context.Context, consistent bool) ([]api.ReleaseEntr
 		return nil, 0, err
 	}
 	return f.entries[:len(f.entries):len(f.entries)], f.index, nil
+}
+
+// ReleasePage implements api.Backend over Releases, with api's Pager.
+func (f *Fake) ReleasePage(ctx context.Context, consistent bool, q api.PageQuery) (api.ReleasePage, error) {
+	rels, idx, err := f.Releases(ctx, consistent)
+	if err != nil {
+		return api.ReleasePage{}, err
+	}
+	return PageOf(rels, idx, q)
+}
+
+// PageOf pages entries as a node pages its ledger: each release's JSON
+// (encoded as the ledger stores it) is offered to an api.Pager in order.
+// A test backend that alters what Releases returns pages through this to
+// serve the same alterations in the listing.
+func PageOf(entries []api.ReleaseEntry, idx uint64, q api.PageQuery) (api.ReleasePage, error) {
+	keys := map[string][]byte{}
+	for _, e := range entries {
+		keys[e.Signed.Release.Partner] = e.PublicKey
+	}
+	pg := api.NewPager(q)
+	for _, e := range entries {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(e.Signed); err != nil {
+			return api.ReleasePage{}, err
+		}
+		more, err := pg.Offer(e.Leaf, bytes.TrimSuffix(b.Bytes(), []byte("\n")), keys)
+		if err != nil || !more {
+			if err != nil {
+				return api.ReleasePage{}, err
+			}
+			break
+		}
+	}
+	return pg.Page(idx, int64(len(entries))), nil
 }
 
 // Release implements api.Backend with a real RFC 6962 inclusion proof.

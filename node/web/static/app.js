@@ -411,39 +411,77 @@
     return crypto.subtle.verify({ name: "Ed25519" }, key, b64(entry.signed.signature), msg);
   }
 
-  async function renderLedger() {
-    const tbody = $("ledger-table").querySelector("tbody");
-    try {
-      const data = await api("/v1/releases");
-      const local = await canEd25519();
-      $("verify-mode").textContent = t(local ? "ledger.verify.browser" : "ledger.verify.server");
-      const rows = data.releases.slice(-LEDGER_ROWS).reverse();
-      $("ledger-shown").textContent = t("ledger.shown", { shown: num(rows.length), total: num(data.releases.length) });
-      tbody.replaceChildren();
-      for (const e of rows) {
-        const r = e.signed.release;
-        const tr = make("tr");
-        tr.append(make("td", r.partner), make("td", r.period), make("td", e.signed.id.slice(0, 16) + "…", "mono"),
-          make("td", String(e.leaf)), make("td", r.indicators.map((i) => i.name).join(", ")));
-        // Codes, ids and indicator names are identifiers, not prose.
-        for (const td of tr.children) td.setAttribute("translate", "no");
-        const sig = make("td", t("ledger.sig.pending"));
-        sig.dataset.testid = "sig";
-        tr.appendChild(sig);
-        tbody.appendChild(tr);
-        if (local) {
-          verifyRelease(e).then((ok) => {
-            sig.textContent = t(ok ? "ledger.sig.ok.browser" : "ledger.sig.bad.browser");
-            sig.className = ok ? "ok" : "bad";
-          }, () => {
-            sig.textContent = t(e.verified ? "ledger.sig.ok.server" : "ledger.sig.bad.server");
-            sig.className = e.verified ? "ok" : "bad";
-          });
-        } else {
+  // The ledger list pages (GET /v1/releases?after=LEAF&limit=N): leaves
+  // run 0..total-1, so the newest LEDGER_ROWS are one page from
+  // total-LEDGER_ROWS, and "load older" fetches the page before the oldest
+  // shown. Each page's rows are checked in the browser as they arrive.
+  function ledgerPath(from, to) {
+    const q = new URLSearchParams({ limit: String(to - from) });
+    if (from > 0) q.set("after", String(from - 1));
+    return "/v1/releases?" + q.toString();
+  }
+
+  async function showLedgerRows(tbody, entries, local) {
+    for (const e of entries) {
+      const r = e.signed.release;
+      const tr = make("tr");
+      tr.append(make("td", r.partner), make("td", r.period), make("td", e.signed.id.slice(0, 16) + "…", "mono"),
+        make("td", String(e.leaf)), make("td", r.indicators.map((i) => i.name).join(", ")));
+      // Codes, ids and indicator names are identifiers, not prose.
+      for (const td of tr.children) td.setAttribute("translate", "no");
+      const sig = make("td", t("ledger.sig.pending"));
+      sig.dataset.testid = "sig";
+      tr.appendChild(sig);
+      tbody.appendChild(tr);
+      if (local) {
+        verifyRelease(e).then((ok) => {
+          sig.textContent = t(ok ? "ledger.sig.ok.browser" : "ledger.sig.bad.browser");
+          sig.className = ok ? "ok" : "bad";
+        }, () => {
           sig.textContent = t(e.verified ? "ledger.sig.ok.server" : "ledger.sig.bad.server");
           sig.className = e.verified ? "ok" : "bad";
-        }
+        });
+      } else {
+        sig.textContent = t(e.verified ? "ledger.sig.ok.server" : "ledger.sig.bad.server");
+        sig.className = e.verified ? "ok" : "bad";
       }
+    }
+  }
+
+  async function renderLedger() {
+    const tbody = $("ledger-table").querySelector("tbody");
+    let more = $("ledger-more");
+    if (!more) {
+      more = make("button", t("ledger.more"));
+      more.id = "ledger-more";
+      more.type = "button";
+      $("ledger-table").parentElement.after(more);
+    }
+    more.hidden = true;
+    try {
+      const head = await api("/v1/releases?limit=1");
+      const total = head.total;
+      const local = await canEd25519();
+      $("verify-mode").textContent = t(local ? "ledger.verify.browser" : "ledger.verify.server");
+      tbody.replaceChildren();
+      let oldest = total;
+      let shown = 0;
+      const loadOlder = async () => {
+        const from = Math.max(0, oldest - LEDGER_ROWS);
+        if (from >= oldest) return;
+        more.disabled = true;
+        const page = await api(ledgerPath(from, oldest));
+        const rows = page.releases.filter((e) => e.leaf >= from && e.leaf < oldest).reverse();
+        await showLedgerRows(tbody, rows, local);
+        oldest = from;
+        shown += rows.length;
+        $("ledger-shown").textContent = t("ledger.shown", { shown: num(shown), total: num(total) });
+        more.hidden = oldest === 0;
+        more.disabled = false;
+      };
+      more.onclick = () => { loadOlder().catch((err) => showError($("ledger-shown"), t("ledger.title"), err)); };
+      $("ledger-shown").textContent = t("ledger.shown", { shown: num(0), total: num(total) });
+      await loadOlder();
     } catch (err) {
       showError($("ledger-shown"), t("ledger.title"), err);
     }
@@ -692,6 +730,9 @@
     $("status").textContent = t("status.loading");
     loadHealth();
     whoami();
+    // The ledger list needs neither the catalog nor the series, so it does
+    // not wait for the charts (a long ledger makes the series slow to build).
+    renderLedger();
     try {
       const cat = await api("/v1/catalog");
       state.catalog = cat.catalog;
@@ -706,7 +747,6 @@
     await fillCorridorYears().catch((err) => showError($("corridor-chart"), t("corridors.title"), err));
     renderCorridors();
     renderBudget();
-    renderLedger();
     document.body.dataset.ready = "true";
   }
 

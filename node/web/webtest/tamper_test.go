@@ -49,6 +49,14 @@ func (b *lyingBackend) Releases(ctx context.Context, consistent bool) ([]api.Rel
 	return out, idx, nil
 }
 
+func (b *lyingBackend) ReleasePage(ctx context.Context, consistent bool, q api.PageQuery) (api.ReleasePage, error) {
+	rels, idx, err := b.Releases(ctx, consistent)
+	if err != nil {
+		return api.ReleasePage{}, err
+	}
+	return apitest.PageOf(rels, idx, q)
+}
+
 func deepCopy(e api.ReleaseEntry) api.ReleaseEntry {
 	b, err := json.Marshal(e)
 	if err != nil {

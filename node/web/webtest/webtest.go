@@ -199,6 +199,7 @@ func RunDashboardChecksWith(t *testing.T, baseURL, operatorToken string, o Optio
 	t.Run("charts", func(t *testing.T) { checkCharts(t, b) })
 	t.Run("known value", func(t *testing.T) { checkKnownValue(t, b, baseURL, operatorToken) })
 	t.Run("ledger", func(t *testing.T) { checkLedger(t, b) })
+	t.Run("ledger paging", func(t *testing.T) { checkLedgerPaging(t, b, baseURL, operatorToken) })
 	t.Run("screenshots", func(t *testing.T) { screenshots(t, b, o.ScreenshotDir) })
 	t.Run("operator", func(t *testing.T) {
 		checkOperator(t, b, baseURL, operatorToken, o)
@@ -314,6 +315,50 @@ func checkLedger(t *testing.T, b *Browser) {
 	}
 	if !strings.Contains(r["size"].(string), "roundtable/") {
 		t.Errorf("checkpoint note not shown: %q", r["size"])
+	}
+}
+
+// checkLedgerPaging: the list shows the newest releases, leaves counting
+// down from the ledger's last without a gap, and "load older" appends the
+// page before them (checked in the browser like the first) until leaf 0,
+// when the button goes away.
+func checkLedgerPaging(t *testing.T, b *Browser, baseURL, token string) {
+	var head struct {
+		Total int `json:"total"`
+	}
+	getJSON(t, baseURL+"/v1/releases?limit=1", token, &head)
+	leaves := func() []int {
+		return Eval[[]int](t, b, `[...document.querySelectorAll('#ledger-table tbody tr')].map(tr => Number(tr.children[3].textContent))`)
+	}
+	checkRun := func(got []int) {
+		t.Helper()
+		for i, leaf := range got {
+			if leaf != head.Total-1-i {
+				t.Fatalf("row %d shows leaf %d, want %d (newest first, no gap): %v", i, leaf, head.Total-1-i, got)
+			}
+		}
+	}
+	got := leaves()
+	if len(got) == 0 || len(got) > 100 {
+		t.Fatalf("first render shows %d rows of %d releases", len(got), head.Total)
+	}
+	checkRun(got)
+	for pages := 0; len(got) < head.Total; pages++ {
+		if pages > 3 {
+			return // enough pages seen; a long ledger need not be clicked through
+		}
+		if Eval[bool](t, b, `document.getElementById('ledger-more').hidden`) {
+			t.Fatalf("%d of %d releases shown and no way to load older ones", len(got), head.Total)
+		}
+		before := len(got)
+		Eval[bool](t, b, `document.getElementById('ledger-more').click(), true`)
+		WaitFor(t, b, "older releases", fmt.Sprintf(`document.querySelectorAll('#ledger-table tbody tr').length > %d &&
+			[...document.querySelectorAll('[data-testid=sig]')].every(e => e.className === "ok")`, before), 30*time.Second)
+		got = leaves()
+		checkRun(got)
+	}
+	if !Eval[bool](t, b, `document.getElementById('ledger-more').hidden`) {
+		t.Error("every release is shown but the load-older button is still there")
 	}
 }
 

@@ -1,0 +1,463 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/hashicorp/raft"
+
+	"roundtable/aggregate"
+	"roundtable/cluster"
+	"roundtable/cluster/governance"
+	"roundtable/node/store"
+	"roundtable/node/verify"
+	"roundtable/node/web/webtest"
+	"roundtable/privacy"
+)
+
+// scaleReleases is the ledger the scale benchmarks read: years of
+// whole-catalog releases (issue 10, item 5). ROUNDTABLE_SCALE_RELEASES
+// overrides it for a quicker look.
+func scaleReleases() int {
+	if n, err := strconv.Atoi(os.Getenv("ROUNDTABLE_SCALE_RELEASES")); err == nil && n > 0 {
+		return n
+	}
+	return 100_000
+}
+
+// BenchmarkLedgerScale serves a ledger of 100,000 whole-catalog releases
+// (every indicator of catalog v1, about 28 KB each) from a real node and
+// measures what issue 10 item 5 asks of it:
+//
+//   - list-page: GET /v1/releases?after=LEAF (a default page of 100) at
+//     random cursors over loopback, body read in full: p50 and p99 (target
+//     p99 < 20 ms);
+//   - peak-RSS-MB: the process's peak resident size while serving those
+//     pages (the high-water mark is reset first; target < 1 GB). It counts
+//     the ledger file's pages the reads touched (bbolt maps the file) and
+//     the benchmark's own client;
+//   - verify-s: `roundtable verify` of the whole ledger (Run, trust on
+//     first use) paging through it (target < 60 s);
+//   - dashboard-ledger-ms and dashboard-ready-ms: Chromium loads the
+//     dashboard; the first is when the ledger list's first page is shown
+//     and checked in the browser, the second when every section has
+//     rendered (target: first render < 2 s).
+//
+// The ledger is built once per run straight through the state machine
+// (FSM.ApplyBatch, as raft would hand it the commands, into the file the
+// node's ledger opens: DataDir/ledger/ledger) with releases from
+// the real builder, then a node is opened over it; building takes minutes
+// and is not timed.
+//
+//	go test -run '^$' -bench LedgerScale -benchtime 1x -timeout 60m ./node
+func BenchmarkLedgerScale(b *testing.B) {
+	n := scaleReleases()
+	dir, cfg := buildScaleNode(b, n)
+	ctx := context.Background()
+	node, err := Open(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srvCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = node.Serve(srvCtx) })
+	defer func() { stop(); wg.Wait(); _ = node.Close() }()
+	base := "http://" + node.HTTPAddr()
+	waitServing(b, base, n)
+	b.Logf("node over %s serving %d releases", dir, n)
+
+	// Sub-benchmarks, so each figure is printed as soon as it is measured.
+	b.Run("list", func(b *testing.B) {
+		for range b.N {
+			listPages(b, base, n)
+		}
+		b.ReportMetric(0, "ns/op")
+	})
+	b.Run("verify", func(b *testing.B) {
+		for range b.N {
+			verifyAll(b, base, n)
+		}
+		b.ReportMetric(0, "ns/op")
+	})
+	b.Run("dashboard", func(b *testing.B) {
+		for range b.N {
+			dashboard(b, base, n)
+		}
+		b.ReportMetric(0, "ns/op")
+	})
+}
+
+// listPages measures pages of the listing at random cursors and the
+// process's peak RSS while serving them.
+func listPages(b *testing.B, base string, n int) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	resetPeakRSS(b)
+	const pages = 300
+	r := rand.New(rand.NewPCG(1, 2))
+	lat := make([]time.Duration, 0, pages)
+	var bytes int64
+	client := &http.Client{}
+	for i := range pages {
+		path := "/v1/releases"
+		if i > 0 {
+			path += "?after=" + strconv.Itoa(r.IntN(n))
+		}
+		t0 := time.Now()
+		resp, err := client.Get(base + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		k, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("%s: %d, %v", path, resp.StatusCode, err)
+		}
+		lat = append(lat, time.Since(t0))
+		bytes += k
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(lat[len(lat)/2]), "list-page-p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "list-page-p99-ms")
+	b.ReportMetric(float64(bytes)/pages/1e6, "list-page-MB")
+	hwm, anon := rss(b)
+	b.ReportMetric(hwm, "peak-RSS-MB")
+	b.ReportMetric(anon, "anon-RSS-MB")
+}
+
+// verifyAll runs the researcher's verifier over the whole ledger, in this
+// process; its peak RSS is reported apart from the node's (the verifier
+// holds every decoded release, about 46 KB each for whole-catalog ones).
+func verifyAll(b *testing.B, base string, n int) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	resetPeakRSS(b)
+	t0 := time.Now()
+	rep, err := verify.Run(context.Background(), verify.Options{Server: base, StateFile: filepath.Join(b.TempDir(), "state.json"), TOFU: true})
+	if err != nil {
+		b.Fatalf("verify: %v", err)
+	}
+	if rep.Releases != n || rep.Verified+rep.Pending != n || rep.Failed != 0 {
+		b.Fatalf("verify: %d releases, %d verified, %d pending, %d failed; want %d", rep.Releases, rep.Verified, rep.Pending, rep.Failed, n)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "verify-s")
+	peak, _ := rss(b)
+	b.ReportMetric(peak, "verify-peak-RSS-MB")
+}
+
+// seriesViewMax is the largest ledger whose series view the dashboard
+// benchmark lets the node build. The view (node/api viewCache) decodes
+// every release and derives every measurement: at 100,000 whole-catalog
+// releases that took the 23 GB machine out of memory, so above this size
+// the benchmark answers /v1/series and /v1/export.csv itself with a 503
+// and the figures are the rest of the page. ROUNDTABLE_SCALE_SERIES_MAX
+// overrides it.
+func seriesViewMax() int {
+	if n, err := strconv.Atoi(os.Getenv("ROUNDTABLE_SCALE_SERIES_MAX")); err == nil {
+		return n
+	}
+	return 10_000
+}
+
+// dashboard loads the dashboard in Chromium and times its first render:
+// the ledger list's first page, checked in the browser, and the whole page.
+func dashboard(b *testing.B, base string, n int) {
+	if webtest.ChromiumPath() == "" {
+		b.Log("no Chromium: dashboard figures skipped")
+		return
+	}
+	if n > seriesViewMax() {
+		target, err := url.Parse(base)
+		if err != nil {
+			b.Fatal(err)
+		}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/series" || r.URL.Path == "/v1/export.csv" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"error":"not served by this benchmark","detail":"the series view of this many releases does not fit in memory"}`)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		defer front.Close()
+		b.Logf("%d releases > %d: /v1/series and /v1/export.csv answered 503 by the benchmark (the series view would not fit in memory)", n, seriesViewMax())
+		base = front.URL
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	br := webtest.NewBrowser(b)
+	t0 := time.Now()
+	if err := chromedp.Do(br.Ctx, chromedp.Navigate(base+"/")); err != nil {
+		b.Fatal(err)
+	}
+	webtest.WaitFor(b, br, "ledger rows checked", `document.querySelectorAll('[data-testid=sig].ok').length > 0`, 5*time.Minute)
+	b.ReportMetric(float64(time.Since(t0).Milliseconds()), "dashboard-ledger-ms")
+	webtest.WaitFor(b, br, "dashboard ready", `document.body.dataset.ready === "true"`, 10*time.Minute)
+	b.ReportMetric(float64(time.Since(t0).Milliseconds()), "dashboard-ready-ms")
+}
+
+func waitServing(b *testing.B, base string, n int) {
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/v1/releases?limit=1&consistent=true")
+		if err != nil {
+			last = err.Error()
+		} else {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var page struct {
+				Total int `json:"total"`
+			}
+			if json.Unmarshal(body, &page) == nil && resp.StatusCode == 200 && page.Total == n {
+				return
+			}
+			last = fmt.Sprintf("%d %.300s", resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("the node never served the ledger: %s", last)
+}
+
+// resetPeakRSS clears the kernel's high-water mark of this process's RSS
+// (VmHWM), so the next reading is the peak from here on.
+func resetPeakRSS(b *testing.B) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Logf("cannot reset the peak RSS (%v); the figure includes the build", err)
+	}
+}
+
+// rss reads the peak (VmHWM) and current anonymous (RssAnon) resident
+// size of this process, in MB.
+func rss(b *testing.B) (peak, anon float64) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Logf("no /proc/self/status: %v", err)
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var kb float64
+		if _, err := fmt.Sscanf(line, "VmHWM: %f kB", &kb); err == nil {
+			peak = kb / 1024
+		}
+		if _, err := fmt.Sscanf(line, "RssAnon: %f kB", &kb); err == nil {
+			anon = kb / 1024
+		}
+	}
+	return peak, anon
+}
+
+// scalePartners sign the ledger's releases; the node is a third partner,
+// AL, whose store holds its key. Two of three co-sign the checkpoint, a
+// majority.
+var scalePartners = []string{"BA", "ME"}
+
+func scaleKey(p string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("scale-bench " + p))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// buildScaleNode makes the data dir of node AL (TLS, store, ledger) whose
+// ledger holds n whole-catalog releases and a checkpoint co-signed by a
+// majority, and returns the dir and the node's config.
+func buildScaleNode(b *testing.B, n int) (string, Config) {
+	b.Helper()
+	ctx := context.Background()
+	root := b.TempDir()
+	ca, err := cluster.InitCA(filepath.Join(root, "ca"), "scale", []byte(testPassphrase), store.MinKDFParams())
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := filepath.Join(root, "AL")
+	if err := ca.Issue("AL", []string{"127.0.0.1"}, filepath.Join(dir, TLSDir)); err != nil {
+		b.Fatal(err)
+	}
+	if err := store.Init(dir, "AL", []byte(testPassphrase), store.MinKDFParams()); err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Open(dir, []byte(testPassphrase))
+	if err != nil {
+		b.Fatal(err)
+	}
+	members := []governance.Partner{{ID: "AL", Name: "AL partner", PublicKey: st.PublicKey()}}
+	st.Close()
+	for _, p := range scalePartners {
+		members = append(members, governance.Partner{ID: p, Name: p + " partner", PublicKey: scaleKey(p).Public().(ed25519.PublicKey)})
+	}
+	cat := aggregate.CatalogV1()
+	catJSON, err := cat.Canonical()
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := cluster.Genesis{Name: "scale",
+		Coordinators: []governance.Coordinator{{Name: "coordinator", PublicKey: testCoordinator().Public().(ed25519.PublicKey)}},
+		Threshold:    1, MaxCapMicro: 10 * privacy.Micro, Partners: members,
+		Policy:  governance.Policy{Accounting: privacy.PureDP, CapMicro: 10 * privacy.Micro},
+		Catalog: catJSON}
+	genesis, err := json.Marshal(g)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, err := governance.IDOfFile(genesis)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fsm, err := cluster.OpenFSM(filepath.Join(dir, "ledger", "ledger"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	parsed, err := cluster.ParseGenesis(genesis)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ap := &scaleApplier{b: b, fsm: fsm}
+	ap.apply(cluster.NewGenesis(parsed))
+	t0 := time.Now()
+	fillScaleLedger(ctx, b, ap, cat, id, n)
+	b.Logf("built a ledger of %d whole-catalog releases in %v", n, time.Since(t0).Round(time.Second))
+	tree, err := fsm.TreeHead()
+	if err != nil || tree.N != int64(n) {
+		b.Fatalf("ledger holds %d releases (%v), want %d", tree.N, err, n)
+	}
+	origin := cluster.CheckpointOrigin("scale", id)
+	for _, p := range scalePartners {
+		s, err := cluster.NewNoteSigner(cluster.PartnerNoteName(p), scaleKey(p))
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg, err := cluster.SignCheckpoint(origin, tree, s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ap.apply(cluster.NewCosign(p, msg))
+	}
+	if _, _, regional, err := fsm.Checkpoint(); err != nil || !regional {
+		b.Fatalf("checkpoint regional %v, %v", regional, err)
+	}
+	if err := fsm.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return dir, Config{DataDir: dir, Passphrase: []byte(testPassphrase), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		Genesis: genesis, PublicReads: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// scaleApplier hands the state machine encoded commands as raft would,
+// with consecutive log indexes, and fails on any refusal.
+type scaleApplier struct {
+	b     *testing.B
+	fsm   *cluster.FSM
+	index uint64
+}
+
+func (a *scaleApplier) apply(cmds ...cluster.Command) {
+	logs := make([]*raft.Log, len(cmds))
+	for i, c := range cmds {
+		data, err := c.Encode()
+		if err != nil {
+			a.b.Fatal(err)
+		}
+		a.index++
+		logs[i] = &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: data}
+	}
+	for i, r := range a.fsm.ApplyBatch(logs) {
+		if res, ok := r.(cluster.ApplyResult); !ok || !res.OK {
+			a.b.Fatalf("command %d (%s): %+v", logs[i].Index, cmds[i].Type, r)
+		}
+	}
+}
+
+// fillScaleLedger appends n whole-catalog releases, alternating partners
+// over 100 quarters, each reserved and then published. Releases are the
+// builder's (one BuildRelease per partner, re-signed per period and
+// reservation); signing runs on every core while the state machine
+// applies the previous batch.
+func fillScaleLedger(ctx context.Context, b *testing.B, ap *scaleApplier, cat *aggregate.Catalog, consortium string, n int) {
+	var all []string
+	for _, ind := range cat.Indicators {
+		all = append(all, ind.Name)
+	}
+	const spend = 10_000 // 0.01 ε: 500 releases a partner-quarter fit under the cap of 10
+	templates := map[string]privacy.Release{}
+	tables, err := aggregate.Tabulate(ctx, cat, aggregate.Period{Year: 2024, Quarter: 1}, all, func(func(*aggregate.Case) error) error { return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range scalePartners {
+		res := privacy.Reservation{ID: "template", Consortium: consortium, Partner: p, CatalogHash: cat.Hash(),
+			Period: aggregate.Period{Year: 2024, Quarter: 1}, Accounting: privacy.PureDP, SpendMicro: spend, Indicators: all}
+		s, err := privacy.BuildRelease(ctx, cat, tables, res.Params(), res, scaleKey(p))
+		if err != nil {
+			b.Fatal(err)
+		}
+		templates[p] = s.Release
+	}
+	const batch = 256
+	make1 := func(i int) (cluster.Command, cluster.Command) {
+		p := scalePartners[i%len(scalePartners)]
+		q := (i / len(scalePartners)) % 100
+		res := privacy.Reservation{ID: fmt.Sprintf("scale-%d", i), Consortium: consortium, Partner: p, CatalogHash: cat.Hash(),
+			Period: aggregate.Period{Year: 2000 + q/4, Quarter: 1 + q%4}, Accounting: privacy.PureDP, SpendMicro: spend, Indicators: all}
+		sr, err := privacy.SignReservation(res, scaleKey(p))
+		if err != nil {
+			panic(err)
+		}
+		rel := templates[p] // shares the indicators, which nothing changes
+		rel.Period, rel.Reservation = res.Period, res.ID
+		s, err := privacy.Sign(rel, scaleKey(p))
+		if err != nil {
+			panic(err)
+		}
+		return cluster.NewReserve(sr), cluster.NewPublish(s)
+	}
+	batches := make(chan []cluster.Command, 2)
+	go func() {
+		defer close(batches)
+		for start := 0; start < n; start += batch {
+			end := min(start+batch, n)
+			reserves := make([]cluster.Command, end-start)
+			pubs := make([]cluster.Command, end-start)
+			var wg sync.WaitGroup
+			for w := range runtime.GOMAXPROCS(0) {
+				wg.Go(func() {
+					for i := start + w; i < end; i += runtime.GOMAXPROCS(0) {
+						reserves[i-start], pubs[i-start] = make1(i)
+					}
+				})
+			}
+			wg.Wait()
+			batches <- append(reserves, pubs...)
+		}
+	}()
+	done := 0
+	for cmds := range batches {
+		ap.apply(cmds...)
+		done += len(cmds) / 2
+		if done%20_000 < batch {
+			b.Logf("ledger: %d of %d releases", done, n)
+		}
+	}
+}
