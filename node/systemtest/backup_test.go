@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,11 +34,24 @@ func TestBackupRestoreRejoin(t *testing.T) {
 	rs, al := ms[0], ms[1]
 	root := filepath.Dir(rs.dir)
 
+	// Both partners publish one quarter after another until the backup is
+	// done, so publishing is under way for the whole backup however fast
+	// the machine is.
 	var wg sync.WaitGroup
 	var published syncLog
+	var backupDone atomic.Bool
+	var periods []string
+	for y := 2024; y >= 2019; y-- {
+		for q := 1; q <= 4; q++ {
+			periods = append(periods, fmt.Sprintf("%d-Q%d", y, q))
+		}
+	}
 	for _, m := range []*member{rs, al} {
 		wg.Go(func() {
-			for _, period := range []string{"2024-Q1", "2024-Q2", "2024-Q3"} {
+			for _, period := range periods {
+				if backupDone.Load() {
+					return
+				}
 				r, err := runCmd(ctx, "", "publish", "--data-dir", m.dir, "--period", period, "--epsilon", publishEpsilon)
 				if err != nil || r.code != 0 {
 					t.Errorf("%s publish %s: %v %s", m.partner, period, err, r)
@@ -52,6 +66,7 @@ func TestBackupRestoreRejoin(t *testing.T) {
 	published.add("backup starts")
 	out := mustRun(ctx, t, "", "backup", "--data-dir", rs.dir, "--out", backup)
 	published.add("backup done")
+	backupDone.Store(true)
 	if !strings.Contains(out.stdout, "online, from the running node") {
 		t.Errorf("backup of a serving node did not go through the node:\n%s", out)
 	}

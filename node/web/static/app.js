@@ -745,8 +745,9 @@
     fillSelectors();
     await renderTrends();
     await fillCorridorYears().catch((err) => showError($("corridor-chart"), t("corridors.title"), err));
-    renderCorridors();
-    renderBudget();
+    // Ready means drawn: wait for the last charts too (each shows its own
+    // error in place if it fails).
+    await Promise.allSettled([renderCorridors(), renderBudget()]);
     document.body.dataset.ready = "true";
   }
 
