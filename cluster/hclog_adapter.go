@@ -60,8 +60,12 @@ func hclogArgs(args []any) []any {
 
 // raftLevel lowers raft's warnings about what a healthy cluster does:
 // the first election of a new cluster (no leader was ever known), a new or
-// restarted follower catching up from older entries, and connections
-// ending because this node is shutting down.
+// restarted follower catching up from older entries, connections ending
+// because this node is shutting down, and a leader stepping down when its
+// peers stop (the region being shut down node by node does exactly that).
+// A real outage still surfaces: a peer unreachable for longer than a brief
+// episode is logged at WARN by the transport's rate limiter, and the
+// election that follows a step-down by raft.
 func raftLevel(level hclog.Level, msg string, args []any) hclog.Level {
 	if level < hclog.Warn {
 		return level
@@ -71,7 +75,8 @@ func raftLevel(level hclog.Level, msg string, args []any) hclog.Level {
 		if v, _ := argValue(args, "last-leader-id"); fmt.Sprint(v) == "" {
 			return hclog.Info
 		}
-	case "failed to get previous log", "appendEntries rejected, sending older logs":
+	case "failed to get previous log", "appendEntries rejected, sending older logs",
+		"failed to contact quorum of nodes, stepping down":
 		return hclog.Info
 	}
 	if v, ok := argValue(args, "error"); ok {
