@@ -629,7 +629,7 @@
     whoami();
     // The ledger list needs neither the catalog nor the series, so it does
     // not wait for the charts (a long ledger makes the series slow to build).
-    renderLedger();
+    const ledger = renderLedger();
     try {
       const cat = await api("/v1/catalog");
       state.catalog = cat.catalog;
@@ -643,7 +643,8 @@
     await renderTrends();
     await fillCorridorYears().catch((err) => showError($("corridor-chart"), t("corridors.title"), err));
     renderCorridors();
-    renderBudget();
+    // Ready means every section has drawn, whichever finished first.
+    await Promise.all([ledger, renderBudget()]);
     document.body.dataset.ready = "true";
   }
 
