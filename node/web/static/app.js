@@ -732,7 +732,7 @@
     whoami();
     // The ledger list needs neither the catalog nor the series, so it does
     // not wait for the charts (a long ledger makes the series slow to build).
-    renderLedger();
+    const ledger = renderLedger();
     try {
       const cat = await api("/v1/catalog");
       state.catalog = cat.catalog;
@@ -745,9 +745,9 @@
     fillSelectors();
     await renderTrends();
     await fillCorridorYears().catch((err) => showError($("corridor-chart"), t("corridors.title"), err));
-    // Ready means drawn: wait for the last charts too (each shows its own
-    // error in place if it fails).
-    await Promise.allSettled([renderCorridors(), renderBudget()]);
+    // Ready means every section has drawn, whichever finished first (each
+    // shows its own error in place if it fails).
+    await Promise.allSettled([ledger, renderCorridors(), renderBudget()]);
     document.body.dataset.ready = "true";
   }
 
