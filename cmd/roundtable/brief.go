@@ -8,12 +8,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"roundtable/node/brief"
-	"roundtable/node/client"
 	"roundtable/node/web"
 )
 
 func newBriefCmd() *cobra.Command {
-	var server, token, lang, out, date string
+	var server, token, caCert, lang, out, date string
 	var year int
 	c := &cobra.Command{
 		Use:   "brief --server URL --year 2024 [--lang en|sq|bs|mk|sr-Latn|sr-Cyrl] --out brief.html",
@@ -39,7 +38,11 @@ The file has its CSS and charts inline and loads nothing; print it on A4
 			if _, err := web.Messages(lang); err != nil {
 				return fmt.Errorf("--lang: %w", err)
 			}
-			d, err := brief.Fetch(cmd.Context(), client.New(server, token).Get, year)
+			cl, err := nodeClient(server, token, caCert)
+			if err != nil {
+				return err
+			}
+			d, err := brief.Fetch(cmd.Context(), cl.Get, year)
 			if err != nil {
 				return err
 			}
@@ -62,6 +65,7 @@ The file has its CSS and charts inline and loads nothing; print it on A4
 	f := c.Flags()
 	f.StringVar(&server, "server", "http://127.0.0.1:8080", "a node's base URL")
 	f.StringVar(&token, "token", os.Getenv("ROUNDTABLE_TOKEN"), "API token if the node requires one to read (default $ROUNDTABLE_TOKEN)")
+	caCertFlag(f, &caCert)
 	f.IntVar(&year, "year", 0, "the year the brief is about, e.g. 2024")
 	f.StringVar(&lang, "lang", web.SourceLanguage, "language: en, sq, bs, mk, sr-Latn or sr-Cyrl")
 	f.StringVar(&out, "out", "brief.html", "file to write (- for standard output)")

@@ -21,12 +21,13 @@ const coordinatorPassphraseEnv = "ROUNDTABLE_COORDINATOR_PASSPHRASE"
 // the history from and submit to, which key files sign, and where to write
 // a statement that still needs signatures.
 type signing struct {
-	server, passFile, out string
-	keys                  []string
+	server, caCert, passFile, out string
+	keys                          []string
 }
 
 func (s *signing) flags(c *cobra.Command) {
 	c.Flags().StringVar(&s.server, "server", "http://127.0.0.1:8080", "any node's base URL: the next sequence number comes from its GET /v1/governance, and the statement is submitted there")
+	caCertFlag(c.Flags(), &s.caCert)
 	c.Flags().StringArrayVar(&s.keys, "key", nil, "coordinator key file to sign with (repeatable; see 'roundtable coordinator keygen')")
 	c.Flags().StringVar(&s.passFile, "passphrase-file", "", "read the key files' passphrase from this file (default: $"+coordinatorPassphraseEnv+")")
 	c.Flags().StringVar(&s.out, "out", "", "write the signed statement to this file instead of submitting it (when the threshold needs more coordinators)")
@@ -38,7 +39,10 @@ func (s *signing) run(cmd *cobra.Command, a governance.Action) error {
 	if len(s.keys) == 0 && s.out == "" {
 		return fmt.Errorf("give --key FILE to sign (or --out FILE to write the statement for others to sign)")
 	}
-	c := client.New(s.server, "")
+	c, err := nodeClient(s.server, "", s.caCert)
+	if err != nil {
+		return err
+	}
 	st, err := c.Prepare(cmd.Context(), a)
 	if err != nil {
 		return err
@@ -492,7 +496,7 @@ here. The passphrase comes from $` + coordinatorPassphraseEnv + ` or --passphras
 }
 
 func newGovSubmitCmd() *cobra.Command {
-	var server string
+	var server, caCert string
 	c := &cobra.Command{
 		Use:     "submit --server URL STATEMENT.json",
 		Short:   "Submit a signed statement to the ledger",
@@ -504,9 +508,14 @@ func newGovSubmitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return submit(cmd.Context(), cmd.OutOrStdout(), client.New(server, ""), st)
+			cl, err := nodeClient(server, "", caCert)
+			if err != nil {
+				return err
+			}
+			return submit(cmd.Context(), cmd.OutOrStdout(), cl, st)
 		},
 	}
 	c.Flags().StringVar(&server, "server", "http://127.0.0.1:8080", "any node's base URL")
+	caCertFlag(c.Flags(), &caCert)
 	return c
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"roundtable/node"
+	"roundtable/node/client"
 )
 
 func main() {
@@ -21,13 +22,22 @@ func main() {
 	defer stop()
 	root := newRoot()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "roundtable:", err)
+		fmt.Fprintln(os.Stderr, "roundtable:", explain(err))
 		var ec exitCoder
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())
 		}
 		os.Exit(1)
 	}
+}
+
+// explain is the error as printed: with what to do added where the
+// error alone does not say it.
+func explain(err error) string {
+	if hint, ok := client.UntrustedCertificate(err); ok {
+		return err.Error() + "\n" + hint
+	}
+	return err.Error()
 }
 
 // exitCoder lets a command choose its exit status.

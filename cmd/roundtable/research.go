@@ -20,7 +20,7 @@ import (
 )
 
 func newQueryCmd() *cobra.Command {
-	var server, token, indicator, from, to, format string
+	var server, token, caCert, indicator, from, to, format string
 	var by, partners, rollup []string
 	var pool int
 	c := &cobra.Command{
@@ -59,7 +59,11 @@ back from the latest year), for partners too small to read year by year.`,
 			if pool > 1 {
 				q.Set("pool", strconv.Itoa(pool))
 			}
-			res, err := client.New(server, token).Series(cmd.Context(), q)
+			cl, err := nodeClient(server, token, caCert)
+			if err != nil {
+				return err
+			}
+			res, err := cl.Series(cmd.Context(), q)
 			if err != nil {
 				return err
 			}
@@ -69,6 +73,7 @@ back from the latest year), for partners too small to read year by year.`,
 	f := c.Flags()
 	f.StringVar(&server, "server", "http://127.0.0.1:8080", "a node's base URL")
 	f.StringVar(&token, "token", os.Getenv("ROUNDTABLE_TOKEN"), "API token if the node requires one (default $ROUNDTABLE_TOKEN)")
+	caCertFlag(f, &caCert)
 	f.StringVar(&indicator, "indicator", "", "indicator name (see GET /v1/catalog)")
 	f.StringSliceVar(&by, "by", nil, "dimensions to break down by (others are summed)")
 	f.StringSliceVar(&partners, "partner", nil, "partners to include (default all)")
@@ -203,7 +208,7 @@ func num(x float64) string {
 func newVerifyCmd() *cobra.Command {
 	var o verify.Options
 	var servers []string
-	var bundle, offline, export string
+	var bundle, offline, export, caCert string
 	c := &cobra.Command{
 		Use:   "verify --server URL [--server URL...] --genesis FILE [--consortium ID] [--release ID] [--state FILE] [--bundle OUT] | --offline BUNDLE [--genesis FILE | --consortium ID] [--export CSV]",
 		Short: "Check every release's signature, inclusion and the ledger's consistency",
@@ -242,6 +247,11 @@ on FAILED.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var rep verify.Report
 			var err error
+			if offline == "" {
+				if o.HTTPClient, err = client.HTTPClient(caCert, verify.RequestTimeout); err != nil {
+					return err
+				}
+			}
 			switch {
 			case offline != "":
 				oo := verify.OfflineOptions{Bundle: offline, Export: export, Genesis: o.Genesis, Consortium: o.Consortium}
@@ -279,6 +289,7 @@ on FAILED.`,
 	}
 	f := c.Flags()
 	f.StringArrayVar(&servers, "server", nil, "a node's base URL; repeat to compare several nodes' checkpoints")
+	caCertFlag(f, &caCert)
 	f.StringVar(&o.Genesis, "genesis", "", "the consortium's genesis file: the trust root (partner keys come only from governance replayed from it)")
 	f.StringVar(&o.Consortium, "consortium", "", "the consortium id the coordinators publish: the genesis must hash to it")
 	f.BoolVar(&o.TOFU, "tofu", false, "trust the server's partner keys on first use (prints a warning; prefer --genesis)")

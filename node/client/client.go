@@ -7,12 +7,16 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -31,7 +35,52 @@ type Client struct {
 // New returns a client of the node at base (http://host:port) that sends
 // token (may be empty) as a bearer token.
 func New(base, token string) *Client {
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 5 * time.Minute}}
+	return NewWith(base, token, &http.Client{Timeout: Timeout})
+}
+
+// Timeout bounds one request of a Client made by New.
+const Timeout = 5 * time.Minute
+
+// NewWith is New over hc, for a node whose HTTPS certificate needs more
+// than the system's roots (see HTTPClient).
+func NewWith(base, token string, hc *http.Client) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc}
+}
+
+// HTTPClient returns an HTTP client for a node's API with the given
+// timeout. caFile, if set, is a PEM file of CA certificates trusted for
+// https:// besides the system's roots: the regional CA's ca.crt for a
+// node that serves its certificate from that CA (serve --tls-from-ca).
+func HTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	hc := &http.Client{Timeout: timeout}
+	if caFile == "" {
+		return hc, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool() // no system pool (some platforms): the file alone
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in the file (want the CA's certificate, e.g. DATA-DIR/tls/ca.crt, not a key)", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	hc.Transport = tr
+	return hc, nil
+}
+
+// UntrustedCertificate reports whether err is a node's HTTPS certificate
+// signed by no CA this client trusts, and if so says what to do.
+func UntrustedCertificate(err error) (string, bool) {
+	var ua x509.UnknownAuthorityError
+	if !errors.As(err, &ua) {
+		return "", false
+	}
+	return "the node's HTTPS certificate is not signed by a CA this machine trusts. If the node serves its certificate from the regional CA (serve --tls-from-ca), give --ca-cert with the regional CA's certificate (ca.crt, in any node's DATA-DIR/tls); otherwise ask the node's operator which CA signed it", true
 }
 
 // NewLocal returns a client that reaches a node through its operator
@@ -40,7 +89,7 @@ func NewLocal(socket string) *Client {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 	}}
-	return &Client{base: "http://local", http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
+	return &Client{base: "http://local", http: &http.Client{Transport: tr, Timeout: Timeout}}
 }
 
 // Error is an error answer of the API.
