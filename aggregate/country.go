@@ -36,6 +36,26 @@ var countryTable = func() (t [26 * 26]bool) {
 	return t
 }()
 
+// countryCodes holds each known code as a Country, so CountryCode hands
+// out one shared string per code instead of allocating one per record.
+var countryCodes = func() (t [26 * 26]Country) {
+	for i := 0; i+2 <= len(iso3166); i += 3 {
+		t[int(iso3166[i]-'A')*26+int(iso3166[i+1]-'A')] = Country(iso3166[i : i+2])
+	}
+	return t
+}()
+
+// CountryCode returns the known country whose upper-case alpha-2 code is
+// exactly b (no other spelling: this reads codes ParseCountry already
+// normalised, such as the store's), or false.
+func CountryCode(b []byte) (Country, bool) {
+	if len(b) != 2 || b[0] < 'A' || b[0] > 'Z' || b[1] < 'A' || b[1] > 'Z' {
+		return "", false
+	}
+	c := countryCodes[int(b[0]-'A')*26+int(b[1]-'A')]
+	return c, c != ""
+}
+
 // ISO3 codes seen in the newer CTDC synthetic dataset, for the countries of
 // the region and the commonest others; anything else must be given as alpha-2.
 var iso3to2 = map[string]string{

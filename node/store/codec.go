@@ -134,14 +134,21 @@ func (d *decoder) set(column string) uint32 {
 }
 
 func (d *decoder) country() aggregate.Country {
-	s := d.string(2)
-	if d.err != nil || s == "" {
+	n := d.uvarint()
+	switch {
+	case d.err != nil:
+		return aggregate.CountryUnknown
+	case n == 0:
+		return aggregate.CountryUnknown
+	case n > 2 || n > uint64(len(d.b)):
+		d.err = fmt.Errorf("string of %d bytes is too long", n)
 		return aggregate.CountryUnknown
 	}
-	c, err := aggregate.ParseCountry("country", s)
-	if err != nil || string(c) != s {
-		d.err = fmt.Errorf("country %q is not valid", s)
+	c, ok := aggregate.CountryCode(d.b[:n])
+	if !ok {
+		d.err = fmt.Errorf("country %q is not valid", d.b[:n])
 	}
+	d.b = d.b[n:]
 	return c
 }
 
