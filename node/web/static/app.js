@@ -551,15 +551,31 @@
       out.replaceChildren(make("p", t("import.nofile"), "error"));
       return;
     }
+    // Where the records come from, and what the upload may do: the same
+    // choices as import --source NAME [--replace] [--allow-foreign].
+    const source = $("import-source").value.trim();
+    const replace = $("import-replace").checked;
+    if (replace && !source) {
+      out.replaceChildren(make("p", t("import.replace.nosource"), "error"));
+      return;
+    }
+    const q = new URLSearchParams();
+    if (source) q.set("source", source);
+    if (replace) q.set("replace", "true");
+    if ($("import-foreign").checked) q.set("allow_foreign", "true");
     const fd = new FormData();
     fd.append("format", $("import-format").value);
     fd.append("file", file, file.name);
     try {
-      const rep = await api("/v1/cases/import", { method: "POST", body: fd });
-      out.replaceChildren(make("p", t("import.ok", { stored: rep.stored, rows: rep.rows, file: file.name }), "ok"));
+      const rep = await api("/v1/cases/import" + (q.size ? "?" + q : ""), { method: "POST", body: fd });
+      const done = [make("p", t("import.ok", { stored: rep.stored, rows: rep.rows, file: file.name }), "ok")];
+      if (replace) done.push(make("p", t("import.removed", { removed: rep.removed, source }), "note"));
+      out.replaceChildren(...done);
     } catch (err) {
       const rep = err.body && err.body.report;
-      if (err.status === 422 && rep) {
+      if (err.status === 422 && rep && rep.foreign > 0 && rep.invalid === 0) {
+        out.replaceChildren(make("p", t("import.foreign.refused", { file: file.name, foreign: rep.foreign, rows: rep.rows }), "error"));
+      } else if (err.status === 422 && rep) {
         out.replaceChildren(make("p", t("import.invalid", { file: file.name, invalid: rep.invalid, rows: rep.rows }), "error"),
           table(["import.col.line", "import.col.field", "import.col.message"], rep.errors.map((e) => [e.line, e.field || "", e.message])));
       } else {

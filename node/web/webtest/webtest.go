@@ -421,7 +421,7 @@ func checkOperator(t *testing.T, b *Browser, baseURL, token string, o Options) {
 	}
 	// The page logs nothing for a 422, but the browser logs the failed
 	// request itself; that one is expected.
-	b.dropProblems("422")
+	b.DropProblems("422")
 
 	upload("valid.csv", o.ValidCSV)
 	if cls := Eval[string](t, b, `document.querySelector('#import-result p').className`); cls != "ok" {
@@ -460,8 +460,9 @@ func checkOperator(t *testing.T, b *Browser, baseURL, token string, o Options) {
 	}
 }
 
-// dropProblems forgets recorded problems containing s.
-func (b *Browser) dropProblems(s string) {
+// DropProblems forgets recorded problems containing s (an expected failed
+// request the browser logs by itself, say).
+func (b *Browser) DropProblems(s string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	kept := b.problems[:0]
