@@ -70,7 +70,15 @@ func scaleReleases() int {
 // the real builder, then a node is opened over it; building takes minutes
 // and is not timed.
 //
+// ROUNDTABLE_SCALE_DIR=/path keeps the built node in /path/releases-N
+// (N the ledger's size) and reuses it on later runs: a directory is used
+// only if the build finished (it holds the marker file "complete", written
+// last); an unfinished one is removed and built again. The node then opens
+// the same data dir each run, as a restarted node would. Without it the
+// ledger is built in a temporary directory and removed afterwards.
+//
 //	go test -run '^$' -bench LedgerScale -benchtime 1x -timeout 60m ./node
+//	ROUNDTABLE_SCALE_DIR=$HOME/.cache/roundtable-scale go test -run '^$' -bench 'LedgerScale/verify' -benchtime 1x -timeout 120m ./node
 func BenchmarkLedgerScale(b *testing.B) {
 	n := scaleReleases()
 	dir, cfg := buildScaleNode(b, n)
@@ -286,8 +294,42 @@ func scaleKey(p string) ed25519.PrivateKey {
 // majority, and returns the dir and the node's config.
 func buildScaleNode(b *testing.B, n int) (string, Config) {
 	b.Helper()
+	cache := os.Getenv("ROUNDTABLE_SCALE_DIR")
+	if cache == "" {
+		return buildScaleNodeIn(b, b.TempDir(), n)
+	}
+	root := filepath.Join(cache, fmt.Sprintf("releases-%d", n))
+	marker := filepath.Join(root, "complete")
+	if genesis, err := os.ReadFile(marker); err == nil {
+		dir := filepath.Join(root, "AL")
+		b.Logf("reusing the ledger of %d releases built in %s", n, root)
+		return dir, scaleConfig(dir, genesis)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	dir, cfg := buildScaleNodeIn(b, root, n)
+	// Written last, so a directory holding it holds a finished build; it
+	// keeps the genesis the node's config needs.
+	if err := os.WriteFile(marker, cfg.Genesis, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return dir, cfg
+}
+
+// scaleConfig is the config of the scale node over data dir dir.
+func scaleConfig(dir string, genesis []byte) Config {
+	return Config{DataDir: dir, Passphrase: []byte(testPassphrase), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		Genesis: genesis, PublicReads: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// buildScaleNodeIn builds the scale node's data dir under root.
+func buildScaleNodeIn(b *testing.B, root string, n int) (string, Config) {
+	b.Helper()
 	ctx := context.Background()
-	root := b.TempDir()
 	ca, err := cluster.InitCA(filepath.Join(root, "ca"), "scale", []byte(testPassphrase), store.MinKDFParams())
 	if err != nil {
 		b.Fatal(err)
@@ -361,8 +403,7 @@ func buildScaleNode(b *testing.B, n int) (string, Config) {
 	if err := fsm.Close(); err != nil {
 		b.Fatal(err)
 	}
-	return dir, Config{DataDir: dir, Passphrase: []byte(testPassphrase), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
-		Genesis: genesis, PublicReads: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return dir, scaleConfig(dir, genesis)
 }
 
 // scaleApplier hands the state machine encoded commands as raft would,
