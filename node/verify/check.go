@@ -313,7 +313,9 @@ func checkRelease(r *bundleRelease, tr trust, consortium string, cp SavedCheckpo
 func checkReleaseProof(r *bundleRelease, tr trust, consortium string, cp SavedCheckpoint, trees map[int64]tlog.Hash, tree bool, leaf *tlog.Hash) (pending bool, err error) {
 	s := &r.Signed
 	p := s.Release.Partner
-	fail := func(kind error, check string, err error) error { return releaseError(s.ID, p, r.Leaf, kind, check, err) }
+	fail := func(kind error, check string, err error) error {
+		return releaseError(s.ID, p, r.Leaf, kind, check, err)
+	}
 	if s.Release.Consortium != consortium {
 		return false, fail(ErrConsortium, fmt.Sprintf("signed for consortium %q, this is consortium %s", s.Release.Consortium, consortium), nil)
 	}

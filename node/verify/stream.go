@@ -228,7 +228,9 @@ func (lc *ledgerCheck) read(r *listedCheck, e *listedRelease) {
 // a decoded one, that the listed bytes are its leaf bytes.
 func (lc *ledgerCheck) judge(r *listedCheck) error {
 	id, p, consortium := r.idPartnerConsortium()
-	fail := func(kind error, check string, err error) error { return releaseError(id, p, r.e.Leaf, kind, check, err) }
+	fail := func(kind error, check string, err error) error {
+		return releaseError(id, p, r.e.Leaf, kind, check, err)
+	}
 	if consortium != lc.consortium {
 		return fail(ErrConsortium, fmt.Sprintf("signed for consortium %q, this is consortium %s", consortium, lc.consortium), nil)
 	}
@@ -395,7 +397,9 @@ func (lc *ledgerCheck) proveEach(ctx context.Context, c *client, cp SavedCheckpo
 // hash and ties the proof's tree to the checkpoint's (the same checks as
 // checkReleaseProof, on the hash kept instead of the release).
 func (lc *ledgerCheck) checkProof(ctx context.Context, c *client, l *leafSummary, pr api.Proof, cp SavedCheckpoint, t *tiedTrees) error {
-	fail := func(check string, err error) error { return releaseError(l.id, l.partner, l.leaf, ErrInclusion, check, err) }
+	fail := func(check string, err error) error {
+		return releaseError(l.id, l.partner, l.leaf, ErrInclusion, check, err)
+	}
 	if pr.Leaf != l.leaf {
 		return fail(fmt.Sprintf("proof is for leaf %d", pr.Leaf), nil)
 	}
