@@ -15,7 +15,13 @@
 // the checkpoint the last run saved to the new one, so a ledger that
 // rewrites history is caught as a fork. State is written only after
 // everything verified. Without a genesis, keys come from a keys file, an
-// earlier run's state, or (with a warning) the server. See DESIGN.md.
+// earlier run's state, or (with a warning) the server.
+//
+// A whole-ledger run checks the release list page by page as it arrives,
+// keeping a summary per release (stream.go), and checks a release listed in
+// the leaf layout on its bytes without decoding them: the checkpoint's
+// root, recomputed from those bytes, binds them (leafbytes.go says why
+// that is sound). See DESIGN.md.
 package verify
 
 import (
