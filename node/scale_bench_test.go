@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,7 +62,8 @@ func scaleReleases() int {
 //     first use) paging through it (target < 60 s), with its peak RSS
 //     (verify-peak-RSS-MB, which counts the in-process node's mapped
 //     ledger file) and the peak of anonymous memory (verify-peak-anon-MB,
-//     the verifier's own, and the node's heap);
+//     the verifier's own, and the node's heap) and the process's CPU time
+//     while it runs (verify-cpu-s: verifier and node together);
 //   - dashboard-ledger-ms and dashboard-ready-ms: Chromium loads the
 //     dashboard; the first is when the ledger list's first page is shown
 //     and checked in the browser, the second when every section has
@@ -185,9 +187,9 @@ func verifyAll(b *testing.B, base string, n int) {
 			}
 		}
 	})
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), processCPU(b)
 	rep, err := verify.Run(context.Background(), verify.Options{Server: base, StateFile: filepath.Join(b.TempDir(), "state.json"), TOFU: true})
-	elapsed := time.Since(t0)
+	elapsed, cpu := time.Since(t0), processCPU(b)-cpu0
 	close(done)
 	sampler.Wait()
 	if err != nil {
@@ -200,6 +202,18 @@ func verifyAll(b *testing.B, base string, n int) {
 	peak, _ := rss(b)
 	b.ReportMetric(peak, "verify-peak-RSS-MB")
 	b.ReportMetric(peakAnon, "verify-peak-anon-MB")
+	b.ReportMetric(cpu.Seconds(), "verify-cpu-s")
+}
+
+// processCPU is the CPU time (user and system) this process has used: on
+// a shared machine it moves much less than the wall-clock time.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Logf("getrusage: %v", err)
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // seriesViewMax is the largest ledger whose series view the dashboard

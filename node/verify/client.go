@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -56,6 +57,12 @@ func (c *client) getJSON(ctx context.Context, path string, v any) error {
 
 // get GETs path and returns a 200 answer's body.
 func (c *client) get(ctx context.Context, path string) ([]byte, error) {
+	return c.getInto(ctx, path, nil)
+}
+
+// getInto is get reading the body into buf's storage (growing it if need
+// be), so a reader of many pages can reuse a few buffers.
+func (c *client) getInto(ctx context.Context, path string, buf []byte) ([]byte, error) {
 	u := c.base + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -70,7 +77,7 @@ func (c *client) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	body, err := readAll(io.LimitReader(resp.Body, maxBody), buf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: read body: %w", u, err)
 	}
@@ -85,6 +92,23 @@ func (c *client) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll appending to buf.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // fetch reads the cluster, the checkpoint and the releases with their
@@ -173,6 +197,7 @@ type listedPage struct {
 	Total    int64           `json:"total"`
 	Next     *int64          `json:"next,omitempty"`
 	Releases []listedRelease `json:"releases"`
+	body     []byte          // the answer, which Releases may point into
 }
 
 // listedID is the id a listed release names, for messages.
@@ -188,8 +213,10 @@ func listedID(raw json.RawMessage) string {
 // server's cursor, and hands each page to fn in order. Leaves must rise
 // strictly, across pages too, and each page must start after the last and
 // move forward, so a server cannot list a leaf twice or keep the client
-// reading the same leaves forever.
-func (c *client) walk(ctx context.Context, fn func(listedPage) error) error {
+// reading the same leaves forever. If bufs is set, each page is read into
+// a buffer taken from it (waiting for one), which the caller gives back
+// when done with the page (listedPage.body).
+func (c *client) walk(ctx context.Context, bufs <-chan []byte, fn func(listedPage) error) error {
 	after, listed := int64(-1), 0
 	var prev json.RawMessage
 	for {
@@ -197,7 +224,15 @@ func (c *client) walk(ctx context.Context, fn func(listedPage) error) error {
 		if after >= 0 {
 			path += "&after=" + strconv.FormatInt(after, 10)
 		}
-		body, err := c.get(ctx, path)
+		var buf []byte
+		if bufs != nil {
+			select {
+			case buf = <-bufs:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		body, err := c.getInto(ctx, path, buf)
 		if err != nil {
 			return err
 		}
@@ -205,6 +240,7 @@ func (c *client) walk(ctx context.Context, fn func(listedPage) error) error {
 		if err != nil {
 			return fmt.Errorf("GET %s%s: decode: %w", c.base, path, err)
 		}
+		page.body = body
 		for _, e := range page.Releases {
 			switch {
 			case e.Leaf == after:
@@ -214,6 +250,7 @@ func (c *client) walk(ctx context.Context, fn func(listedPage) error) error {
 			}
 			after, prev = e.Leaf, e.Signed
 		}
+		prev = slices.Clone(prev) // the page's buffer will be reused
 		listed += len(page.Releases)
 		if err := fn(page); err != nil {
 			return err
@@ -235,7 +272,7 @@ func (c *client) walk(ctx context.Context, fn func(listedPage) error) error {
 // whole (one release, or a bundle).
 func (c *client) list(ctx context.Context) ([]bundleRelease, error) {
 	var out []bundleRelease
-	err := c.walk(ctx, func(page listedPage) error {
+	err := c.walk(ctx, nil, func(page listedPage) error {
 		for _, e := range page.Releases {
 			r := bundleRelease{Leaf: e.Leaf, PublicKey: e.PublicKey}
 			if err := json.Unmarshal(e.Signed, &r.Signed); err != nil {

@@ -179,36 +179,76 @@ func objectValues(obj []byte, keys []string) (vals [][]byte, ok bool) {
 func skipValue(obj []byte, i int) (int, bool) {
 	depth := 0
 	for ; i < len(obj); i++ {
-		switch c := obj[i]; c {
-		case '"':
-			for i++; i < len(obj) && obj[i] != '"'; i++ {
-				if obj[i] == '\\' {
-					i++
-				}
-			}
-			if i >= len(obj) {
+		switch jsonClass[obj[i]] {
+		case plain:
+			continue
+		case quote:
+			end, ok := stringEnd(obj, i)
+			if !ok {
 				return 0, false
 			}
-		case '{', '[':
+			if i = end; depth == 0 {
+				return i + 1, true
+			}
+		case open:
 			depth++
-		case '}', ']':
+		case closing:
 			if depth == 0 {
 				return i, true
 			}
-			depth--
-		case ',':
+			if depth--; depth == 0 {
+				return i + 1, true
+			}
+		case comma:
 			if depth == 0 {
 				return i, true
 			}
-		case ' ', '\t', '\n', '\r':
+		case space:
 			return 0, false
-		}
-		if depth == 0 && (obj[i] == '"' || obj[i] == '}' || obj[i] == ']') {
-			return i + 1, true
 		}
 	}
 	return i, depth == 0
 }
+
+// stringEnd returns the index of the quote that closes the JSON string
+// opening at obj[i]: the first quote after it not escaped by an odd run of
+// backslashes.
+func stringEnd(obj []byte, i int) (int, bool) {
+	for j := i + 1; ; {
+		k := bytes.IndexByte(obj[j:], '"')
+		if k < 0 {
+			return 0, false
+		}
+		q := j + k
+		b := q - 1
+		for b > i && obj[b] == '\\' {
+			b--
+		}
+		if (q-1-b)%2 == 0 {
+			return q, true
+		}
+		j = q + 1
+	}
+}
+
+// Byte classes for skipValue.
+const (
+	plain = iota
+	quote
+	open
+	closing
+	comma
+	space
+)
+
+var jsonClass = func() (c [256]uint8) {
+	c['"'] = quote
+	c['{'], c['['] = open, open
+	c['}'], c[']'] = closing, closing
+	c[','] = comma
+	c[' '], c['\t'], c['\n'], c['\r'] = space, space, space, space
+	return c
+}()
 
 func isLowerHex(b []byte) bool {
 	for _, c := range b {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -149,5 +150,25 @@ func TestSplitPage(t *testing.T) {
 	}
 	if p, err := parsePage(n.page(l.entries, 9, &next)); err != nil || len(p.Releases) != 4 {
 		t.Errorf("a page with spaces decoded: %d releases, %v", len(p.Releases), err)
+	}
+}
+
+// BenchmarkSplitLeaf reads a release of about 30 KB in place, as a
+// whole-ledger run reads every listed release.
+func BenchmarkSplitLeaf(b *testing.B) {
+	r := fixtureRelease("BA", 1, 7)
+	for k := range 400 {
+		r.Indicators[0].Cells = append(r.Indicators[0].Cells, privacy.Cell{Key: []string{"female", fmt.Sprint(k)}, Value: int64(k), Scale: 2.5, CILow: -3.0113, CIHigh: 9.2554})
+	}
+	s := mustSign(b, r, partnerKey("BA", ""))
+	leaf, err := cluster.LeafData(&s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(leaf)))
+	for b.Loop() {
+		if _, ok := splitLeaf(leaf); !ok {
+			b.Fatal("not in the layout")
+		}
 	}
 }

@@ -144,15 +144,21 @@ func (c *client) startLedgerCheck(ctx context.Context, opts Options, st state, p
 
 // streamPages reads the list in one goroutine and checks each page in
 // this one as it arrives, so fetching and decoding the next page overlaps
-// checking this one. afterPage, if set, runs after each page is checked.
+// checking this one. Three page buffers go round (one being read, one
+// waiting, one being checked), so at most three pages are held at once.
+// afterPage, if set, runs after each page is checked.
 func (c *client) streamPages(ctx context.Context, lc *ledgerCheck, afterPage func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pages := make(chan listedPage, 1)
+	bufs := make(chan []byte, 3)
+	for range cap(bufs) {
+		bufs <- nil
+	}
 	walked := make(chan error, 1)
 	go func() {
 		defer close(pages)
-		walked <- c.walk(ctx, func(p listedPage) error {
+		walked <- c.walk(ctx, bufs, func(p listedPage) error {
 			select {
 			case pages <- p:
 				return nil
@@ -169,6 +175,7 @@ func (c *client) streamPages(ctx context.Context, lc *ledgerCheck, afterPage fun
 			<-walked
 			return err
 		}
+		bufs <- p.body // nothing kept points into it
 		if afterPage != nil {
 			afterPage()
 		}
