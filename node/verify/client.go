@@ -190,6 +190,7 @@ type listedRelease struct {
 	Signed    json.RawMessage `json:"signed"`
 	Leaf      int64           `json:"leaf"`
 	PublicKey []byte          `json:"public_key"`
+	parts     *leafParts      // Signed read in place while the page was split, if in the leaf layout
 }
 
 // listedPage is one page of GET /v1/releases (api.ReleasesResponse).

@@ -94,39 +94,43 @@ type leafParts struct {
 }
 
 // splitLeaf reads raw as the ledger's leaf layout (see above). ok is false
-// for anything else, which the caller checks by decoding instead. raw must
-// be valid JSON (it is a value of a page the JSON decoder accepted).
+// for anything else, which the caller checks by decoding instead.
 func splitLeaf(raw []byte) (p leafParts, ok bool) {
-	rest, ok := bytes.CutPrefix(raw, leafHead)
+	p, end, ok := leafAt(raw, 0)
+	return p, ok && end == len(raw)
+}
+
+// leafAt reads b[i:] as starting with a release in the leaf layout and
+// returns it and the index just past it. Finding where the release ends
+// and reading it is one scan, done as a page is split.
+func leafAt(b []byte, i int) (p leafParts, end int, ok bool) {
+	rest, ok := bytes.CutPrefix(b[i:], leafHead)
 	if !ok || len(rest) < 64 || !isLowerHex(rest[:64]) {
-		return p, false
+		return p, 0, false
 	}
 	p.id = string(rest[:64])
 	if rest, ok = bytes.CutPrefix(rest[64:], leafRelease); !ok {
-		return p, false
+		return p, 0, false
 	}
-	i := bytes.LastIndex(rest, leafSig)
-	if i < 0 {
-		return p, false
-	}
-	p.body = rest[:i]
-	sig, ok := bytes.CutSuffix(rest[i+len(leafSig):], leafTail)
+	vals, n, ok := objectValues(rest, releaseKeys)
 	if !ok {
-		return p, false
+		return p, 0, false
+	}
+	p.body = rest[:n]
+	sig, ok := bytes.CutPrefix(rest[n:], leafSig)
+	q := bytes.IndexByte(sig, '"')
+	if !ok || q < 0 || !bytes.HasPrefix(sig[q:], leafTail) {
+		return p, 0, false
 	}
 	// Only the encoder's form: StdEncoding.Decode would also skip
 	// newlines (escaped in JSON), which the leaf bytes never hold.
 	var err error
-	if p.signature, err = base64.StdEncoding.DecodeString(string(sig)); err != nil || base64.StdEncoding.EncodeToString(p.signature) != string(sig) {
-		return p, false
+	if p.signature, err = base64.StdEncoding.DecodeString(string(sig[:q])); err != nil || base64.StdEncoding.EncodeToString(p.signature) != string(sig[:q]) {
+		return p, 0, false
 	}
-	vals, ok := objectValues(p.body, releaseKeys)
-	if !ok {
-		return p, false
-	}
-	for i, k := range releaseKeys {
+	for k, key := range releaseKeys {
 		var dst *string
-		switch k {
+		switch key {
 		case "partner":
 			dst = &p.partner
 		case "consortium":
@@ -134,43 +138,47 @@ func splitLeaf(raw []byte) (p leafParts, ok bool) {
 		default:
 			continue
 		}
-		if json.Unmarshal(vals[i], dst) != nil {
-			return p, false
+		if json.Unmarshal(vals[k], dst) != nil {
+			return p, 0, false
 		}
 	}
-	return p, true
+	end = len(b) - len(sig) + q + len(leafTail)
+	return p, end, true
 }
 
-// objectValues returns the values of a compact JSON object whose keys are
-// exactly keys, in that order, each once, written without escapes. ok is
-// false for any other object, for whitespace between tokens, and for
-// anything after the object's closing brace.
-func objectValues(obj []byte, keys []string) (vals [][]byte, ok bool) {
-	if len(obj) < 2 || obj[0] != '{' {
-		return nil, false
+// objectValues reads a compact JSON object at the start of b whose keys
+// are exactly keys, in that order, each once, written without escapes, and
+// returns its values and the index just past it. ok is false for any other
+// object and for whitespace between tokens.
+func objectValues(b []byte, keys []string) (vals [][]byte, end int, ok bool) {
+	if len(b) < 2 || b[0] != '{' {
+		return nil, 0, false
 	}
 	i := 1
 	vals = make([][]byte, 0, len(keys))
 	for k, key := range keys {
 		if k > 0 {
-			if i >= len(obj) || obj[i] != ',' {
-				return nil, false
+			if i >= len(b) || b[i] != ',' {
+				return nil, 0, false
 			}
 			i++
 		}
 		end := i + 1 + len(key)
-		if end+1 >= len(obj) || obj[i] != '"' || string(obj[i+1:end]) != key || obj[end] != '"' || obj[end+1] != ':' {
-			return nil, false
+		if end+1 >= len(b) || b[i] != '"' || string(b[i+1:end]) != key || b[end] != '"' || b[end+1] != ':' {
+			return nil, 0, false
 		}
 		i = end + 2
-		j, ok := skipValue(obj, i)
-		if !ok {
-			return nil, false
+		j, ok := skipValue(b, i)
+		if !ok || j == i {
+			return nil, 0, false
 		}
-		vals = append(vals, obj[i:j])
+		vals = append(vals, b[i:j])
 		i = j
 	}
-	return vals, i == len(obj)-1 && obj[i] == '}'
+	if i >= len(b) || b[i] != '}' {
+		return nil, 0, false
+	}
+	return vals, i + 1, true
 }
 
 // skipValue returns the index just past the JSON value starting at obj[i],
@@ -296,7 +304,11 @@ func splitPage(b []byte) (p listedPage, ok bool) {
 		}
 		var e listedRelease
 		c.lit(`{"signed":`)
-		e.Signed = c.value()
+		if parts, end, ok := leafAt(c.b, c.i); c.ok && ok {
+			e.Signed, e.parts, c.i = c.b[c.i:end], &parts, end
+		} else {
+			e.Signed = c.value()
+		}
 		c.lit(`,"leaf":`)
 		c.scalar(&e.Leaf)
 		c.lit(`,"verified":`)

@@ -26,7 +26,10 @@ import (
 // The checks are check's, in another order. Keys are known before the
 // list is read (the genesis, a keys file, or keys pinned earlier), except
 // that trusting on first use pins a partner's key at its first release in
-// leaf order, as buildTrust does. The checkpoint is opened at the end, with
+// leaf order, as buildTrust does (one difference: a release listed before
+// any key for its partner was served fails "no trusted key", where the
+// whole-list path would use a key served with a later release; node/api
+// serves the key with every release). The checkpoint is opened at the end, with
 // every key, and must say what its served fields (origin, size) said while
 // releases were checked against them. Only if the recomputed root differs
 // from the signed one are proofs fetched, one release at a time (proveEach).
@@ -219,6 +222,10 @@ func (lc *ledgerCheck) read(r *listedCheck, e *listedRelease) {
 	r.e = e
 	r.hash = tlog.RecordHash(e.Signed)
 	if e.Leaf < lc.size {
+		if e.parts != nil {
+			r.parts, r.fast = *e.parts, true
+			return
+		}
 		if r.parts, r.fast = splitLeaf(e.Signed); r.fast {
 			return
 		}
