@@ -54,6 +54,13 @@ import (
 //     release's keys, in order, each once and unescaped, so every JSON
 //     reader finds the same partner and consortium, and that partner's key
 //     must have signed exactly these bytes.
+//   - Bytes read in place are not validated as JSON beyond their layout
+//     (validating is a third pass): below the checkpoint's size the root
+//     binds them to bytes the state machine encoded; bytes a dishonest
+//     majority appended that are not JSON name no partner to a reader that
+//     checks, and their signature is still their partner's.
+//   - A release that fails a check in place is judged again decoded, so a
+//     failure is named as the full path names it.
 
 var (
 	leafHead    = []byte(`{"id":"`)
