@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -21,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +60,9 @@ func scaleReleases() int {
 //     the ledger file's pages the reads touched (bbolt maps the file) and
 //     the benchmark's own client;
 //   - verify-s: `roundtable verify` of the whole ledger (Run, trust on
-//     first use) paging through it (target < 60 s);
+//     first use) paging through it, in a process of its own (target
+//     < 60 s), with that process's peak RSS (verify-peak-RSS-MB) and CPU
+//     time (verify-cpu-s);
 //   - dashboard-ledger-ms and dashboard-ready-ms: Chromium loads the
 //     dashboard; the first is when the ledger list's first page is shown
 //     and checked in the browser, the second when every section has
@@ -70,7 +74,15 @@ func scaleReleases() int {
 // the real builder, then a node is opened over it; building takes minutes
 // and is not timed.
 //
+// ROUNDTABLE_SCALE_DIR=/path keeps the built node in /path/releases-N
+// (N the ledger's size) and reuses it on later runs: a directory is used
+// only if the build finished (it holds the marker file "complete", written
+// last); an unfinished one is removed and built again. The node then opens
+// the same data dir each run, as a restarted node would. Without it the
+// ledger is built in a temporary directory and removed afterwards.
+//
 //	go test -run '^$' -bench LedgerScale -benchtime 1x -timeout 60m ./node
+//	ROUNDTABLE_SCALE_DIR=$HOME/.cache/roundtable-scale go test -run '^$' -bench 'LedgerScale/verify' -benchtime 1x -timeout 120m ./node
 func BenchmarkLedgerScale(b *testing.B) {
 	n := scaleReleases()
 	dir, cfg := buildScaleNode(b, n)
@@ -147,24 +159,81 @@ func listPages(b *testing.B, base string, n int) {
 	b.ReportMetric(anon, "anon-RSS-MB")
 }
 
-// verifyAll runs the researcher's verifier over the whole ledger, in this
-// process; its peak RSS is reported apart from the node's (the verifier
-// holds every decoded release, about 46 KB each for whole-catalog ones).
+// verifyAll runs the researcher's verifier over the whole ledger in a
+// child process (TestScaleVerifyChild, the test binary run again), as a
+// researcher runs `roundtable verify` on a machine of their own, so its
+// memory is measured apart from the node's: the node's reads map the
+// ledger file, which once every release is read is about the file's size
+// of resident pages (3.1 GB at 100,000). It reports the child's time for
+// Run (verify-s), its peak RSS (verify-peak-RSS-MB, VmHWM) and its CPU
+// time (verify-cpu-s, which moves much less than wall-clock time on a
+// shared machine). Before the verifier streamed, it ran in this process
+// and its figure was the whole process's.
 func verifyAll(b *testing.B, base string, n int) {
-	runtime.GC()
-	debug.FreeOSMemory()
-	resetPeakRSS(b)
-	t0 := time.Now()
-	rep, err := verify.Run(context.Background(), verify.Options{Server: base, StateFile: filepath.Join(b.TempDir(), "state.json"), TOFU: true})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleVerifyChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), verifyChildEnv+"="+base)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
 	if err != nil {
-		b.Fatalf("verify: %v", err)
+		b.Fatalf("verify in a child process: %v\n%s", err, out)
 	}
-	if rep.Releases != n || rep.Verified+rep.Pending != n || rep.Failed != 0 {
-		b.Fatalf("verify: %d releases, %d verified, %d pending, %d failed; want %d", rep.Releases, rep.Verified, rep.Pending, rep.Failed, n)
+	var res verifyChildResult
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &res) == nil {
+			break
+		}
 	}
-	b.ReportMetric(time.Since(t0).Seconds(), "verify-s")
-	peak, _ := rss(b)
-	b.ReportMetric(peak, "verify-peak-RSS-MB")
+	if res.Err != "" {
+		b.Fatalf("verify: %s", res.Err)
+	}
+	if res.Releases != n || res.Verified+res.Pending != n || res.Failed != 0 {
+		b.Fatalf("verify: %d releases, %d verified, %d pending, %d failed; want %d (child said %q)", res.Releases, res.Verified, res.Pending, res.Failed, n, out)
+	}
+	b.ReportMetric(res.Seconds, "verify-s")
+	b.ReportMetric(res.PeakRSSMB, "verify-peak-RSS-MB")
+	b.ReportMetric(res.CPUSeconds, "verify-cpu-s")
+}
+
+// verifyChildEnv passes the node's URL to TestScaleVerifyChild.
+const verifyChildEnv = "ROUNDTABLE_SCALE_VERIFY_SERVER"
+
+// verifyChildResult is what TestScaleVerifyChild prints, one JSON line.
+type verifyChildResult struct {
+	Seconds, CPUSeconds, PeakRSSMB      float64
+	Releases, Verified, Pending, Failed int
+	Err                                 string
+}
+
+// TestScaleVerifyChild is the verifier's side of BenchmarkLedgerScale's
+// verify: it runs only when verifyAll starts it, with the node's URL.
+func TestScaleVerifyChild(t *testing.T) {
+	base := os.Getenv(verifyChildEnv)
+	if base == "" {
+		t.Skip("run by BenchmarkLedgerScale/verify in a child process")
+	}
+	t0, cpu0 := time.Now(), processCPU(t)
+	rep, err := verify.Run(context.Background(), verify.Options{Server: base, StateFile: filepath.Join(t.TempDir(), "state.json"), TOFU: true})
+	res := verifyChildResult{Seconds: time.Since(t0).Seconds(), CPUSeconds: (processCPU(t) - cpu0).Seconds(),
+		Releases: rep.Releases, Verified: rep.Verified, Pending: rep.Pending, Failed: rep.Failed}
+	if err != nil {
+		res.Err = err.Error()
+	}
+	res.PeakRSSMB, _ = rss(t)
+	line, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("%s\n", line)
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU(t testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Logf("getrusage: %v", err)
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // seriesViewMax is the largest ledger whose series view the dashboard
@@ -253,7 +322,7 @@ func resetPeakRSS(b *testing.B) {
 
 // rss reads the peak (VmHWM) and current anonymous (RssAnon) resident
 // size of this process, in MB.
-func rss(b *testing.B) (peak, anon float64) {
+func rss(b testing.TB) (peak, anon float64) {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		b.Logf("no /proc/self/status: %v", err)
@@ -286,8 +355,42 @@ func scaleKey(p string) ed25519.PrivateKey {
 // majority, and returns the dir and the node's config.
 func buildScaleNode(b *testing.B, n int) (string, Config) {
 	b.Helper()
+	cache := os.Getenv("ROUNDTABLE_SCALE_DIR")
+	if cache == "" {
+		return buildScaleNodeIn(b, b.TempDir(), n)
+	}
+	root := filepath.Join(cache, fmt.Sprintf("releases-%d", n))
+	marker := filepath.Join(root, "complete")
+	if genesis, err := os.ReadFile(marker); err == nil {
+		dir := filepath.Join(root, "AL")
+		b.Logf("reusing the ledger of %d releases built in %s", n, root)
+		return dir, scaleConfig(dir, genesis)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	dir, cfg := buildScaleNodeIn(b, root, n)
+	// Written last, so a directory holding it holds a finished build; it
+	// keeps the genesis the node's config needs.
+	if err := os.WriteFile(marker, cfg.Genesis, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return dir, cfg
+}
+
+// scaleConfig is the config of the scale node over data dir dir.
+func scaleConfig(dir string, genesis []byte) Config {
+	return Config{DataDir: dir, Passphrase: []byte(testPassphrase), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		Genesis: genesis, PublicReads: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// buildScaleNodeIn builds the scale node's data dir under root.
+func buildScaleNodeIn(b *testing.B, root string, n int) (string, Config) {
+	b.Helper()
 	ctx := context.Background()
-	root := b.TempDir()
 	ca, err := cluster.InitCA(filepath.Join(root, "ca"), "scale", []byte(testPassphrase), store.MinKDFParams())
 	if err != nil {
 		b.Fatal(err)
@@ -361,8 +464,7 @@ func buildScaleNode(b *testing.B, n int) (string, Config) {
 	if err := fsm.Close(); err != nil {
 		b.Fatal(err)
 	}
-	return dir, Config{DataDir: dir, Passphrase: []byte(testPassphrase), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
-		Genesis: genesis, PublicReads: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return dir, scaleConfig(dir, genesis)
 }
 
 // scaleApplier hands the state machine encoded commands as raft would,

@@ -7,8 +7,9 @@ import (
 )
 
 // BenchmarkRun measures a whole online verification of 600 releases over
-// loopback HTTP (one request per release for its proof), the figure a
-// researcher waits for. Run: go test -run '^$' -bench . ./node/verify
+// loopback HTTP (the list read page by page, the leaves checked against the
+// checkpoint's root), the figure a researcher waits for. Run:
+// go test -run '^$' -bench . ./node/verify
 func BenchmarkRun(b *testing.B) {
 	const n = 600
 	l := newLedger(b)

@@ -22,7 +22,7 @@ import (
 // inclusion proof, the consistency proofs that tie those proofs to the
 // checkpoint, and the partner keys used.
 func Bundle(ctx context.Context, opts Options, bundlePath string) (Report, error) {
-	rep, m, err := run(ctx, opts)
+	rep, _, m, err := run(ctx, opts, true)
 	if err != nil {
 		return rep, err
 	}

@@ -77,53 +77,82 @@ type trust struct {
 // the server's keys for partners not yet pinned. A served key that differs
 // from a trusted one is refused.
 func buildTrust(m *material, fileKeys Keys, keysPath string, st state, statePath string, tofu bool) (trust, error) {
-	tr := trust{keys: Keys{}}
-	if fileKeys != nil {
-		tr.source = "--keys " + keysPath
-		for p, k := range fileKeys {
-			tr.keys[p] = k
-		}
-	} else {
-		pinned, err := decodeKeys(st.Keys, statePath)
-		if err != nil {
-			return tr, err
-		}
-		tr.keys = pinned
-		tr.source = "pinned in " + statePath
-		if len(pinned) == 0 {
-			if !tofu {
-				return tr, ErrNoTrustRoot
-			}
-			tr.source = "WARNING: trust on first use: the keys are this server's word (now pinned in " + statePath + ")"
-		}
+	sk, err := newServedKeys(fileKeys, keysPath, st, statePath, tofu)
+	if err != nil {
+		return sk.tr, err
 	}
 	for _, r := range servedReleases(m) {
-		p := r.Signed.Release.Partner
-		if len(r.PublicKey) == 0 {
-			continue
-		}
-		served := ed25519.PublicKey(r.PublicKey)
-		known, ok := tr.keys[p]
-		switch {
-		case ok && !known.Equal(served):
-			where := "the key pinned in " + statePath
-			if fileKeys != nil {
-				where = "the key in " + keysPath
-			} else if slices.Contains(tr.pinned, p) {
-				where = "the key it reports with another release in this run"
-			}
-			return tr, fmt.Errorf("%w: partner %s: release %s comes with key %s, but %s is %s; if the consortium really rotated %s's key, verify against a new --keys file",
-				ErrKeyChanged, p, r.Signed.ID, b64(served), where, b64(known), p)
-		case !ok && fileKeys == nil:
-			if len(served) != ed25519.PublicKeySize {
-				return tr, fmt.Errorf("%w: partner %s: release %s comes with a %d-byte key, want %d", ErrSignature, p, r.Signed.ID, len(served), ed25519.PublicKeySize)
-			}
-			tr.keys[p] = served
-			tr.pinned = append(tr.pinned, p)
+		if err := sk.admit(r.Signed.Release.Partner, r.Signed.ID, r.PublicKey); err != nil {
+			return sk.tr, err
 		}
 	}
-	tr.partners = partnerSet(m.Partners, st.Partners, keyCodes(tr.keys))
-	return tr, nil
+	sk.tr.partners = partnerSet(m.Partners, st.Partners, keyCodes(sk.tr.keys))
+	return sk.tr, nil
+}
+
+// servedKeys holds the trust of a run without a genesis while the server's
+// release list is read, and checks each key the server reports with a
+// release against it, in list order.
+type servedKeys struct {
+	tr                  trust
+	fromFile            bool // keys come from a keys file: nothing is pinned
+	keysPath, statePath string
+}
+
+// newServedKeys starts from the --keys file if given, else from the keys
+// pinned in the state file; with none pinned, only TOFU lets a run start.
+func newServedKeys(fileKeys Keys, keysPath string, st state, statePath string, tofu bool) (*servedKeys, error) {
+	sk := &servedKeys{tr: trust{keys: Keys{}}, fromFile: fileKeys != nil, keysPath: keysPath, statePath: statePath}
+	if fileKeys != nil {
+		sk.tr.source = "--keys " + keysPath
+		for p, k := range fileKeys {
+			sk.tr.keys[p] = k
+		}
+		return sk, nil
+	}
+	pinned, err := decodeKeys(st.Keys, statePath)
+	if err != nil {
+		return sk, err
+	}
+	sk.tr.keys = pinned
+	sk.tr.source = "pinned in " + statePath
+	if len(pinned) == 0 {
+		if !tofu {
+			return sk, ErrNoTrustRoot
+		}
+		sk.tr.source = "WARNING: trust on first use: the keys are this server's word (now pinned in " + statePath + ")"
+	}
+	return sk, nil
+}
+
+// admit checks the key served with release id of partner p: a key that
+// differs from the trusted one is refused; a partner with no trusted key
+// yet has the served key pinned (trust on first use), unless the keys come
+// from a file.
+func (sk *servedKeys) admit(p, id string, servedKey []byte) error {
+	if len(servedKey) == 0 {
+		return nil
+	}
+	served := ed25519.PublicKey(servedKey)
+	known, ok := sk.tr.keys[p]
+	switch {
+	case ok && !known.Equal(served):
+		where := "the key pinned in " + sk.statePath
+		if sk.fromFile {
+			where = "the key in " + sk.keysPath
+		} else if slices.Contains(sk.tr.pinned, p) {
+			where = "the key it reports with another release in this run"
+		}
+		return fmt.Errorf("%w: partner %s: release %s comes with key %s, but %s is %s; if the consortium really rotated %s's key, verify against a new --keys file",
+			ErrKeyChanged, p, id, b64(served), where, b64(known), p)
+	case !ok && !sk.fromFile:
+		if len(served) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: partner %s: release %s comes with a %d-byte key, want %d", ErrSignature, p, id, len(served), ed25519.PublicKeySize)
+		}
+		sk.tr.keys[p] = served
+		sk.tr.pinned = append(sk.tr.pinned, p)
+	}
+	return nil
 }
 
 // check verifies m against tr without any I/O and returns the report and
@@ -285,10 +314,7 @@ func checkReleaseProof(r *bundleRelease, tr trust, consortium string, cp SavedCh
 	s := &r.Signed
 	p := s.Release.Partner
 	fail := func(kind error, check string, err error) error {
-		if err != nil {
-			return fmt.Errorf("release %s (partner %s, leaf %d): %s: %w: %w", s.ID, p, r.Leaf, check, kind, err)
-		}
-		return fmt.Errorf("release %s (partner %s, leaf %d): %s: %w", s.ID, p, r.Leaf, check, kind)
+		return releaseError(s.ID, p, r.Leaf, kind, check, err)
 	}
 	if s.Release.Consortium != consortium {
 		return false, fail(ErrConsortium, fmt.Sprintf("signed for consortium %q, this is consortium %s", s.Release.Consortium, consortium), nil)
@@ -336,24 +362,54 @@ func checkReleaseProof(r *bundleRelease, tr trust, consortium string, cp SavedCh
 	return false, nil
 }
 
+// releaseError names a release that failed a check: which release,
+// partner and leaf, which check, and the kind of failure.
+func releaseError(id, partner string, leaf int64, kind error, check string, err error) error {
+	if err != nil {
+		return fmt.Errorf("release %s (partner %s, leaf %d): %s: %w: %w", id, partner, leaf, check, kind, err)
+	}
+	return fmt.Errorf("release %s (partner %s, leaf %d): %s: %w", id, partner, leaf, check, kind)
+}
+
 // checkTreeRoot recomputes the RFC 6962 root of the tree of cp.Size from
 // the leaf hashes of leaves 0, 1, … in order, and compares it with the
 // checkpoint's: equal roots mean every one of those releases is, byte for
 // byte, the leaf the partners signed into the tree, which is what an
 // inclusion proof per release would show.
 func checkTreeRoot(leaves []tlog.Hash, cp SavedCheckpoint) error {
-	if int64(len(leaves)) != cp.Size {
-		return fmt.Errorf("%w: the list holds leaves 0 to %d in order, the checkpointed tree %d: its root cannot be recomputed", ErrIncomplete, len(leaves)-1, cp.Size)
-	}
-	var stored hashes
-	for i, h := range leaves {
-		hs, err := tlog.StoredHashesForRecordHash(int64(i), h, stored)
-		if err != nil {
-			return fmt.Errorf("%w: tree hashes at leaf %d: %w", ErrInclusion, i, err)
+	var t treeHasher
+	for _, h := range leaves {
+		if err := t.add(h); err != nil {
+			return err
 		}
-		stored = append(stored, hs...)
 	}
-	root, err := tlog.TreeHash(cp.Size, stored)
+	return t.check(cp)
+}
+
+// treeHasher computes the RFC 6962 root of a tree from its leaf hashes,
+// given in leaf order, keeping only the hashes tlog stores for it (about
+// two per leaf).
+type treeHasher struct {
+	n      int64
+	stored hashes
+}
+
+func (t *treeHasher) add(h tlog.Hash) error {
+	hs, err := tlog.StoredHashesForRecordHash(t.n, h, t.stored)
+	if err != nil {
+		return fmt.Errorf("%w: tree hashes at leaf %d: %w", ErrInclusion, t.n, err)
+	}
+	t.stored = append(t.stored, hs...)
+	t.n++
+	return nil
+}
+
+// check compares the root of the leaves added with the checkpoint's.
+func (t *treeHasher) check(cp SavedCheckpoint) error {
+	if t.n != cp.Size {
+		return fmt.Errorf("%w: the list holds leaves 0 to %d in order, the checkpointed tree %d: its root cannot be recomputed", ErrIncomplete, t.n-1, cp.Size)
+	}
+	root, err := tlog.TreeHash(cp.Size, t.stored)
 	if err != nil {
 		return fmt.Errorf("%w: tree root: %w", ErrInclusion, err)
 	}

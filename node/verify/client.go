@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -44,10 +45,28 @@ func (c *client) logf(format string, args ...any) {
 // getJSON GETs path and decodes a 200 answer into v; any other status is
 // an error quoting the API's {"error", "detail"} body.
 func (c *client) getJSON(ctx context.Context, path string, v any) error {
+	body, err := c.get(ctx, path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s%s: decode: %w", c.base, path, err)
+	}
+	return nil
+}
+
+// get GETs path and returns a 200 answer's body.
+func (c *client) get(ctx context.Context, path string) ([]byte, error) {
+	return c.getInto(ctx, path, nil)
+}
+
+// getInto is get reading the body into buf's storage (growing it if need
+// be), so a reader of many pages can reuse a few buffers.
+func (c *client) getInto(ctx context.Context, path string, buf []byte) ([]byte, error) {
 	u := c.base + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
@@ -55,12 +74,12 @@ func (c *client) getJSON(ctx context.Context, path string, v any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	body, err := readAll(io.LimitReader(resp.Body, maxBody), buf[:0])
 	if err != nil {
-		return fmt.Errorf("GET %s: read body: %w", u, err)
+		return nil, fmt.Errorf("GET %s: read body: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
@@ -68,14 +87,28 @@ func (c *client) getJSON(ctx context.Context, path string, v any) error {
 			Detail string `json:"detail"`
 		}
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("GET %s: %s: %s %s", u, resp.Status, e.Error, e.Detail)
+			return nil, fmt.Errorf("GET %s: %s: %s %s", u, resp.Status, e.Error, e.Detail)
 		}
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", u, err)
+	return body, nil
+}
+
+// readAll is io.ReadAll appending to buf.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
 	}
-	return nil
 }
 
 // fetch reads the cluster, the checkpoint and the releases with their
@@ -150,42 +183,107 @@ func (c *client) fetchProofs(ctx context.Context, m *material) error {
 // with fewer (it bounds a page's bytes too).
 const listPage = 1000
 
-// list reads the whole release list a page at a time, following the
-// server's cursor. Each page must start after the last and move forward,
-// so a server cannot keep the client reading the same leaves forever.
-func (c *client) list(ctx context.Context) ([]bundleRelease, error) {
-	var out []bundleRelease
-	after, prev := int64(-1), ""
+// listedRelease is one entry of a page of the release list, its signed
+// release kept as the bytes the server sent: the ledger's leaf bytes
+// (node/api page.go passes them through).
+type listedRelease struct {
+	Signed    json.RawMessage `json:"signed"`
+	Leaf      int64           `json:"leaf"`
+	PublicKey []byte          `json:"public_key"`
+	parts     *leafParts      // Signed read in place while the page was split, if in the leaf layout
+}
+
+// listedPage is one page of GET /v1/releases (api.ReleasesResponse).
+type listedPage struct {
+	Total    int64           `json:"total"`
+	Next     *int64          `json:"next,omitempty"`
+	Releases []listedRelease `json:"releases"`
+	body     []byte          // the answer, which Releases may point into
+}
+
+// listedID is the id a listed release names, for messages.
+func listedID(raw json.RawMessage) string {
+	var s struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &s)
+	return s.ID
+}
+
+// walk reads the whole release list a page at a time, following the
+// server's cursor, and hands each page to fn in order. Leaves must rise
+// strictly, across pages too, and each page must start after the last and
+// move forward, so a server cannot list a leaf twice or keep the client
+// reading the same leaves forever. If bufs is set, each page is read into
+// a buffer taken from it (waiting for one), which the caller gives back
+// when done with the page (listedPage.body).
+func (c *client) walk(ctx context.Context, bufs <-chan []byte, fn func(listedPage) error) error {
+	after, listed := int64(-1), 0
+	var prev json.RawMessage
 	for {
 		path := "/v1/releases?limit=" + strconv.Itoa(listPage)
 		if after >= 0 {
 			path += "&after=" + strconv.FormatInt(after, 10)
 		}
-		var page api.ReleasesResponse
-		if err := c.getJSON(ctx, path, &page); err != nil {
-			return nil, err
+		var buf []byte
+		if bufs != nil {
+			select {
+			case buf = <-bufs:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
+		body, err := c.getInto(ctx, path, buf)
+		if err != nil {
+			return err
+		}
+		page, err := parsePage(body)
+		if err != nil {
+			return fmt.Errorf("GET %s%s: decode: %w", c.base, path, err)
+		}
+		page.body = body
 		for _, e := range page.Releases {
 			switch {
 			case e.Leaf == after:
-				return nil, fmt.Errorf("%w: releases %s and %s both claim leaf %d", ErrIncomplete, prev, e.Signed.ID, e.Leaf)
+				return fmt.Errorf("%w: releases %s and %s both claim leaf %d", ErrIncomplete, listedID(prev), listedID(e.Signed), e.Leaf)
 			case e.Leaf < after:
-				return nil, fmt.Errorf("%w: release list: leaf %d listed after leaf %d", ErrIncomplete, e.Leaf, after)
+				return fmt.Errorf("%w: release list: leaf %d listed after leaf %d", ErrIncomplete, e.Leaf, after)
 			}
-			after, prev = e.Leaf, e.Signed.ID
-			out = append(out, bundleRelease{Signed: e.Signed, Leaf: e.Leaf, PublicKey: e.PublicKey})
+			after, prev = e.Leaf, e.Signed
+		}
+		prev = slices.Clone(prev) // the page's buffer will be reused
+		listed += len(page.Releases)
+		if err := fn(page); err != nil {
+			return err
 		}
 		if page.Next == nil {
-			return out, nil
+			return nil
 		}
 		if *page.Next < after || (len(page.Releases) == 0 && *page.Next <= after) {
-			return nil, fmt.Errorf("release list: the server's next page starts after leaf %d, which does not move past leaf %d", *page.Next, after)
+			return fmt.Errorf("release list: the server's next page starts after leaf %d, which does not move past leaf %d", *page.Next, after)
 		}
 		after = *page.Next
-		if len(out)%10_000 < len(page.Releases) {
-			c.logf("listed %d of %d release(s)", len(out), page.Total)
+		if listed%10_000 < len(page.Releases) {
+			c.logf("listed %d of %d release(s)", listed, page.Total)
 		}
 	}
+}
+
+// list reads the whole release list, decoded, for a run that judges it
+// whole (one release, or a bundle).
+func (c *client) list(ctx context.Context) ([]bundleRelease, error) {
+	var out []bundleRelease
+	err := c.walk(ctx, nil, func(page listedPage) error {
+		for _, e := range page.Releases {
+			r := bundleRelease{Leaf: e.Leaf, PublicKey: e.PublicKey}
+			if err := json.Unmarshal(e.Signed, &r.Signed); err != nil {
+				return fmt.Errorf("release list: leaf %d: %w", e.Leaf, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // fetchConsistency adds the consistency proofs that tie each inclusion

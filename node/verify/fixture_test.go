@@ -233,6 +233,11 @@ type fakeNode struct {
 	// made from, standing in for a node whose tree forked after the
 	// checkpoint.
 	proofs *ledger
+	// raw, if set, holds the signed bytes listed for a leaf instead of its
+	// leaf bytes (cluster.LeafData); spaced writes the page's own JSON
+	// with spaces, as a server other than node/api might.
+	raw    map[int64][]byte
+	spaced bool
 }
 
 func (n *fakeNode) proofLedger() *ledger {
@@ -328,12 +333,44 @@ func (n *fakeNode) releases(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	end := min(start+limit, len(all))
-	resp := api.ReleasesResponse{Total: int64(len(all)), Releases: all[start:end]}
+	var next *int64
 	if end < len(all) {
-		next := all[end-1].Leaf
-		resp.Next = &next
+		next = &all[end-1].Leaf
 	}
-	writeJSON(w, 200, resp)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(n.page(all[start:end], int64(len(all)), next))
+}
+
+// page writes a page as node/api's writePage does: each release's leaf
+// bytes passed through (or n.raw's), the rest as encoding/json would.
+func (n *fakeNode) page(entries []api.ReleaseEntry, total int64, next *int64) []byte {
+	sep, colon := ",", ":"
+	if n.spaced {
+		sep, colon = ", ", ": "
+	}
+	b := fmt.Appendf(nil, `{"applied_index"%s0%s"consistent"%sfalse%s"total"%s%d`, colon, sep, colon, sep, colon, total)
+	if next != nil {
+		b = fmt.Appendf(b, `%s"next"%s%d`, sep, colon, *next)
+	}
+	b = fmt.Appendf(b, `%s"releases"%s[`, sep, colon)
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, sep...)
+		}
+		signed, ok := n.raw[e.Leaf]
+		if !ok {
+			var err error
+			if signed, err = cluster.LeafData(&e.Signed); err != nil {
+				panic(err)
+			}
+		}
+		key, err := json.Marshal(e.PublicKey)
+		if err != nil {
+			panic(err)
+		}
+		b = fmt.Appendf(b, `{"signed"%s%s%s"leaf"%s%d%s"verified"%strue%s"public_key"%s%s}`, colon, signed, sep, colon, e.Leaf, sep, colon, sep, colon, key)
+	}
+	return append(b, "]}\n"...)
 }
 
 // release answers like the real API: the entry and a proof against the

@@ -105,25 +105,24 @@ func genesisTrust(pg pinnedGenesis, hist api.GovernanceHistory, served []bundleR
 		}
 	}
 	for _, r := range served {
-		if err := checkServedKey(r, tr.keys); err != nil {
+		if err := checkServedKey(r.Signed.Release.Partner, r.Signed.ID, r.PublicKey, tr.keys); err != nil {
 			return tr, err
 		}
 	}
 	return tr, nil
 }
 
-// checkServedKey compares the key the server reported with a release with
-// the partner's key per governance.
-func checkServedKey(r bundleRelease, keys Keys) error {
-	p := r.Signed.Release.Partner
+// checkServedKey compares the key the server reported with release id of
+// partner p with the partner's key per governance.
+func checkServedKey(p, id string, servedKey []byte, keys Keys) error {
 	k, ok := keys[p]
 	if !ok {
 		return fmt.Errorf("%w: release %s comes from partner %s, which governance never added (the partners governance knows: %v)",
-			ErrUnknownPartner, r.Signed.ID, p, keyCodes(keys))
+			ErrUnknownPartner, id, p, keyCodes(keys))
 	}
-	if len(r.PublicKey) > 0 && !k.Equal(ed25519.PublicKey(r.PublicKey)) {
+	if len(servedKey) > 0 && !k.Equal(ed25519.PublicKey(servedKey)) {
 		return fmt.Errorf("%w: partner %s: the server reports key %s with release %s, but governance from the genesis establishes %s: the server is not showing this consortium's ledger",
-			ErrKeyChanged, p, b64(r.PublicKey), r.Signed.ID, b64(k))
+			ErrKeyChanged, p, b64(servedKey), id, b64(k))
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func RunAll(ctx context.Context, opts Options, servers []string) ([]Report, erro
 		if opts.StateFile != "" && len(servers) > 1 {
 			o.StateFile = perServerState(opts.StateFile, s)
 		}
-		rep, m, err := run(ctx, o)
+		rep, cp, _, err := run(ctx, o, false)
 		if err != nil && !slices.Contains(rep.Failures, err.Error()) {
 			rep.Failures = append(rep.Failures, err.Error()) // so its report reads FAILED
 		}
@@ -50,7 +50,7 @@ func RunAll(ctx context.Context, opts Options, servers []string) ([]Report, erro
 		if err != nil {
 			return reports, fmt.Errorf("server %s: %w", s, err)
 		}
-		seen[i] = SavedCheckpoint{Origin: rep.Origin, Size: rep.Size, Root: m.Checkpoint.Root, Note: m.Checkpoint.Note}
+		seen[i] = cp
 		hc := o.HTTPClient
 		if hc == nil {
 			hc = &http.Client{Timeout: defaultTimeout}

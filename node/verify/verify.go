@@ -15,7 +15,13 @@
 // the checkpoint the last run saved to the new one, so a ledger that
 // rewrites history is caught as a fork. State is written only after
 // everything verified. Without a genesis, keys come from a keys file, an
-// earlier run's state, or (with a warning) the server. See DESIGN.md.
+// earlier run's state, or (with a warning) the server.
+//
+// A whole-ledger run checks the release list page by page as it arrives,
+// keeping a summary per release (stream.go), and checks a release listed in
+// the leaf layout on its bytes without decoding them: the checkpoint's
+// root, recomputed from those bytes, binds them (leafbytes.go says why
+// that is sound). See DESIGN.md.
 package verify
 
 import (
@@ -95,6 +101,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Progress, if set, receives one line per step.
 	Progress io.Writer
+
+	// pageChecked, if set, runs after each page of a whole-ledger run is
+	// checked (a test's view of what the run holds).
+	pageChecked func()
 }
 
 // Keys maps a partner code ("RS") to its ed25519 public key, which signs
@@ -129,79 +139,104 @@ func (e *ForkError) Unwrap() error { return ErrFork }
 // for the checks. On success it saves the new checkpoint to the state file
 // (atomically) and returns the report; on failure the state file is left
 // as it was and the error says which release, partner and check failed.
+//
+// A whole-ledger run checks the release list a page at a time as it
+// arrives and keeps a small summary per release (stream.go), so its memory
+// does not grow with the releases' size.
 func Run(ctx context.Context, opts Options) (Report, error) {
-	r, _, err := run(ctx, opts)
+	r, _, _, err := run(ctx, opts, false)
 	return r, err
 }
 
-// run is Run that also returns the verified material, for Bundle.
-func run(ctx context.Context, opts Options) (Report, *material, error) {
+// run verifies online and returns the report and the verified checkpoint.
+// keep asks for the verified material too (Bundle): a run that keeps it
+// fetches everything, then judges it (check); a whole-ledger run that does
+// not streams (verifyLedger).
+func run(ctx context.Context, opts Options, keep bool) (Report, SavedCheckpoint, *material, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
-		return Report{}, nil, err
+		return Report{}, SavedCheckpoint{}, nil, err
 	}
 	c := &client{base: opts.Server, token: opts.Token, http: opts.HTTPClient, progress: opts.Progress}
 	st, err := loadState(opts.StateFile)
 	if err != nil {
-		return Report{}, nil, err
+		return Report{}, SavedCheckpoint{}, nil, err
 	}
 	var pg *pinnedGenesis
 	if opts.Genesis != "" {
 		g, err := loadGenesis(opts.Genesis, opts.Consortium)
 		if err != nil {
-			return Report{}, nil, err
+			return Report{}, SavedCheckpoint{}, nil, err
 		}
 		if err := checkStateConsortium(st, g.id, opts.StateFile); err != nil {
-			return Report{}, nil, err
+			return Report{}, SavedCheckpoint{}, nil, err
 		}
 		pg = &g
 	}
-	m, err := c.fetch(ctx, opts.ReleaseID)
+	var (
+		rep Report
+		cp  SavedCheckpoint
+		tr  trust
+		m   *material
+	)
+	if opts.ReleaseID == "" && !keep {
+		rep, cp, tr, err = c.verifyLedger(ctx, opts, st, pg)
+	} else {
+		rep, cp, tr, m, err = c.verifyMaterial(ctx, opts, st, pg)
+	}
+	rep.Server, rep.StateFile = opts.Server, opts.StateFile
 	if err != nil {
-		return Report{}, nil, err
-	}
-	tr, err := c.trust(ctx, opts, m, st, pg)
-	if err != nil {
-		return Report{Consortium: tr.consortium}, m, err
-	}
-	if err := c.fetchConsistency(ctx, m); err != nil {
-		return Report{}, m, err
-	}
-	rep, cp, err := check(m, tr)
-	if errors.Is(err, ErrInclusion) && m.Tree {
-		if err := c.fetchProofs(ctx, m); err != nil {
-			return Report{}, m, err
-		}
-		rep, cp, err = check(m, tr)
-	}
-	rep.Server = opts.Server
-	rep.StateFile = opts.StateFile
-	if err != nil {
-		return rep, m, err
+		return rep, cp, m, err
 	}
 	if err := checkStateConsortium(st, rep.Consortium, opts.StateFile); err != nil {
-		return rep, m, err
+		return rep, cp, m, err
 	}
 	c.logf("checkpoint %s size %d signed by %s", cp.Origin, cp.Size, strings.Join(rep.Signers, ", "))
 	rep.History, err = c.checkHistory(ctx, st, cp, opts.StateFile)
 	if err != nil {
-		return rep, m, err
+		return rep, cp, m, err
 	}
-	// The bundle carries the trust this run used, so Offline can repeat it.
-	m.Keys = map[string][]byte{}
-	for p, k := range tr.keys {
-		m.Keys[p] = k
+	if m != nil {
+		// The bundle carries the trust this run used, so Offline can repeat it.
+		m.Keys = map[string][]byte{}
+		for p, k := range tr.keys {
+			m.Keys[p] = k
+		}
+		m.Partners = tr.partners
 	}
-	m.Partners = tr.partners
 	st.Server = opts.Server
 	st.Consortium = rep.Consortium
 	st.Checkpoint = &cp
 	st.Keys = encodeKeys(tr.keys)
 	st.Partners = tr.partners
 	if err := saveState(opts.StateFile, st); err != nil {
-		return rep, m, err
+		return rep, cp, m, err
 	}
-	return rep, m, nil
+	return rep, cp, m, nil
+}
+
+// verifyMaterial fetches everything first and then judges it whole: one
+// release (--release) with its proof, or the whole ledger for a bundle.
+func (c *client) verifyMaterial(ctx context.Context, opts Options, st state, pg *pinnedGenesis) (Report, SavedCheckpoint, trust, *material, error) {
+	m, err := c.fetch(ctx, opts.ReleaseID)
+	if err != nil {
+		return Report{}, SavedCheckpoint{}, trust{}, nil, err
+	}
+	tr, err := c.trust(ctx, opts, m, st, pg)
+	if err != nil {
+		return Report{Consortium: tr.consortium}, SavedCheckpoint{}, tr, m, err
+	}
+	if err := c.fetchConsistency(ctx, m); err != nil {
+		return Report{}, SavedCheckpoint{}, tr, m, err
+	}
+	rep, cp, err := check(m, tr)
+	if errors.Is(err, ErrInclusion) && m.Tree {
+		if err := c.fetchProofs(ctx, m); err != nil {
+			return Report{}, cp, tr, m, err
+		}
+		rep, cp, err = check(m, tr)
+	}
+	return rep, cp, tr, m, err
 }
 
 // trust picks the run's trust anchor: the genesis (replaying the server's
