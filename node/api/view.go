@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"runtime"
@@ -136,6 +135,7 @@ type viewAccumulator struct {
 	est       *aggregate.Estimates
 	estErr    error
 	stale     bool // releases were added since est
+	decoders  []*releaseDecoder
 }
 
 // reset starts over under cat (a new catalog changes which releases
@@ -177,14 +177,17 @@ func (a *viewAccumulator) extend(ctx context.Context, b Backend) (*ledgerView, e
 // order (the merge's floating-point sums, and so the answers, depend on
 // the order).
 func (a *viewAccumulator) addPage(rels []RawRelease) error {
-	decoded := make([]privacy.Signed, len(rels))
+	decoded := make([]*privacy.Signed, len(rels))
 	errs := make([]error, len(rels))
 	var wg sync.WaitGroup
-	workers := runtime.GOMAXPROCS(0)
-	for w := range workers {
+	for len(a.decoders) < runtime.GOMAXPROCS(0) {
+		a.decoders = append(a.decoders, newReleaseDecoder())
+	}
+	workers := len(a.decoders)
+	for w, d := range a.decoders {
 		wg.Go(func() {
 			for i := w; i < len(rels); i += workers {
-				errs[i] = json.Unmarshal(rels[i].Signed, &decoded[i])
+				decoded[i], errs[i] = d.decodeViewRelease(rels[i].Signed)
 			}
 		})
 	}
@@ -196,8 +199,8 @@ func (a *viewAccumulator) addPage(rels []RawRelease) error {
 		if rels[i].Leaf < a.next {
 			return fmt.Errorf("ledger leaf %d listed after leaf %d", rels[i].Leaf, a.next-1)
 		}
-		a.add(rels[i].Leaf, &decoded[i])
-		decoded[i] = privacy.Signed{} // let the page's releases go as they are merged
+		a.add(rels[i].Leaf, decoded[i])
+		decoded[i] = nil // let the page's releases go as they are merged
 		a.next = rels[i].Leaf + 1
 	}
 	return nil
