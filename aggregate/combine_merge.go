@@ -48,6 +48,12 @@ type MeasurementSet struct {
 	indicators map[string]*setIndicator
 	blocks     map[blockKey]*setBlock
 	strs       map[string]string
+	// The previous measurement's block and release: a release's cells
+	// arrive together, so most lookups are these.
+	lastInd     *setIndicator
+	lastBlock   *setBlock
+	lastRelease string
+	buf         []byte
 }
 
 type blockKey struct {
@@ -57,6 +63,7 @@ type blockKey struct {
 
 // setIndicator is what a MeasurementSet knows of one indicator.
 type setIndicator struct {
+	name   string
 	dims   []string
 	leaves [][]string     // every full key seen, in first-seen order
 	index  map[string]int // joined full key → leaf id
@@ -67,14 +74,9 @@ type setIndicator struct {
 type setBlock struct {
 	key      blockKey
 	cells    []*mergedCell
-	byKey    map[cellKey]*mergedCell
-	releases []releaseRef // in arrival order; repeats collapse when solved
+	byKey    [5]map[string]*mergedCell // per quarter (0: the year), joined key → cell
+	releases []releaseRef              // in arrival order; repeats collapse when solved
 	solved   *block
-}
-
-type cellKey struct {
-	quarter int
-	key     string // joined key
 }
 
 // mergedCell is one (period, key) of a block: the inverse-variance
@@ -137,43 +139,61 @@ func (s *MeasurementSet) add(m *Measurement) error {
 	if err := checkMeasurement(m); err != nil {
 		return err
 	}
-	ind := s.indicators[m.Indicator]
+	ind := s.lastInd
+	if ind == nil || ind.name != m.Indicator {
+		ind = s.indicators[m.Indicator]
+	}
 	if ind == nil {
 		dims := make([]string, len(m.Dimensions))
 		for i, d := range m.Dimensions {
 			dims[i] = s.intern(d)
 		}
-		ind = &setIndicator{dims: dims, index: map[string]int{}}
-		s.indicators[s.intern(m.Indicator)] = ind
+		ind = &setIndicator{name: s.intern(m.Indicator), dims: dims, index: map[string]int{}}
+		s.indicators[ind.name] = ind
 	}
+	s.lastInd = ind
 	if !slices.Equal(ind.dims, m.Dimensions) {
 		return fmt.Errorf("%s has dimensions %v, earlier ones %v", m.Indicator, m.Dimensions, ind.dims)
 	}
-	joined := strings.Join(m.Key, "\x00")
-	bk := blockKey{m.Partner, m.Indicator, m.Period.Year}
-	b := s.blocks[bk]
-	if b == nil {
-		bk.partner, bk.indicator = s.intern(bk.partner), s.intern(bk.indicator)
-		b = &setBlock{key: bk, byKey: map[cellKey]*mergedCell{}}
-		s.blocks[bk] = b
+	b := s.lastBlock
+	if b == nil || b.key.partner != m.Partner || b.key.indicator != m.Indicator || b.key.year != m.Period.Year {
+		bk := blockKey{m.Partner, m.Indicator, m.Period.Year}
+		if b = s.blocks[bk]; b == nil {
+			bk.partner, bk.indicator = s.intern(bk.partner), s.intern(bk.indicator)
+			b = &setBlock{key: bk}
+			s.blocks[bk] = b
+		}
+		s.lastBlock = b
 	}
-	ck := cellKey{m.Period.Quarter, joined}
-	c := b.byKey[ck]
+	s.buf = s.buf[:0]
+	for i, k := range m.Key {
+		if i > 0 {
+			s.buf = append(s.buf, 0)
+		}
+		s.buf = append(s.buf, k...)
+	}
+	q := m.Period.Quarter
+	if b.byKey[q] == nil {
+		b.byKey[q] = map[string]*mergedCell{}
+	}
+	c := b.byKey[q][string(s.buf)]
 	if c != nil && c.last == m.ReleaseID {
 		return fmt.Errorf("release %s publishes %s %v twice", m.ReleaseID, m.Indicator, m.Key)
 	}
-	release := s.intern(m.ReleaseID)
+	if m.ReleaseID != s.lastRelease {
+		s.lastRelease = s.intern(m.ReleaseID)
+	}
+	release := s.lastRelease
 	if c == nil || s.unmerged {
-		c = s.newCell(ind, m, joined, release)
-		ck.key = c.joined
+		c = s.newCell(ind, m, string(s.buf), release)
 		b.cells = append(b.cells, c)
-		if b.byKey[ck] == nil {
-			b.byKey[ck] = c
+		if b.byKey[q][c.joined] == nil {
+			b.byKey[q][c.joined] = c
 		}
 	}
 	c.merge(m, release)
-	if n := len(b.releases); n == 0 || b.releases[n-1] != (releaseRef{release, m.Period.Quarter}) {
-		b.releases = append(b.releases, releaseRef{release, m.Period.Quarter})
+	if n := len(b.releases); n == 0 || b.releases[n-1] != (releaseRef{release, q}) {
+		b.releases = append(b.releases, releaseRef{release, q})
 	}
 	b.solved = nil
 	return nil

@@ -30,8 +30,9 @@ import (
 // it goes away: the next request would only have to redo it.
 type viewCache struct {
 	mu      sync.Mutex
-	view    *ledgerView // the latest complete view
-	pending *viewBuild  // the build in progress, nil when none
+	base    context.Context // builds run under it: the server's (see warm), else none
+	view    *ledgerView     // the latest complete view
+	pending *viewBuild      // the build in progress, nil when none
 	acc     viewAccumulator
 }
 
@@ -94,7 +95,11 @@ func (c *viewCache) get(ctx context.Context, b Backend) (*ledgerView, error) {
 	if bl == nil {
 		bl = &viewBuild{done: make(chan struct{})}
 		c.pending = bl
-		go c.build(context.WithoutCancel(ctx), b, bl)
+		base := c.base
+		if base == nil {
+			base = context.WithoutCancel(ctx)
+		}
+		go c.build(base, b, bl)
 	}
 	c.mu.Unlock()
 	select {
@@ -102,6 +107,21 @@ func (c *viewCache) get(ctx context.Context, b Backend) (*ledgerView, error) {
 		return bl.view, bl.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// warm starts building the view as the server starts, so that the first
+// dashboard need not wait for a pass over the ledger (tens of seconds at
+// 100,000 releases), and makes ctx the context of every build: they stop
+// when the server does.
+func (c *viewCache) warm(ctx context.Context, b Backend) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.base = ctx
+	if c.pending == nil && c.view == nil {
+		bl := &viewBuild{done: make(chan struct{})}
+		c.pending = bl
+		go c.build(ctx, b, bl)
 	}
 }
 
@@ -142,7 +162,7 @@ type viewAccumulator struct {
 // combine: see add).
 func (a *viewAccumulator) reset(cat *aggregate.Catalog, hash string) {
 	*a = viewAccumulator{catalog: cat, hash: hash, set: aggregate.NewMeasurementSet(),
-		quantiles: map[string][]quantileObs{}, partners: map[string]string{}, stale: true}
+		quantiles: map[string][]quantileObs{}, partners: map[string]string{}, stale: true, decoders: a.decoders}
 }
 
 // extend reads the releases appended since the last call, a page at a
@@ -158,6 +178,9 @@ func (a *viewAccumulator) extend(ctx context.Context, b Backend) (*ledgerView, e
 		a.reset(cat, hash)
 	}
 	for after := a.next - 1; ; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		page, err := b.ReleasePage(ctx, false, PageQuery{After: after, Limit: PageMaxLimit})
 		if err != nil {
 			return nil, err
@@ -181,7 +204,9 @@ func (a *viewAccumulator) addPage(rels []RawRelease) error {
 	errs := make([]error, len(rels))
 	var wg sync.WaitGroup
 	for len(a.decoders) < runtime.GOMAXPROCS(0) {
-		a.decoders = append(a.decoders, newReleaseDecoder())
+		d := newReleaseDecoder()
+		d.skipIntervals = a.countsOnly
+		a.decoders = append(a.decoders, d)
 	}
 	workers := len(a.decoders)
 	for w, d := range a.decoders {
@@ -258,6 +283,18 @@ func (a *viewAccumulator) addQuantiles(s *privacy.Signed, ir *privacy.IndicatorR
 		o.cell.Key = nil
 	}
 	a.quantiles[ir.Name] = append(a.quantiles[ir.Name], o)
+}
+
+// countsOnly reports whether the view uses nothing of an indicator's
+// cells but their values and scales: every count indicator (the combiner
+// computes its own intervals), not the quantile ones (served as
+// published).
+func (a *viewAccumulator) countsOnly(indicator string) bool {
+	if a.catalog == nil {
+		return false
+	}
+	ind, ok := a.catalog.Indicator(indicator)
+	return ok && ind.Kind != aggregate.KindQuantiles
 }
 
 // snapshot solves what changed and returns a view that later adds do not

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,6 +84,8 @@ func TestReleaseDecoderAgrees(t *testing.T) {
 		[]byte(` `+base+"\n"),
 	)
 	d := newReleaseDecoder()
+	counts := newReleaseDecoder()
+	counts.skipIntervals = func(string) bool { return true }
 	check := func(i int, in []byte, mustFast bool) {
 		t.Helper()
 		var want privacy.Signed
@@ -100,6 +103,22 @@ func TestReleaseDecoderAgrees(t *testing.T) {
 			}
 		} else if mustFast {
 			t.Fatalf("input %d: fast path refused a stored release: %v", i, fastErr)
+		}
+		if i < 4 { // stored releases (name before cells), without the cells' intervals
+			if err := counts.decode(in); err != nil {
+				t.Fatalf("input %d: counts only: %v", i, err)
+			}
+			w := viewFields(&want)
+			for k := range w.Release.Indicators {
+				ir := &w.Release.Indicators[k]
+				ir.Cells = slices.Clone(ir.Cells)
+				for j := range ir.Cells {
+					ir.Cells[j].CILow, ir.Cells[j].CIHigh = 0, 0
+				}
+			}
+			if got := viewFields(counts.rel); !reflect.DeepEqual(got, w) {
+				t.Fatalf("input %d: counts only: fast path read another release", i)
+			}
 		}
 		got, err := d.decodeViewRelease(in)
 		switch {
