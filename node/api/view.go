@@ -38,9 +38,10 @@ type viewCache struct {
 
 // viewBuild is one build's outcome, readable once done is closed.
 type viewBuild struct {
-	done chan struct{}
-	view *ledgerView
-	err  error
+	index uint64 // the applied index when it began; the view is of it
+	done  chan struct{}
+	view  *ledgerView
+	err   error
 }
 
 func newViewCache() *viewCache { return &viewCache{} }
@@ -86,28 +87,42 @@ type quantileObs struct {
 // get returns the view for the backend's current applied index, building
 // it (or waiting for the build in progress) if the index moved.
 func (c *viewCache) get(ctx context.Context, b Backend) (*ledgerView, error) {
-	c.mu.Lock()
-	if v := c.view; v != nil && v.index == b.AppliedIndex() {
-		c.mu.Unlock()
-		return v, nil
-	}
-	bl := c.pending
-	if bl == nil {
-		bl = &viewBuild{done: make(chan struct{})}
-		c.pending = bl
-		base := c.base
-		if base == nil {
-			base = context.WithoutCancel(ctx)
+	for {
+		c.mu.Lock()
+		idx := b.AppliedIndex()
+		if v := c.view; v != nil && v.index == idx {
+			c.mu.Unlock()
+			return v, nil
 		}
-		go c.build(base, b, bl)
+		bl := c.pending
+		if bl == nil {
+			base := c.base
+			if base == nil {
+				base = context.WithoutCancel(ctx)
+			}
+			bl = c.start(base, b)
+		}
+		c.mu.Unlock()
+		select {
+		case <-bl.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		// A build that began before this request's index (the warm-up, say,
+		// before a release this client just published) is not its answer:
+		// wait for the next one, which begins at or after that index.
+		if bl.err != nil || bl.index >= idx {
+			return bl.view, bl.err
+		}
 	}
-	c.mu.Unlock()
-	select {
-	case <-bl.done:
-		return bl.view, bl.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+}
+
+// start begins a build at the current index; c.mu is held.
+func (c *viewCache) start(ctx context.Context, b Backend) *viewBuild {
+	bl := &viewBuild{done: make(chan struct{}), index: b.AppliedIndex()}
+	c.pending = bl
+	go c.build(ctx, b, bl)
+	return bl
 }
 
 // warm starts building the view as the server starts, so that the first
@@ -119,9 +134,7 @@ func (c *viewCache) warm(ctx context.Context, b Backend) {
 	defer c.mu.Unlock()
 	c.base = ctx
 	if c.pending == nil && c.view == nil {
-		bl := &viewBuild{done: make(chan struct{})}
-		c.pending = bl
-		go c.build(ctx, b, bl)
+		c.start(ctx, b)
 	}
 }
 
@@ -129,7 +142,7 @@ func (c *viewCache) warm(ctx context.Context, b Backend) {
 // view. Only one build runs at a time (c.pending), so it alone touches
 // c.acc.
 func (c *viewCache) build(ctx context.Context, b Backend, bl *viewBuild) {
-	v, err := c.acc.extend(ctx, b)
+	v, err := c.acc.extend(ctx, b, bl.index)
 	if err != nil {
 		err = fmt.Errorf("series view: %w", err)
 	}
@@ -168,8 +181,7 @@ func (a *viewAccumulator) reset(cat *aggregate.Catalog, hash string) {
 // extend reads the releases appended since the last call, a page at a
 // time, and returns the view at the index read before them (the view may
 // hold a few releases more; the next index rebuilds and adds nothing).
-func (a *viewAccumulator) extend(ctx context.Context, b Backend) (*ledgerView, error) {
-	idx := b.AppliedIndex()
+func (a *viewAccumulator) extend(ctx context.Context, b Backend, idx uint64) (*ledgerView, error) {
 	cat, hash, err := b.Catalog(ctx)
 	if err != nil {
 		return nil, err

@@ -143,3 +143,34 @@ func TestSeriesViewOneBuild(t *testing.T) {
 		t.Error("the answer did not change after a release for 2024-Q4")
 	}
 }
+
+// TestSeriesViewAfterPublish: a request made after a release was appended
+// sees it, even when a build that began before the release (the
+// warm-up, or another client's) is still running when it arrives.
+func TestSeriesViewAfterPublish(t *testing.T) {
+	fake, err := apitest.New(apitest.Options{Seed: 12, FromYear: 2023, ToYear: 2024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &pagingBackend{Fake: fake, afters: make(chan int64, 1), hold: make(chan struct{})}
+	ts := serveBackend(t, b)
+	const path = "/v1/series?indicator=victims&rollup=region"
+	early := make(chan []byte, 1)
+	go func() { early <- get(t, ts.URL+path) }()
+	<-b.afters // the first build is reading the ledger, held
+	if _, err := fake.Publish(context.Background(), aggregate.Period{Year: 2024, Quarter: 4}, []string{"victims"}, 10_000, ""); err != nil {
+		t.Fatal(err)
+	}
+	late := make(chan []byte, 1)
+	go func() { late <- get(t, ts.URL+path) }()
+	time.Sleep(200 * time.Millisecond) // the late request joins the held build
+	close(b.hold)
+	before, after := <-early, <-late
+	fresh := get(t, serveBackend(t, fake).URL+path)
+	if string(after) != string(fresh) {
+		t.Errorf("a request after the publish got the view from before it:\n%.300s\nwant\n%.300s", after, fresh)
+	}
+	if string(before) == string(fresh) {
+		t.Error("the release changed nothing: the test shows nothing")
+	}
+}
