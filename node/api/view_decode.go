@@ -33,12 +33,15 @@ type releaseDecoder struct {
 	// (left 0), which saves a third of the decoding.
 	skipIntervals func(indicator string) bool
 	strs          map[string]string
+	keys          map[string][]string // a cell key's JSON → the key, shared and read-only
 	rel           *privacy.Signed
 	data          []byte
 	pos           int
 }
 
-func newReleaseDecoder() *releaseDecoder { return &releaseDecoder{strs: map[string]string{}} }
+func newReleaseDecoder() *releaseDecoder {
+	return &releaseDecoder{strs: map[string]string{}, keys: map[string][]string{}}
+}
 
 // decodeViewRelease decodes a stored release for the view: the fast path,
 // or encoding/json if the fast path fails.
@@ -161,7 +164,7 @@ func (d *releaseDecoder) cell(c *privacy.Cell, noIntervals bool) error {
 	return d.object(func(k []byte) error {
 		switch string(k) {
 		case "key":
-			return d.strings(&c.Key)
+			return d.cellKey(&c.Key)
 		case "value":
 			return d.int(&c.Value)
 		case "scale":
@@ -177,6 +180,34 @@ func (d *releaseDecoder) cell(c *privacy.Cell, noIntervals bool) error {
 		}
 		return d.skip(k, "key", "value", "scale", "ci_low", "ci_high")
 	})
+}
+
+// cellKey reads a cell's key. A catalog has a few hundred keys and every
+// release repeats them, so the key is looked up by its JSON text (the
+// array is only scanned) and parsed once; the slice is shared between
+// cells and must not be changed.
+func (d *releaseDecoder) cellKey(out *[]string) error {
+	d.space()
+	start := d.pos
+	if err := d.skipValue(); err != nil {
+		return err
+	}
+	if k, ok := d.keys[string(d.data[start:d.pos])]; ok {
+		*out = k
+		return nil
+	}
+	end := d.pos
+	d.pos = start
+	if err := d.strings(out); err != nil {
+		return err
+	}
+	if d.pos != end {
+		return errSyntax
+	}
+	if len(d.keys) < 1<<14 && *out != nil {
+		d.keys[string(d.data[start:end])] = *out
+	}
+	return nil
 }
 
 // strings reads an array of strings into *out; null is nil, as for
