@@ -59,7 +59,9 @@ func scaleReleases() int {
 //   - dashboard-ledger-ms and dashboard-ready-ms: Chromium loads the
 //     dashboard; the first is when the ledger list's first page is shown
 //     and checked in the browser, the second when every section has
-//     rendered (target: first render < 2 s).
+//     rendered (target: first render < 2 s); series-first-ms, the first
+//     /v1/series answer while the node builds its series view, and the
+//     warm reload, peak RSS and series queries (see dashboard).
 //
 // The ledger is built once per run straight through the state machine
 // (FSM.ApplyBatch, as raft would hand it the commands, into the file the
