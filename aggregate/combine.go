@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -173,14 +174,13 @@ type releaseRef struct {
 // NewEstimates checks the measurements and computes consistent estimates
 // for every (partner, indicator, year). It refuses the whole set if any
 // measurement is malformed, so a query never mixes good and bad input.
+// Repeated measurements of one cell are merged first (see
+// MeasurementSet), which changes no estimate or interval.
 func NewEstimates(ms []Measurement) (*Estimates, error) {
-	e := &Estimates{indicators: make(map[string]*indicatorEstimates), widths: sharedHalfWidths()}
-	type blockKey struct {
-		partner, indicator string
-		year               int
-	}
-	groups := make(map[blockKey][]int)
-	var order []blockKey
+	return newEstimates(ms, NewMeasurementSet())
+}
+
+func newEstimates(ms []Measurement, s *MeasurementSet) (*Estimates, error) {
 	seen := make(map[string]bool, len(ms))
 	for i := range ms {
 		m := &ms[i]
@@ -192,42 +192,11 @@ func NewEstimates(ms []Measurement) (*Estimates, error) {
 			return nil, fmt.Errorf("measurement %d: release %s publishes %s %v twice", i, m.ReleaseID, m.Indicator, m.Key)
 		}
 		seen[id] = true
-		ind := e.indicators[m.Indicator]
-		if ind == nil {
-			ind = &indicatorEstimates{dims: m.Dimensions, index: make(map[string]int)}
-			e.indicators[m.Indicator] = ind
+		if err := s.Add(m); err != nil {
+			return nil, err
 		}
-		if !slices.Equal(ind.dims, m.Dimensions) {
-			return nil, fmt.Errorf("measurement %d: %s has dimensions %v, earlier ones %v", i, m.Indicator, m.Dimensions, ind.dims)
-		}
-		if !slices.Contains(m.Key, KeyAll) {
-			k := strings.Join(m.Key, "\x00")
-			if _, ok := ind.index[k]; !ok {
-				ind.index[k] = len(ind.leaves)
-				ind.leaves = append(ind.leaves, m.Key)
-			}
-		}
-		bk := blockKey{m.Partner, m.Indicator, m.Period.Year}
-		if _, ok := groups[bk]; !ok {
-			order = append(order, bk)
-		}
-		groups[bk] = append(groups[bk], i)
 	}
-	slices.SortFunc(order, func(a, b blockKey) int {
-		if c := strings.Compare(a.partner, b.partner); c != 0 {
-			return c
-		}
-		return a.year - b.year
-	})
-	for _, bk := range order {
-		ind := e.indicators[bk.indicator]
-		b, err := newBlock(ind, bk.partner, bk.year, ms, groups[bk])
-		if err != nil {
-			return nil, fmt.Errorf("%s %s %d: %w", bk.partner, bk.indicator, bk.year, err)
-		}
-		ind.blocks = append(ind.blocks, b)
-	}
-	return e, nil
+	return s.Estimates()
 }
 
 func checkMeasurement(m *Measurement) error {
@@ -246,7 +215,7 @@ func checkMeasurement(m *Measurement) error {
 	return checkVariance(m.Variance)
 }
 
-// newBlock sets up and solves one block.
+// newBlock sets up and solves one block from its (merged) cells.
 //
 // Each release publishes its full cross table over its catalog's key set,
 // zeros included, so the cells a time unit has are the full-table cells
@@ -255,30 +224,29 @@ func checkMeasurement(m *Measurement) error {
 // it is fixed at exactly 0 rather than left for the solver to guess. A
 // unit with no full-table cell at all (hand-made input) keeps every cell
 // as an unknown, and what its margins leave open is reported undetermined.
-func newBlock(ind *indicatorEstimates, partner string, year int, ms []Measurement, idx []int) (*block, error) {
+func newBlock(ind *indicatorEstimates, partner string, year int, cells []*mergedCell, releases []releaseRef) (*block, error) {
 	b := &block{partner: partner, year: year, direct: make(map[int]map[string]rawCell)}
 	var quarters uint8
 	hasYear := false
 	local := make(map[int]int)
-	for _, i := range idx {
-		m := &ms[i]
-		if m.Period.Quarter == 0 {
+	for _, c := range cells {
+		if c.quarter == 0 {
 			hasYear = true
 		} else {
-			quarters |= 1 << (m.Period.Quarter - 1)
+			quarters |= 1 << (c.quarter - 1)
 		}
-		if !slices.Contains(m.Key, KeyAll) {
-			g := ind.index[strings.Join(m.Key, "\x00")]
-			if _, ok := local[g]; !ok {
-				local[g] = len(b.leaves)
-				b.leaves = append(b.leaves, g)
+		if !c.margin {
+			if _, ok := local[c.leaf]; !ok {
+				local[c.leaf] = len(b.leaves)
+				b.leaves = append(b.leaves, c.leaf)
 			}
 		}
-		ref := releaseRef{m.ReleaseID, m.Period.Quarter}
-		if !slices.Contains(b.releases, ref) {
-			b.releases = append(b.releases, ref)
-		}
 	}
+	b.releases = slices.Clone(releases)
+	slices.SortFunc(b.releases, func(x, y releaseRef) int {
+		return cmp.Or(strings.Compare(x.id, y.id), x.quarter-y.quarter)
+	})
+	b.releases = slices.Compact(b.releases)
 	for q := 1; q <= 4; q++ {
 		if quarters&(1<<(q-1)) != 0 {
 			b.units = append(b.units, unit{quarter: q, quarters: 1 << (q - 1)})
@@ -291,8 +259,8 @@ func newBlock(ind *indicatorEstimates, partner string, year int, ms []Measuremen
 		}
 		b.units = append(b.units, unit{quarter: q, quarters: rest})
 	}
-	b.markAbsent(ind, ms, idx, local)
-	if err := b.addRows(ind, ms, idx, local); err != nil {
+	b.markAbsent(cells, local)
+	if err := b.addRows(ind, cells, local); err != nil {
 		return nil, err
 	}
 	b.solve()
@@ -301,18 +269,17 @@ func newBlock(ind *indicatorEstimates, partner string, year int, ms []Measuremen
 
 // markAbsent fixes the cells no full-table measurement of their unit
 // publishes (see newBlock).
-func (b *block) markAbsent(ind *indicatorEstimates, ms []Measurement, idx []int, local map[int]int) {
+func (b *block) markAbsent(cells []*mergedCell, local map[int]int) {
 	L := len(b.leaves)
 	present := make([]bool, L*len(b.units))
 	hasCross := make([]bool, len(b.units))
-	for _, i := range idx {
-		m := &ms[i]
-		if slices.Contains(m.Key, KeyAll) {
+	for _, c := range cells {
+		if c.margin {
 			continue
 		}
-		l := local[ind.index[strings.Join(m.Key, "\x00")]]
+		l := local[c.leaf]
 		for u, un := range b.units {
-			if m.Period.Quarter == 0 || un.quarter == m.Period.Quarter {
+			if c.quarter == 0 || un.quarter == c.quarter {
 				present[u*L+l], hasCross[u] = true, true
 			}
 		}
@@ -323,48 +290,41 @@ func (b *block) markAbsent(ind *indicatorEstimates, ms []Measurement, idx []int,
 	}
 }
 
-// addRows turns each measurement into a row over the block's unknowns and
-// keeps the latest published cell of each period and key as the direct
+// addRows turns each cell into a row over the block's unknowns and keeps
+// the latest published cell of each period and key as the direct
 // measurement of that quantity.
-func (b *block) addRows(ind *indicatorEstimates, ms []Measurement, idx []int, local map[int]int) error {
+func (b *block) addRows(ind *indicatorEstimates, cells []*mergedCell, local map[int]int) error {
 	L := len(b.leaves)
-	for _, i := range idx {
-		m := &ms[i]
-		r := row{value: float64(m.Value), variance: m.Variance, laplace: m.Mechanism != MechanismGaussian}
-		isLeaf := !slices.Contains(m.Key, KeyAll)
-		leaf := -1
-		if isLeaf {
-			leaf = local[ind.index[strings.Join(m.Key, "\x00")]]
-		}
+	for _, c := range cells {
+		var cols []int
 		for u, un := range b.units {
-			if m.Period.Quarter != 0 && un.quarter != m.Period.Quarter {
+			if c.quarter != 0 && un.quarter != c.quarter {
 				continue
 			}
-			if isLeaf { // a cross cell covers exactly its own leaf
-				r.cols = append(r.cols, u*L+leaf)
+			if !c.margin { // a cross cell covers exactly its own leaf
+				cols = append(cols, u*L+local[c.leaf])
 				continue
 			}
 			for l, g := range b.leaves {
-				if j := u*L + l; !b.absent[j] && keyMatches(m.Key, ind.leaves[g]) {
-					r.cols = append(r.cols, j)
+				if j := u*L + l; !b.absent[j] && keyMatches(c.key, ind.leaves[g]) {
+					cols = append(cols, j)
 				}
 			}
 		}
 		switch {
-		case len(r.cols) > 0:
-			b.rows = append(b.rows, r)
+		case len(cols) > 0:
+			b.rows = append(b.rows, c.row(cols))
 		case L == 0:
-			return fmt.Errorf("release %s: %v sums no published cell", m.ReleaseID, m.Key)
+			return fmt.Errorf("release %s: %v sums no published cell", c.release, c.key)
 		}
 		// else: a margin over cells its unit does not have; it measures 0.
-		cells := b.direct[m.Period.Quarter]
-		if cells == nil {
-			cells = make(map[string]rawCell)
-			b.direct[m.Period.Quarter] = cells
+		direct := b.direct[c.quarter]
+		if direct == nil {
+			direct = make(map[string]rawCell)
+			b.direct[c.quarter] = direct
 		}
-		k := strings.Join(m.Key, "\x00")
-		if c, ok := cells[k]; !ok || m.Leaf > c.leaf {
-			cells[k] = rawCell{value: m.Value, variance: m.Variance, laplace: r.laplace, leaf: m.Leaf}
+		if r, ok := direct[c.joined]; !ok || c.raw.leaf > r.leaf {
+			direct[c.joined] = c.raw
 		}
 	}
 	return nil

@@ -23,7 +23,11 @@ type row struct {
 	cols     []int   // unknown ids summed by the measurement
 	value    float64 // the raw noisy value
 	variance float64
-	laplace  bool // Laplace noise (else Gaussian): sets the interval's shape
+	// lap2 and lap3 describe the Laplace part of the row's noise, which
+	// sets the interval's shape: Σv²/variance² and Σv³/variance³ over its
+	// Laplace terms. One Laplace cell: 1 and 1; a Gaussian one: 0 and 0; a
+	// merge of repeated cells: see MeasurementSet.
+	lap2, lap3 float64
 }
 
 // component is a set of unknowns tied together by rows; components are
@@ -374,9 +378,9 @@ func (c *component) linearMoments(rows []row, pos []int, set []int, scratch []fl
 		h := s / r.variance
 		term := h * h * r.variance
 		n.Variance += term
-		if r.laplace {
-			n.Laplace2 += term * term
-			n.Laplace3 += term * term * term
+		if r.lap2 > 0 {
+			n.Laplace2 += term * term * r.lap2
+			n.Laplace3 += term * term * term * r.lap3
 		}
 	}
 	return n

@@ -41,8 +41,8 @@ func TestSolveWLSClosedForm(t *testing.T) {
 	// 4/9 and 1/9 (Σv² = 17/81, Σv³ = 65/729) and those of â + b̂ are 1/9
 	// and 1/9.
 	rows := []row{
-		{cols: []int{0}, value: 10, variance: 1, laplace: true},
-		{cols: []int{1}, value: 4, variance: 1, laplace: true},
+		{cols: []int{0}, value: 10, variance: 1, lap2: 1, lap3: 1},
+		{cols: []int{1}, value: 4, variance: 1, lap2: 1, lap3: 1},
 		{cols: []int{0, 1}, value: 17, variance: 1},
 	}
 	x, comps, _, pos := solveWLS(2, rows)

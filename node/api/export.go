@@ -25,7 +25,10 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	b, err := v.exportCSV()
+	b, err := v.exportCSV(func() ([]ReleaseEntry, error) {
+		rels, _, err := s.cfg.Backend.Releases(r.Context(), false)
+		return rels, err
+	})
 	if err != nil {
 		return err
 	}
@@ -48,17 +51,21 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 // are written by strconv from numbers, never from strings, so a noisy
 // negative count stays "-3", a number a spreadsheet sums; a value that is
 // not a finite number cannot reach them as one (csvFloat).
-func (v *ledgerView) exportCSV() ([]byte, error) {
+func (v *ledgerView) exportCSV(releases func() ([]ReleaseEntry, error)) ([]byte, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.csv != nil {
 		return v.csv, nil
 	}
+	entries, err := releases()
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	cw := csv.NewWriter(&buf)
 	_ = cw.Write(ExportColumns())
 	f, t := csvFloat, CSVText
-	for _, e := range v.entries {
+	for _, e := range entries {
 		rel := &e.Signed.Release
 		for _, ir := range rel.Indicators {
 			common := func(dims, key, est, lo, hi, scale string) []string {

@@ -172,10 +172,15 @@ func (v *ledgerView) answer(key string) ([]byte, bool) {
 func (v *ledgerView) remember(key string, b []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.answers) >= maxCachedAnswers {
+	if len(b) > maxCachedBytes/4 {
+		return // rendering it again costs less than holding it
+	}
+	if len(v.answers) >= maxCachedAnswers || v.bytes+len(b) > maxCachedBytes {
 		clear(v.answers) // crude, but bounded; the next index starts afresh anyway
+		v.bytes = 0
 	}
 	v.answers[key] = b
+	v.bytes += len(b)
 }
 
 func parseSeriesQuery(cat *aggregate.Catalog, partners []string, get func(string) string) (seriesQuery, error) {
@@ -296,20 +301,20 @@ func dimNames(ind *aggregate.Indicator) []string {
 
 func (v *ledgerView) quantilePoints(ind *aggregate.Indicator, sq seriesQuery) []SeriesPoint {
 	out := []SeriesPoint{}
-	for _, o := range v.obs[ind.Name] {
+	for _, o := range v.quantiles[ind.Name] {
 		if !slices.Contains(sq.partners, o.partner) || !inRange(o.period, sq.from, sq.to) {
 			continue
 		}
 		sp := SeriesPoint{Partner: o.partner, Period: o.period.String(), Key: []string{}, ReleaseIDs: []string{o.release}, Determined: true}
-		if len(o.ir.Cells) > 0 {
-			c := o.ir.Cells[0]
+		if o.hasCell {
+			c := o.cell
 			sp.Raw = &Estimate{Value: float64(c.Value), CILow: c.CILow, CIHigh: c.CIHigh}
 			// Not clipped, like every interval here (see aggregate's ci95).
 			sp.Estimate = &Estimate{Value: math.Max(0, float64(c.Value)), CILow: c.CILow, CIHigh: c.CIHigh}
 			sp.TooUncertain = (c.CIHigh-c.CILow)/2 > sp.Estimate.Value
 			sp.Small = sp.Estimate.Value < 5 || sp.TooUncertain
 		}
-		for _, q := range o.ir.Quantiles {
+		for _, q := range o.quantiles {
 			sp.Quantiles = append(sp.Quantiles, QuantilePoint{Rank: q.Rank, Value: q.Value, CILow: q.CILow, CIHigh: q.CIHigh})
 		}
 		out = append(out, sp)

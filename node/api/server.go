@@ -238,8 +238,10 @@ func (s *Server) ObserveCommit(d time.Duration) { s.metrics.commit.Observe(d.Sec
 
 // Serve serves on ln (HTTPS if Config.TLS is set) until ctx is done, then
 // shuts down gracefully: it stops accepting, waits up to 10 s for
-// requests in flight, and returns.
+// requests in flight, and returns. It starts building the series view at
+// once, in the background (see viewCache.warm).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.views.warm(ctx, s.cfg.Backend)
 	return s.serve(ctx, ln, s, s.cfg.TLS)
 }
 
