@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -612,5 +613,51 @@ func TestPublishBudgetIsExact(t *testing.T) {
 	}
 	if _, publishes, _ := e.fake.Snapshot(); len(publishes) != 1 {
 		t.Errorf("%d publishes reached the backend, want the one good one", len(publishes))
+	}
+}
+
+// TestSeriesIDsFalse: ids=false leaves release_ids out of every point and
+// changes nothing else; release_count is the number of ids either way,
+// for count and quantile indicators alike. A bad ids value is a 400.
+func TestSeriesIDsFalse(t *testing.T) {
+	e := newEnv(t, true, apitest.Options{FromYear: 2023, ToYear: 2024})
+	get := func(q string) api.SeriesResponse {
+		code, body := e.do(t, "", "GET", "/v1/series?"+q, nil, "")
+		if code != 200 {
+			t.Fatalf("%s: %d %s", q, code, body)
+		}
+		return decode[api.SeriesResponse](t, body)
+	}
+	for _, q := range []string{"rollup=year,region", "indicator=victims&by=sex", "indicator=victims&rollup=region"} {
+		with, without := get(q), get(q+"&ids=false")
+		if len(with.Series) == 0 || len(with.Series) != len(without.Series) {
+			t.Fatalf("%s: %d series with ids, %d without", q, len(with.Series), len(without.Series))
+		}
+		points := 0
+		for i := range with.Series {
+			a, b := with.Series[i].Points, without.Series[i].Points
+			if len(a) != len(b) {
+				t.Fatalf("%s %s: %d points with ids, %d without", q, with.Series[i].Indicator, len(a), len(b))
+			}
+			for j := range a {
+				points++
+				if a[j].ReleaseCount != len(a[j].ReleaseIDs) || a[j].ReleaseCount == 0 {
+					t.Errorf("%s: release_count %d, %d ids", q, a[j].ReleaseCount, len(a[j].ReleaseIDs))
+				}
+				if b[j].ReleaseIDs != nil || b[j].ReleaseCount != a[j].ReleaseCount {
+					t.Errorf("%s: ids=false point has ids %v, count %d (want none, %d)", q, b[j].ReleaseIDs, b[j].ReleaseCount, a[j].ReleaseCount)
+				}
+				a[j].ReleaseIDs = nil
+				if !reflect.DeepEqual(a[j], b[j]) {
+					t.Errorf("%s: ids=false changed the point beyond its ids:\n%+v\n%+v", q, a[j], b[j])
+				}
+			}
+		}
+		if points == 0 {
+			t.Fatalf("%s: no points", q)
+		}
+	}
+	if code, body := e.do(t, "", "GET", "/v1/series?ids=no", nil, ""); code != 400 || !strings.Contains(string(body), "ids") {
+		t.Errorf("ids=no: %d %s", code, body)
 	}
 }

@@ -52,10 +52,13 @@ type SeriesPoint struct {
 	// TooUncertain: the interval's half-width is larger than the estimate
 	// (or the quantity is undetermined): too uncertain to read as a number
 	// or a trend point.
-	TooUncertain bool            `json:"too_uncertain"`
-	Small        bool            `json:"small"` // the estimate is below 5, or too uncertain
-	Change       *Change         `json:"change,omitempty"`
+	TooUncertain bool    `json:"too_uncertain"`
+	Small        bool    `json:"small"` // the estimate is below 5, or too uncertain
+	Change       *Change `json:"change,omitempty"`
+	// ReleaseIDs are the releases the point draws on, sorted; null when
+	// the query says ids=false. ReleaseCount is how many there are, always.
 	ReleaseIDs   []string        `json:"release_ids"`
+	ReleaseCount int             `json:"release_count"`
 	Quantiles    []QuantilePoint `json:"quantiles,omitempty"`
 }
 
@@ -105,11 +108,15 @@ type seriesQuery struct {
 	year       bool // roll quarters up to years
 	region     bool // roll partners up to the region
 	pool       int  // years pooled per point (implies year); 0 or 1: none
+	// noIDs leaves release_ids out of the points (ids=false): a point of a
+	// ledger with years of releases draws on thousands of them, and a
+	// chart needs only their count.
+	noIDs bool
 }
 
 func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	if err := allowParams(q, "indicator", "by", "partner", "from", "to", "rollup", "pool"); err != nil {
+	if err := allowParams(q, "indicator", "by", "partner", "from", "to", "rollup", "pool", "ids"); err != nil {
 		return err
 	}
 	v, err := s.views.get(r.Context(), s.cfg.Backend)
@@ -259,6 +266,13 @@ func parseSeriesQuery(cat *aggregate.Catalog, partners []string, get func(string
 		sq.pool = n
 		sq.year = sq.year || n > 1 // pooling sums whole years
 	}
+	switch get("ids") {
+	case "", "true":
+	case "false":
+		sq.noIDs = true
+	default:
+		return sq, errParam("ids", "allowed: true (the default: each point lists its release ids), false (only release_count)")
+	}
 	return sq, nil
 }
 
@@ -305,7 +319,10 @@ func (v *ledgerView) quantilePoints(ind *aggregate.Indicator, sq seriesQuery) []
 		if !slices.Contains(sq.partners, o.partner) || !inRange(o.period, sq.from, sq.to) {
 			continue
 		}
-		sp := SeriesPoint{Partner: o.partner, Period: o.period.String(), Key: []string{}, ReleaseIDs: []string{o.release}, Determined: true}
+		sp := SeriesPoint{Partner: o.partner, Period: o.period.String(), Key: []string{}, ReleaseIDs: []string{o.release}, ReleaseCount: 1, Determined: true}
+		if sq.noIDs {
+			sp.ReleaseIDs = nil
+		}
 		if o.hasCell {
 			c := o.cell
 			sp.Raw = &Estimate{Value: float64(c.Value), CILow: c.CILow, CIHigh: c.CIHigh}
@@ -341,7 +358,11 @@ func (v *ledgerView) series(est *aggregate.Estimates, ind *aggregate.Indicator, 
 	}
 	out.Points = make([]SeriesPoint, 0, len(pts))
 	for i := range pts {
-		out.Points = append(out.Points, seriesPoint(&pts[i]))
+		sp := seriesPoint(&pts[i])
+		if sq.noIDs {
+			sp.ReleaseIDs = nil
+		}
+		out.Points = append(out.Points, sp)
 	}
 	return out, nil
 }
@@ -350,7 +371,7 @@ func (v *ledgerView) series(est *aggregate.Estimates, ind *aggregate.Indicator, 
 // (it would refuse them), an undetermined estimate is null.
 func seriesPoint(p *aggregate.SeriesPoint) SeriesPoint {
 	out := SeriesPoint{Partner: p.Partner, Period: periodLabel(p.Period, p.FirstYear), Key: nonNil(p.Key),
-		Determined: p.Determined, TooUncertain: p.TooUncertain, Small: p.Small, ReleaseIDs: nonNil(p.ReleaseIDs)}
+		Determined: p.Determined, TooUncertain: p.TooUncertain, Small: p.Small, ReleaseIDs: nonNil(p.ReleaseIDs), ReleaseCount: len(p.ReleaseIDs)}
 	if p.HasRaw {
 		out.Raw = &Estimate{Value: float64(p.Raw), CILow: p.RawCILow, CIHigh: p.RawCIHigh}
 	}

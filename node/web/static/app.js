@@ -132,6 +132,7 @@
   function seriesURL(params) {
     const q = new URLSearchParams();
     for (const k in params) if (params[k]) q.set(k, params[k]);
+    q.set("ids", "false"); // the charts use release_count; ids are thousands a point on a long ledger
     return "/v1/series?" + q.toString();
   }
 
@@ -144,7 +145,7 @@
       x: p.period, period: p.period,
       v: p.estimate ? p.estimate.value : null, lo: p.estimate ? p.estimate.ci_low : null, hi: p.estimate ? p.estimate.ci_high : null,
       raw: p.raw ? p.raw.value : null, small: p.small, uncertain: p.too_uncertain || !p.estimate,
-      change: p.change || null, ids: p.release_ids,
+      change: p.change || null, releases: p.release_count,
     }));
   }
 
@@ -243,7 +244,7 @@
   function aggregateKeys(pts) {
     const by = new Map();
     for (const p of pts) {
-      const a = by.get(p.period) || { period: p.period, estimate: { value: 0, ci_low: 0, ci_high: 0 }, raw: null, release_ids: p.release_ids };
+      const a = by.get(p.period) || { period: p.period, estimate: { value: 0, ci_low: 0, ci_high: 0 }, raw: null, release_count: p.release_count };
       if (!p.estimate || !a.estimate) {
         a.estimate = null;
       } else {
@@ -271,7 +272,7 @@
       h.textContent = t(p.uncertain ? "trends.latest.uncertain" : "trends.latest", { period: p.period, value: num(p.v), lo: num(p.lo), hi: num(p.hi) });
       h.dataset.value = String(p.v);
     }
-    if (p.ids && p.ids.length < state.partners.length) h.textContent += " " + t("trends.incomplete");
+    if (p.releases !== undefined && p.releases < state.partners.length) h.textContent += " " + t("trends.incomplete");
   }
 
   async function renderCountries(indicator) {
