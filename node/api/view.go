@@ -11,8 +11,8 @@ import (
 	"roundtable/privacy"
 )
 
-// viewCache holds the derived views of the ledger (the series index, the
-// CSV export, rendered series answers) for one applied index. The ledger
+// viewCache holds the derived views of the ledger (the series index,
+// rendered series answers) for one applied index. The ledger
 // only grows, and every node at the same index holds the same releases, so
 // the applied index is a complete cache key.
 type viewCache struct {
@@ -32,10 +32,8 @@ type ledgerView struct {
 	catalog  *aggregate.Catalog
 	partners []string                 // partners with releases, sorted
 	obs      map[string][]observation // indicator → releases of it, ledger order
-	entries  []ReleaseEntry
 
 	mu      sync.Mutex
-	csv     []byte
 	answers map[string][]byte
 	est     *aggregate.Estimates
 	estErr  error
@@ -121,7 +119,7 @@ func (c *viewCache) get(ctx context.Context, b Backend) (*ledgerView, error) {
 }
 
 func buildView(idx uint64, cat *aggregate.Catalog, rels []ReleaseEntry) *ledgerView {
-	v := &ledgerView{index: idx, catalog: cat, obs: map[string][]observation{}, entries: rels, answers: map[string][]byte{}}
+	v := &ledgerView{index: idx, catalog: cat, obs: map[string][]observation{}, answers: map[string][]byte{}}
 	for i := range rels {
 		e := &rels[i]
 		rel := &e.Signed.Release
