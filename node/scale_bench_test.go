@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -100,12 +101,61 @@ func BenchmarkLedgerScale(b *testing.B) {
 		}
 		b.ReportMetric(0, "ns/op")
 	})
+	b.Run("export", func(b *testing.B) {
+		for range b.N {
+			exportDownload(b, base, n)
+		}
+		b.ReportMetric(0, "ns/op")
+	})
 	b.Run("dashboard", func(b *testing.B) {
 		for range b.N {
 			dashboard(b, base, n)
 		}
 		b.ReportMetric(0, "ns/op")
 	})
+}
+
+// exportDownload downloads GET /v1/export.csv in full twice: the first
+// builds the node's export cache (DataDir/cache/export.csv) from the
+// ledger, the second is served from it. Each reports its seconds and the
+// process's peak RSS while it ran (target < 1 GB).
+func exportDownload(b *testing.B, base string, n int) {
+	var size int64
+	for _, run := range []string{"first", "cached"} {
+		runtime.GC()
+		debug.FreeOSMemory()
+		resetPeakRSS(b)
+		t0 := time.Now()
+		resp, err := http.Get(base + "/v1/export.csv")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cw := &rowCounter{}
+		k, err := io.Copy(cw, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("export: %d, %v", resp.StatusCode, err)
+		}
+		if cw.rows <= int64(n) || size != 0 && k != size {
+			b.Fatalf("export (%s): %d bytes, %d rows; first %d bytes", run, k, cw.rows, size)
+		}
+		size = k
+		b.ReportMetric(time.Since(t0).Seconds(), "export-"+run+"-s")
+		peak, _ := rss(b)
+		b.ReportMetric(peak, "export-"+run+"-peak-RSS-MB")
+		if run == "first" {
+			b.ReportMetric(float64(k)/1e6, "export-MB")
+			b.ReportMetric(float64(cw.rows-1)/1e6, "export-Mrows")
+		}
+	}
+}
+
+// rowCounter counts the lines written to it.
+type rowCounter struct{ rows int64 }
+
+func (c *rowCounter) Write(p []byte) (int, error) {
+	c.rows += int64(bytes.Count(p, []byte{'\n'}))
+	return len(p), nil
 }
 
 // listPages measures pages of the listing at random cursors and the

@@ -10,8 +10,10 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"roundtable/privacy"
@@ -75,22 +77,19 @@ func (s *Server) streamExport(ctx context.Context, w http.ResponseWriter, out io
 	if _, err := bw.Write(exportHeader()); err != nil {
 		return nil // the client went away
 	}
-	rows := newRowRenderer()
-	for {
-		rel, ok, err := lr.next(ctx)
-		if err != nil {
-			s.abortExport(ctx, lr.at, err)
+	var clientGone bool
+	err = exportRows(ctx, lr, func(_ RawRelease, rows []byte) error {
+		if _, err := bw.Write(rows); err != nil {
+			clientGone = true
+			return err
 		}
-		if !ok {
-			break
-		}
-		b, err := rows.render(rel)
-		if err != nil {
-			s.abortExport(ctx, rel.Leaf, err)
-		}
-		if _, err := bw.Write(b); err != nil {
-			return nil // the client went away
-		}
+		return nil
+	})
+	if clientGone {
+		return nil
+	}
+	if err != nil {
+		s.abortExport(ctx, lr.at, err)
 	}
 	_ = bw.Flush()
 	return nil
@@ -198,6 +197,54 @@ func (lr *leafReader) next(ctx context.Context) (rel RawRelease, ok bool, err er
 	lr.i++
 	lr.at++
 	return rel, true, nil
+}
+
+// exportRows renders the rows of the releases lr has left and hands them
+// to emit in leaf order. Decoding a whole-catalog release costs more than
+// writing its rows, so a batch of a few releases per core is rendered at
+// once; the batch bounds what is held. On an error reading the ledger the
+// releases read before it are still emitted, so a cache keeps them.
+func exportRows(ctx context.Context, lr *leafReader, emit func(rel RawRelease, rows []byte) error) error {
+	workers := runtime.GOMAXPROCS(0)
+	slots := make([]*rowRenderer, 4*workers)
+	for i := range slots {
+		slots[i] = newRowRenderer()
+	}
+	batch := make([]RawRelease, 0, len(slots))
+	out := make([][]byte, len(slots))
+	errs := make([]error, len(slots))
+	for {
+		batch = batch[:0]
+		var readErr error
+		for len(batch) < cap(batch) {
+			rel, ok, err := lr.next(ctx)
+			if err != nil || !ok {
+				readErr = err
+				break
+			}
+			batch = append(batch, rel)
+		}
+		var wg sync.WaitGroup
+		for w := range min(workers, len(batch)) {
+			wg.Go(func() {
+				for i := w; i < len(batch); i += workers {
+					out[i], errs[i] = slots[i].render(batch[i])
+				}
+			})
+		}
+		wg.Wait()
+		for i, rel := range batch {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			if err := emit(rel, out[i]); err != nil {
+				return err
+			}
+		}
+		if readErr != nil || len(batch) < cap(batch) {
+			return readErr
+		}
+	}
 }
 
 // exportHeader is the CSV line of ExportColumns.

@@ -263,29 +263,17 @@ func (c *exportCache) append(ctx context.Context, lr *leafReader) error {
 		}
 		return c.commit(next)
 	}
-	rows := newRowRenderer()
-	for {
-		rel, ok, err := lr.next(ctx)
-		if err == nil && !ok {
+	err = exportRows(ctx, lr, func(rel RawRelease, rows []byte) error {
+		if _, err := bw.Write(rows); err != nil {
+			return fmt.Errorf("export cache: %w", err)
+		}
+		next.Leaves, next.Bytes, last = next.Leaves+1, next.Bytes+int64(len(rows)), rel.Signed
+		if next.Bytes-c.state.Bytes >= exportCommitBytes {
 			return commit()
 		}
-		var b []byte
-		if err == nil {
-			b, err = rows.render(rel)
-		}
-		if err == nil {
-			_, err = bw.Write(b)
-		}
-		if err != nil {
-			return errors.Join(err, commit())
-		}
-		next.Leaves, next.Bytes, last = next.Leaves+1, next.Bytes+int64(len(b)), rel.Signed
-		if next.Bytes-c.state.Bytes >= exportCommitBytes {
-			if err := commit(); err != nil {
-				return err
-			}
-		}
-	}
+		return nil
+	})
+	return errors.Join(err, commit())
 }
 
 // commit records st as export.json: written aside, fsynced, renamed.
