@@ -42,7 +42,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 		return s.streamExport(r.Context(), w, out, s.cfg.Backend)
 	}
 	consortium := func(ctx context.Context) string { return s.cfg.Backend.Health(ctx).ConsortiumID }
-	snap, err := s.export.snapshot(r.Context(), s.cfg.Backend, consortium)
+	snap, err := s.export.snapshot(r.Context(), s.cfg.Backend, consortium, out.hold)
 	if err != nil {
 		return err
 	}
@@ -110,11 +110,11 @@ func (s *Server) abortExport(ctx context.Context, leaf int64, err error) {
 // that stops reading must still not hold its connection for ever.
 const exportMinRate = 64 << 10
 
-// pacedWriter writes the export to w, moving the write deadline on as it
-// goes: the answer may take the route's usual timeout (WriteTimeout, or
-// OperatorTimeout for an operator) plus a second per exportMinRate bytes,
-// counted from its first byte, so building the cache first costs the
-// client nothing.
+// pacedWriter writes the export to w, moving the connection's write
+// deadline on as it goes: the answer may take the route's usual timeout
+// (WriteTimeout, or OperatorTimeout for an operator) plus a second per
+// exportMinRate bytes, counted from its first byte; before that, hold
+// keeps the deadline a timeout ahead while the cache is built.
 func (s *Server) pacedWriter(w http.ResponseWriter, r *http.Request) *paced {
 	base := s.cfg.Limits.WriteTimeout
 	if callerOf(r.Context()).Role == RoleOperator {
@@ -127,8 +127,9 @@ type paced struct {
 	w     io.Writer
 	rc    *http.ResponseController
 	base  time.Duration
-	start time.Time
-	n     int64
+	start time.Time // the first byte
+	n     int64     // bytes written
+	held  time.Time // the last hold
 }
 
 func (p *paced) Write(b []byte) (int, error) {
@@ -136,9 +137,22 @@ func (p *paced) Write(b []byte) (int, error) {
 		p.start = time.Now()
 	}
 	p.n += int64(len(b))
-	allowed := p.base + time.Duration(float64(p.n)/exportMinRate*float64(time.Second))
-	_ = p.rc.SetWriteDeadline(p.start.Add(allowed)) // unsupported by a recorder: no deadline to move
+	p.setDeadline(p.start.Add(p.base + time.Duration(float64(p.n)/exportMinRate*float64(time.Second))))
 	return p.w.Write(b)
+}
+
+// hold moves the deadline to a timeout from now, while nothing has been
+// written; it is called often and acts a few times per timeout.
+func (p *paced) hold() {
+	if now := time.Now(); p.start.IsZero() && now.Sub(p.held) >= min(time.Second, p.base/4) {
+		p.held = now
+		p.setDeadline(now.Add(p.base))
+	}
+}
+
+func (p *paced) setDeadline(t time.Time) {
+	// A recorder (tests) has no connection, hence no deadline to move.
+	_ = p.rc.SetWriteDeadline(t)
 }
 
 // releasePager is what the export reads of a Backend: the ledger, a page

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // The export cache: the ledger only grows, in leaf order, and so does its
@@ -81,11 +82,11 @@ type exportSnapshot struct {
 
 // snapshot brings the cache up to the ledger's current tree size and
 // returns it. consortium is asked only when the cache is first checked.
-func (c *exportCache) snapshot(ctx context.Context, src releasePager, consortium func(context.Context) string) (exportSnapshot, error) {
-	select {
-	case c.lock <- struct{}{}:
-	case <-ctx.Done():
-		return exportSnapshot{}, ctx.Err()
+// hold is called now and then while the request waits for the lock or
+// appends (the server keeps its connection open meanwhile).
+func (c *exportCache) snapshot(ctx context.Context, src releasePager, consortium func(context.Context) string, hold func()) (exportSnapshot, error) {
+	if err := c.acquire(ctx, hold); err != nil {
+		return exportSnapshot{}, err
 	}
 	defer func() { <-c.lock }()
 	if !c.checked {
@@ -109,7 +110,7 @@ func (c *exportCache) snapshot(ctx context.Context, src releasePager, consortium
 			return exportSnapshot{}, err
 		}
 	}
-	if err := c.append(ctx, lr); err != nil {
+	if err := c.append(ctx, lr, hold); err != nil {
 		return exportSnapshot{}, err
 	}
 	f, err := os.Open(c.path(exportCSVFile))
@@ -117,6 +118,21 @@ func (c *exportCache) snapshot(ctx context.Context, src releasePager, consortium
 		return exportSnapshot{}, fmt.Errorf("export cache: %w", err)
 	}
 	return exportSnapshot{file: f, size: c.state.Bytes, applied: lr.applied}, nil
+}
+
+func (c *exportCache) acquire(ctx context.Context, hold func()) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		hold()
+		select {
+		case c.lock <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 func (c *exportCache) path(name string) string { return filepath.Join(c.dir, name) }
@@ -231,7 +247,7 @@ func (c *exportCache) reset(consortium string) error {
 // append writes the rows of the leaves lr has left after the committed
 // ones, committing every exportCommitBytes and at the end. On an error
 // (the ledger, the disk, the request ended) what was committed stays.
-func (c *exportCache) append(ctx context.Context, lr *leafReader) error {
+func (c *exportCache) append(ctx context.Context, lr *leafReader, hold func()) error {
 	if lr.at >= lr.end {
 		return nil
 	}
@@ -268,6 +284,7 @@ func (c *exportCache) append(ctx context.Context, lr *leafReader) error {
 			return fmt.Errorf("export cache: %w", err)
 		}
 		next.Leaves, next.Bytes, last = next.Leaves+1, next.Bytes+int64(len(rows)), rel.Signed
+		hold()
 		if next.Bytes-c.state.Bytes >= exportCommitBytes {
 			return commit()
 		}

@@ -82,7 +82,7 @@ func streamedExport(t *testing.T, src releasePager) []byte {
 func cachedExport(t *testing.T, dir string, src releasePager) []byte {
 	t.Helper()
 	c := newExportCache(dir, slog.New(slog.DiscardHandler))
-	snap, err := c.snapshot(t.Context(), src, func(context.Context) string { return "consortium" })
+	snap, err := c.snapshot(t.Context(), src, func(context.Context) string { return "consortium" }, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

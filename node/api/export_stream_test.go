@@ -1,10 +1,14 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -27,6 +31,7 @@ type bigLedger struct {
 	n, pageLen    int64
 	gateAt        int64
 	gate          func()
+	pause         time.Duration // before each page
 	template      privacy.Signed
 }
 
@@ -50,6 +55,10 @@ func newBigLedger(t *testing.T, n int64) *bigLedger {
 func (l *bigLedger) ReleasePage(ctx context.Context, consistent bool, q api.PageQuery) (api.ReleasePage, error) {
 	if q.After >= l.gateAt && l.gate != nil {
 		l.gate()
+	}
+	time.Sleep(l.pause)
+	if err := ctx.Err(); err != nil {
+		return api.ReleasePage{}, err
 	}
 	q.Limit = int(min(int64(q.Limit), l.pageLen))
 	pg := api.NewPager(q)
@@ -166,5 +175,59 @@ func TestExportCachedServeAllocates(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(sent)/4 {
 		t.Errorf("serving %d cached bytes allocated %d bytes", sent, alloc)
+	}
+}
+
+// TestExportOutlivesTimeouts: an export that takes many times the
+// server's write timeout to prepare and send (a slow ledger, building the
+// cache first or streaming) still arrives whole; net/http would cut the
+// answer at the write deadline it set when the request was read.
+func TestExportOutlivesTimeouts(t *testing.T) {
+	for _, cached := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cached=%v", cached), func(t *testing.T) {
+			const n = 60
+			lg := newBigLedger(t, n)
+			lg.pageLen, lg.pause = 5, 150*time.Millisecond // 12 pages: 1.8 s
+			dir := ""
+			if cached {
+				dir = t.TempDir()
+			}
+			tokens, err := api.OpenTokenStore(filepath.Join(t.TempDir(), api.TokenFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lim := api.Limits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+			srv, err := api.New(api.Config{Backend: lg, Tokens: tokens, PublicReads: true, CacheDir: dir, Limits: lim,
+				UI: http.NotFoundHandler(), Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, ln) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			}()
+			t0 := time.Now()
+			resp, err := http.Get("http://" + ln.Addr().String() + "/v1/export.csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("export after %v: %s, %v", time.Since(t0), resp.Status, err)
+			}
+			if rows := bytes.Count(body, []byte("\n")); rows != 1+n*bigCells {
+				t.Errorf("%d rows after %v, want %d", rows, time.Since(t0), 1+n*bigCells)
+			}
+		})
 	}
 }
