@@ -50,7 +50,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 	setExportHeaders(w, snap.applied)
 	w.Header().Set("Content-Length", strconv.FormatInt(snap.size, 10))
 	if _, err := io.CopyBuffer(out, io.NewSectionReader(snap.file, 0, snap.size), make([]byte, 128<<10)); err != nil {
-		s.log.Debug("export: client stopped reading", "err", err)
+		s.log.Debug("export: sending stopped", "err", err) // the client went away, or the disk failed: Content-Length tells the client
 	}
 	return nil
 }
