@@ -26,6 +26,7 @@ const (
 	TLSDir    = "tls"        // node.crt, node.key, ca.crt
 	ServeFile = "serve.json" // where a running serve listens
 	AdminSock = "admin.sock" // the operator's local socket (see api.Server.ServeLocal)
+	CacheDir  = "cache"      // files derived from the ledger, rebuilt if lost (api.Config.CacheDir)
 )
 
 // Config configures a node.
@@ -156,7 +157,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if n.api, err = api.New(api.Config{Backend: (*backend)(n), Tokens: n.tokens, PublicReads: cfg.PublicReads,
-		TLS: httpsCfg, Limits: cfg.HTTPLimits, Logger: cfg.Logger.With("component", "api"), Local: n.localHandler()}); err != nil {
+		TLS: httpsCfg, Limits: cfg.HTTPLimits, Logger: cfg.Logger.With("component", "api"), Local: n.localHandler(),
+		CacheDir: filepath.Join(cfg.DataDir, CacheDir)}); err != nil {
 		return nil, err
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -111,12 +112,89 @@ func BenchmarkLedgerScale(b *testing.B) {
 		}
 		b.ReportMetric(0, "ns/op")
 	})
+	b.Run("export", func(b *testing.B) {
+		for range b.N {
+			exportDownload(b, base, n)
+		}
+		b.ReportMetric(0, "ns/op")
+	})
 	b.Run("dashboard", func(b *testing.B) {
 		for range b.N {
 			dashboard(b, base, n)
 		}
 		b.ReportMetric(0, "ns/op")
 	})
+}
+
+// exportDownload downloads GET /v1/export.csv in full twice: the first
+// builds the node's export cache (DataDir/cache/export.csv) from the
+// ledger, the second is served from it. Each reports its seconds, the
+// process's peak RSS while it ran (target < 1 GB) and its peak anonymous
+// RSS. The first counts the ledger file's pages bbolt maps as the export
+// reads them all, about the ledger's size; they stay resident, so the
+// second, which reads none, starts from there.
+func exportDownload(b *testing.B, base string, n int) {
+	var size int64
+	for _, run := range []string{"first", "cached"} {
+		runtime.GC()
+		debug.FreeOSMemory()
+		resetPeakRSS(b)
+		anonPeak := sampleAnonRSS(b)
+		t0 := time.Now()
+		resp, err := http.Get(base + "/v1/export.csv")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cw := &rowCounter{}
+		k, err := io.Copy(cw, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("export: %d, %v", resp.StatusCode, err)
+		}
+		if cw.rows <= int64(n) || size != 0 && k != size {
+			b.Fatalf("export (%s): %d bytes, %d rows; first %d bytes", run, k, cw.rows, size)
+		}
+		size = k
+		b.ReportMetric(time.Since(t0).Seconds(), "export-"+run+"-s")
+		peak, _ := rss(b)
+		b.ReportMetric(peak, "export-"+run+"-peak-RSS-MB")
+		b.ReportMetric(anonPeak(), "export-"+run+"-peak-anon-MB")
+		if run == "first" {
+			b.ReportMetric(float64(k)/1e6, "export-MB")
+			b.ReportMetric(float64(cw.rows-1)/1e6, "export-Mrows")
+		}
+	}
+}
+
+// sampleAnonRSS samples the process's anonymous resident size (its heap
+// and stacks, not the ledger file's pages that bbolt maps) every 100 ms
+// until the returned function is called, which returns the largest, in MB.
+func sampleAnonRSS(b *testing.B) func() float64 {
+	var peak float64
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			_, anon := rss(b)
+			peak = max(peak, anon)
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() float64 { close(done); <-stopped; return peak }
+}
+
+// rowCounter counts the lines written to it.
+type rowCounter struct{ rows int64 }
+
+func (c *rowCounter) Write(p []byte) (int, error) {
+	c.rows += int64(bytes.Count(p, []byte{'\n'}))
+	return len(p), nil
 }
 
 // listPages measures pages of the listing at random cursors and the
@@ -254,7 +332,7 @@ func dashboard(b *testing.B, base string, n int) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	resetPeakRSS(b)
-	stopSampling := sampleAnonRSS(b, "dashboard-peak-anon-RSS-MB")
+	anonPeak := sampleAnonRSS(b)
 	br := webtest.NewBrowser(b)
 	t0 := time.Now()
 	type answer struct {
@@ -290,7 +368,7 @@ func dashboard(b *testing.B, base string, n int) {
 	}
 	peak, _ := rss(b)
 	b.ReportMetric(peak, "dashboard-peak-RSS-MB")
-	stopSampling()
+	b.ReportMetric(anonPeak(), "dashboard-peak-anon-RSS-MB")
 	warm := webtest.NewBrowser(b)
 	t1 := time.Now()
 	if err := chromedp.Do(warm.Ctx, chromedp.Navigate(base+"/")); err != nil {
@@ -299,34 +377,6 @@ func dashboard(b *testing.B, base string, n int) {
 	webtest.WaitFor(b, warm, "dashboard ready (warm)", `document.body.dataset.ready === "true"`, 10*time.Minute)
 	b.ReportMetric(float64(time.Since(t1).Milliseconds()), "dashboard-warm-ready-ms")
 	seriesQueries(b, base)
-}
-
-// sampleAnonRSS samples the process's anonymous resident size (its heap
-// and stacks, not the ledger file's mapped pages, which VmHWM counts and
-// the kernel can drop at will) every 50 ms until the returned func is
-// called, which reports the peak as metric.
-func sampleAnonRSS(b *testing.B, metric string) (stop func()) {
-	done := make(chan struct{})
-	peak := make(chan float64)
-	go func() {
-		hi := 0.0
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			_, anon := rss(b)
-			hi = max(hi, anon)
-			select {
-			case <-done:
-				peak <- hi
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		b.ReportMetric(<-peak, metric)
-	}
 }
 
 // seriesQueries times the dashboard's and the brief's kinds of /v1/series

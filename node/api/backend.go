@@ -21,8 +21,7 @@ type Backend interface {
 	// Partner is this node's partner code, or "" for a read-only replica.
 	Partner() string
 	// AppliedIndex is the ledger index the node has applied. The server
-	// caches derived views (series, export) per applied index, so this must
-	// be cheap.
+	// caches the series view per applied index, so this must be cheap.
 	AppliedIndex() uint64
 	// Health reports the node's cluster state; it never fails.
 	Health(ctx context.Context) Health

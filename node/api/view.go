@@ -65,7 +65,6 @@ type ledgerView struct {
 	estErr    error
 
 	mu      sync.Mutex
-	csv     []byte
 	answers map[string][]byte
 	bytes   int // of answers
 }
