@@ -137,13 +137,33 @@ func (b *backend) ReleasePage(ctx context.Context, consistent bool, q api.PageQu
 		return api.ReleasePage{}, err
 	}
 	pg := api.NewPager(q)
+	read := 0
 	size, err := fsm.ReleasesFrom(q.After+1, func(leaf int64, data []byte) (bool, error) {
+		read += len(data)
 		return pg.Offer(leaf, data, keys)
 	})
 	if err != nil {
 		return api.ReleasePage{}, ledgerErr(err)
 	}
+	b.giveBackMapped(read)
 	return pg.Page(idx, size), nil
+}
+
+// mappedBudget is how many ledger bytes pages may read before the node
+// gives the file's mapped pages back (cluster.FSM.DropMappedPages): a pass
+// over years of releases (the series view, the export) would otherwise
+// keep the whole file resident in the node, 3 GB at 100,000 whole-catalog
+// releases.
+var mappedBudget int64 = 256 << 20 // a var for the test
+
+func (b *backend) giveBackMapped(read int) {
+	if b.pagedBytes.Add(int64(read)) < mappedBudget {
+		return
+	}
+	b.pagedBytes.Store(0)
+	if err := b.ledger.FSM().DropMappedPages(); err != nil {
+		b.log.Debug("could not give back the ledger's mapped pages", "err", err)
+	}
 }
 
 func (b *backend) partnerKeys() (map[string][]byte, error) {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"roundtable/cluster"
@@ -98,6 +99,9 @@ type Node struct {
 	// release the caller stopped waiting for); Close cancels it.
 	bg     context.Context
 	cancel context.CancelFunc
+	// pagedBytes counts the ledger bytes pages have read since the mapped
+	// pages were last given back (backend.ReleasePage).
+	pagedBytes atomic.Int64
 }
 
 // Open starts a node: opens the store (checking the passphrase before
