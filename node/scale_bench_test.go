@@ -57,6 +57,9 @@ func scaleReleases() int {
 //     pages (the high-water mark is reset first; target < 1 GB). It counts
 //     the ledger file's pages the reads touched (bbolt maps the file) and
 //     the benchmark's own client;
+//   - series-view-built-s: from the node's start of serving to its first
+//     /v1/series answer (the series view is built by one pass over the
+//     ledger when the node starts), with the node's peak anonymous RSS;
 //   - verify-s: `roundtable verify` of the whole ledger (Run, trust on
 //     first use) paging through it, in a process of its own (target
 //     < 60 s), with that process's peak RSS (verify-peak-RSS-MB) and CPU
@@ -93,6 +96,7 @@ func BenchmarkLedgerScale(b *testing.B) {
 	}
 	srvCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	served := time.Now() // Serve starts building the series view
 	wg.Go(func() { _ = node.Serve(srvCtx) })
 	defer func() { stop(); wg.Wait(); _ = node.Close() }()
 	base := "http://" + node.HTTPAddr()
@@ -100,6 +104,15 @@ func BenchmarkLedgerScale(b *testing.B) {
 	b.Logf("node over %s serving %d releases", dir, n)
 
 	// Sub-benchmarks, so each figure is printed as soon as it is measured.
+	// The first waits for the series view the node builds when it starts,
+	// so the others measure a node in its steady state; run on its own, a
+	// later one shares the machine with that build.
+	b.Run("series-view", func(b *testing.B) {
+		for range b.N {
+			seriesViewBuilt(b, base, served)
+		}
+		b.ReportMetric(0, "ns/op")
+	})
 	b.Run("list", func(b *testing.B) {
 		for range b.N {
 			listPages(b, base, n)
@@ -301,6 +314,33 @@ func TestScaleVerifyChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("%s\n", line)
+}
+
+// seriesViewBuilt waits for the series view the node began to build when
+// it started serving (its first /v1/series answer) and reports the time
+// since then and the node's peak anonymous RSS meanwhile.
+func seriesViewBuilt(b *testing.B, base string, served time.Time) {
+	anonPeak := sampleAnonRSS(b)
+	client := &http.Client{Timeout: 15 * time.Minute}
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		resp, err := client.Get(base + "/v1/series?indicator=victims&rollup=region&ids=false")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		// A wait longer than the server's write timeout ends in an error;
+		// the build goes on.
+		if time.Now().After(deadline) {
+			b.Fatalf("the series view was not built in 15 minutes: %v", err)
+		}
+	}
+	b.ReportMetric(time.Since(served).Seconds(), "series-view-built-s")
+	b.ReportMetric(anonPeak(), "series-view-peak-anon-RSS-MB")
 }
 
 // processCPU is the CPU time (user and system) this process has used.
