@@ -1,0 +1,92 @@
+package privacy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"roundtable/aggregate"
+)
+
+// The tests in this file kill Validator mutants that `make mutate` (or a
+// hand-applied mutant of a switch case, which gremlins reports as not
+// covered) found alive (docs/testing.md).
+
+// builtRelease returns a copy of a release the builder made under
+// accounting, decoded from JSON as the ledger receives it.
+func builtRelease(t *testing.T, accounting string) (*aggregate.Catalog, Release) {
+	t.Helper()
+	cat, tables := testTables(t, 500)
+	p := ReleaseParams{Accounting: accounting, Budget: 0.7 * Micro, Period: testPeriod, Partner: "RS"}
+	s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(s.Release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Release
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateRelease(cat, &r); err != nil {
+		t.Fatalf("builder's %s release: %v", accounting, err)
+	}
+	return cat, r
+}
+
+// TestValidatePeriodBounds: a release's period is a quarter (1–4) or a
+// year (0) of a year from 1900 to 9999, the same bounds the ledger puts on
+// a reservation: each bound is accepted, one past it refused, and each
+// clause refuses on its own (a release with a good year and a bad quarter,
+// and the reverse).
+func TestValidatePeriodBounds(t *testing.T) {
+	cat, built := builtRelease(t, PureDP)
+	for _, tc := range []struct {
+		year, quarter int
+		ok            bool
+	}{
+		{1900, 1, true}, {9999, 4, true}, {2024, 0, true}, {2024, 4, true},
+		{1899, 1, false}, {10000, 1, false}, {2024, -1, false}, {2024, 5, false},
+	} {
+		t.Run(fmt.Sprintf("%d-Q%d", tc.year, tc.quarter), func(t *testing.T) {
+			r := built
+			r.Period = aggregate.Period{Year: tc.year, Quarter: tc.quarter}
+			err := ValidateRelease(cat, &r)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && (err == nil || !strings.Contains(err.Error(), "is not a quarter or a year")):
+				t.Fatalf("got %v, want a refusal of the period", err)
+			}
+		})
+	}
+}
+
+// TestValidateBudgetFieldsExact: an indicator's budget must be positive
+// (a zero ε or ρ is refused as such, not by a later check), and under
+// pure DP δ and ρ must each be zero on their own.
+func TestValidateBudgetFieldsExact(t *testing.T) {
+	for _, tc := range []struct {
+		name, accounting string
+		edit             func(ir *IndicatorRelease)
+		want             string
+	}{
+		{"zero ε", PureDP, func(ir *IndicatorRelease) { ir.Epsilon = 0 }, "ε 0 must be positive and finite"},
+		{"zero ρ", ZCDP, func(ir *IndicatorRelease) { ir.Rho = 0 }, "ρ 0 must be positive and finite"},
+		{"δ alone under pure DP", PureDP, func(ir *IndicatorRelease) { ir.Delta = GaussianDelta }, "must be 0 under pure"},
+		{"ρ alone under pure DP", PureDP, func(ir *IndicatorRelease) { ir.Rho = 0.1 }, "must be 0 under pure"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cat, r := builtRelease(t, tc.accounting)
+			tc.edit(&r.Indicators[0])
+			err := ValidateRelease(cat, &r)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
