@@ -27,3 +27,14 @@ func TestBudgetSetKeepsValueOnRefusal(t *testing.T) {
 		t.Fatalf("Set(4.014) = %v, budget %d micro; want 4014000", err, b.Micro())
 	}
 }
+
+// TestBudgetUnmarshalEmpty: an empty or blank JSON value is an error, not
+// a panic (the quote check looks at the first byte only when there is one).
+func TestBudgetUnmarshalEmpty(t *testing.T) {
+	for _, in := range []string{"", "  "} {
+		var b Budget
+		if err := b.UnmarshalJSON([]byte(in)); err == nil {
+			t.Errorf("UnmarshalJSON(%q) = nil, budget %s; want an error", in, b)
+		}
+	}
+}

@@ -90,3 +90,27 @@ func TestValidateBudgetFieldsExact(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateCatalogRanks: a quantile indicator's ranks are the
+// catalog's own, not the default quartiles: a release of a catalog with
+// other ranks validates.
+func TestValidateCatalogRanks(t *testing.T) {
+	cat := aggregate.CatalogV1()
+	age, ok := cat.Indicator("age")
+	if !ok {
+		t.Fatal("v1 catalog has no age indicator")
+	}
+	age.Ranks = []float64{0.1, 0.5, 0.9}
+	tables, err := aggregate.Tabulate(context.Background(), cat, testPeriod, []string{"age"}, synthCases(2, 400, testPeriod.Year, testPeriod.Quarter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ReleaseParams{Accounting: PureDP, Budget: 0.5 * Micro, Period: testPeriod, Partner: "RS"}
+	s, err := BuildRelease(context.Background(), cat, tables, p, reservationFor(cat, tables, p), testKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateRelease(cat, &s.Release); err != nil {
+		t.Fatalf("a release of the catalog's own ranks: %v", err)
+	}
+}
