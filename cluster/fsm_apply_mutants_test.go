@@ -62,4 +62,3 @@ func TestFSMCosignRefusesNonCanonicalCheckpoint(t *testing.T) {
 		})
 	}
 }
-

@@ -114,3 +114,16 @@ func TestValidateCatalogRanks(t *testing.T) {
 		t.Fatalf("a release of the catalog's own ranks: %v", err)
 	}
 }
+
+// TestValidateIndicatorRepeatedInPlace: an indicator listed twice in a
+// row is refused as a repeat (the next position a later indicator may
+// take is one past the last, not one before it).
+func TestValidateIndicatorRepeatedInPlace(t *testing.T) {
+	cat, r := builtRelease(t, PureDP)
+	last := r.Indicators[len(r.Indicators)-1]
+	r.Indicators = append(r.Indicators, last)
+	err := ValidateRelease(cat, &r)
+	if err == nil || !strings.Contains(err.Error(), "out of catalog order or repeated") {
+		t.Fatalf("got %v, want the repeat refused", err)
+	}
+}
