@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -125,5 +126,31 @@ func TestValidateIndicatorRepeatedInPlace(t *testing.T) {
 	err := ValidateRelease(cat, &r)
 	if err == nil || !strings.Contains(err.Error(), "out of catalog order or repeated") {
 		t.Fatalf("got %v, want the repeat refused", err)
+	}
+}
+
+// TestCheckSpendBounds: the indicators' budgets must add up to more than
+// (spend − 1 micro)·(1 − budgetSlack) and at most spend·(1 + budgetSlack):
+// each bound itself and the next float beyond it, for the smallest, a
+// typical and the largest spend.
+func TestCheckSpendBounds(t *testing.T) {
+	for _, spend := range []int64{1, 700_000, MaxSpendMicro} {
+		lo := float64(float64(spend-1)/Micro) * (1 - budgetSlack)
+		hi := float64(float64(spend)/Micro) * (1 + budgetSlack)
+		for _, tc := range []struct {
+			name string
+			sum  float64
+			ok   bool
+		}{
+			{"lower bound", lo, false},
+			{"just above the lower bound", math.Nextafter(lo, math.Inf(1)), true},
+			{"the spend", float64(spend) / Micro, true},
+			{"upper bound", hi, true},
+			{"just above the upper bound", math.Nextafter(hi, math.Inf(1)), false},
+		} {
+			if err := checkSpend(spend, tc.sum); (err == nil) != tc.ok {
+				t.Errorf("spend %d micro, indicators %v (%s): %v, want ok=%v", spend, tc.sum, tc.name, err, tc.ok)
+			}
+		}
 	}
 }
