@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,6 +152,83 @@ func TestCheckSpendBounds(t *testing.T) {
 			if err := checkSpend(spend, tc.sum); (err == nil) != tc.ok {
 				t.Errorf("spend %d micro, indicators %v (%s): %v, want ok=%v", spend, tc.sum, tc.name, err, tc.ok)
 			}
+		}
+	}
+}
+
+// setScale gives the first measurement of r's first count indicator the
+// scale sigma, with every interval the builder would draw for it, and
+// returns the σ its budget calls for (gaussianTarget). The release stays
+// valid in every other field.
+func setScale(t *testing.T, cat *aggregate.Catalog, r *Release, sigma func(target float64) float64) float64 {
+	t.Helper()
+	v, err := NewValidator(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range r.Indicators {
+		ir := &r.Indicators[i]
+		pos := slices.IndexFunc(v.indicators, func(s indicatorShape) bool { return s.name == ir.Name })
+		if v.indicators[pos].kind != aggregate.KindCount {
+			continue
+		}
+		ms := v.indicators[pos].measurements[0]
+		target := gaussianTarget(ms.l0, ms.lInf, tableBudget(ir.Rho, ms.share))
+		s := sigma(target)
+		m := intHalfWidth(Gaussian, s)
+		for c := range ir.Cells[:ms.totalCells] {
+			cell := &ir.Cells[c]
+			cell.Scale = s
+			cell.CILow, cell.CIHigh = interval(cell.Value, m)
+		}
+		return target
+	}
+	t.Fatal("the release has no count indicator")
+	return 0
+}
+
+// TestValidateGaussianSigmaBounds: under zCDP a measurement's σ must lie
+// in [target, target·(1+gaussianSlack)] of the σ its ρ calls for. A σ
+// below the target would publish more than the ρ charged; each bound is
+// accepted and the next float beyond it refused.
+func TestValidateGaussianSigmaBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sigma func(target float64) float64
+		ok    bool
+	}{
+		{"the target", func(x float64) float64 { return x }, true},
+		{"just below the target", func(x float64) float64 { return math.Nextafter(x, 0) }, false},
+		{"half the target", func(x float64) float64 { return x / 2 }, false},
+		{"the upper bound", func(x float64) float64 { return float64(x * (1 + gaussianSlack)) }, true},
+		{"just above the upper bound", func(x float64) float64 { return math.Nextafter(float64(x*(1+gaussianSlack)), math.Inf(1)) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cat, r := builtRelease(t, ZCDP)
+			setScale(t, cat, &r, tc.sigma)
+			err := ValidateRelease(cat, &r)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && (err == nil || !strings.Contains(err.Error(), "is not the σ")):
+				t.Fatalf("got %v, want the σ refused", err)
+			}
+		})
+	}
+}
+
+// TestValidateCellValueRange: a noisy count must lie within ±2⁵³ (so it
+// and its interval are exact floats); one beyond either end is refused as
+// such even with the interval its scale gives.
+func TestValidateCellValueRange(t *testing.T) {
+	for _, v := range []int64{maxCellValue + 1, -maxCellValue - 1} {
+		cat, r := builtRelease(t, PureDP)
+		c := &r.Indicators[0].Cells[0]
+		c.Value = v
+		c.CILow, c.CIHigh = interval(v, intHalfWidth(Laplace, c.Scale))
+		err := ValidateRelease(cat, &r)
+		if err == nil || !strings.Contains(err.Error(), "is out of range") {
+			t.Errorf("value %d: got %v, want it refused as out of range", v, err)
 		}
 	}
 }
