@@ -218,17 +218,24 @@ func TestValidateGaussianSigmaBounds(t *testing.T) {
 }
 
 // TestValidateCellValueRange: a noisy count must lie within ±2⁵³ (so it
-// and its interval are exact floats); one beyond either end is refused as
-// such even with the interval its scale gives.
+// and its interval are exact floats): each end is accepted, and one
+// beyond either end is refused as such even with the interval its scale
+// gives.
 func TestValidateCellValueRange(t *testing.T) {
-	for _, v := range []int64{maxCellValue + 1, -maxCellValue - 1} {
+	for _, tc := range []struct {
+		v  int64
+		ok bool
+	}{{maxCellValue, true}, {-maxCellValue, true}, {maxCellValue + 1, false}, {-maxCellValue - 1, false}} {
 		cat, r := builtRelease(t, PureDP)
 		c := &r.Indicators[0].Cells[0]
-		c.Value = v
-		c.CILow, c.CIHigh = interval(v, intHalfWidth(Laplace, c.Scale))
+		c.Value = tc.v
+		c.CILow, c.CIHigh = interval(tc.v, intHalfWidth(Laplace, c.Scale))
 		err := ValidateRelease(cat, &r)
-		if err == nil || !strings.Contains(err.Error(), "is out of range") {
-			t.Errorf("value %d: got %v, want it refused as out of range", v, err)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("value %d: refused: %v", tc.v, err)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "is out of range")):
+			t.Errorf("value %d: got %v, want it refused as out of range", tc.v, err)
 		}
 	}
 }
