@@ -239,3 +239,45 @@ func TestValidateCellValueRange(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateQuantileOrder: a quantile needs lower ≤ CILow ≤ value ≤
+// CIHigh ≤ upper. Equality everywhere is accepted; each inequality broken
+// on its own (the others holding) is refused.
+func TestValidateQuantileOrder(t *testing.T) {
+	cat, built := builtRelease(t, PureDP)
+	i := slices.IndexFunc(built.Indicators, func(ir IndicatorRelease) bool { return len(ir.Quantiles) > 0 })
+	if i < 0 {
+		t.Fatal("the release has no quantile indicator")
+	}
+	ind, _ := cat.Indicator(built.Indicators[i].Name)
+	lo, hi, mid := ind.Lower, ind.Upper, (ind.Lower+ind.Upper)/2
+	for _, tc := range []struct {
+		name                 string
+		ciLow, value, ciHigh float64
+		ok                   bool
+	}{
+		{"all equal", mid, mid, mid, true},
+		{"the whole range", lo, mid, hi, true},
+		{"interval below the lower bound", lo - 1, mid, hi, false},
+		{"interval low above the value", mid + 1, mid, hi, false},
+		{"value above the interval", lo, mid + 1, mid, false},
+		{"interval above the upper bound", lo, mid, hi + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := json.Marshal(built)
+			var r Release
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			q := &r.Indicators[i].Quantiles[0]
+			q.CILow, q.Value, q.CIHigh = tc.ciLow, tc.value, tc.ciHigh
+			err := ValidateRelease(cat, &r)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && (err == nil || !strings.Contains(err.Error(), "must be ordered")):
+				t.Fatalf("got %v, want the quantile refused", err)
+			}
+		})
+	}
+}
