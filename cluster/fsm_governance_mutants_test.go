@@ -23,6 +23,7 @@ func TestFSMPartnerAddress(t *testing.T) {
 		{"none", "", true},
 		{"host and port", "10.0.0.7:7000", true},
 		{"255 bytes", long, true},
+		{"a tilde, the last printable byte", "h~st:7000", true},
 		{"256 bytes", "a" + long, false},
 		{"no port separator", "10.0.0.7", false},
 		{"no host", ":7000", false},
