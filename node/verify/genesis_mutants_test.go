@@ -84,3 +84,18 @@ func TestRunAllOneServerKeepsStateFile(t *testing.T) {
 		t.Errorf("per-server state files for one server: %v", others)
 	}
 }
+
+// TestWriteComparisonSkipsUnverified: a server that failed before it
+// showed a checkpoint (no root) gets no report block, only the overall
+// FAILED line naming the error.
+func TestWriteComparisonSkipsUnverified(t *testing.T) {
+	var out strings.Builder
+	reps := []Report{{Server: "http://127.0.0.1:1"}}
+	if err := WriteComparison(&out, reps, []string{"http://127.0.0.1:1"}, errors.New("connection refused")); err != nil {
+		t.Fatal(err)
+	}
+	want := "FAILED:      connection refused\nresult:      FAILED (1 servers compared)\n"
+	if out.String() != want {
+		t.Fatalf("WriteComparison wrote %q, want %q", out.String(), want)
+	}
+}
