@@ -227,3 +227,40 @@ func TestRestoreRefusesForgedCheckpoints(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreRefusesGovernanceBucketTail: the comparison of a governance
+// bucket with the replay runs to the end of both: a partner added after
+// the last one governance added, or the last one deleted, is refused.
+func TestRestoreRefusesGovernanceBucketTail(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		forge func(t *testing.T, tx *bbolt.Tx)
+		want  string
+	}{
+		{"an extra partner sorting last", func(t *testing.T, tx *bbolt.Tx) {
+			p := fsmPartner("ZZ")
+			p.Role = RoleVoter
+			putJSONT(t, tx, bucketPartners, p.ID, p)
+		}, "partners/ZZ is in the snapshot, but replaying the governance history from the genesis gives no such entry"},
+		{"the last partner deleted", func(t *testing.T, tx *bbolt.Tx) {
+			b := bucket(tx, bucketPartners)
+			k, _ := b.Cursor().Last()
+			if err := b.Delete(bytes.Clone(k)); err != nil {
+				t.Fatal(err)
+			}
+		}, "is missing from the snapshot, but replaying the governance history from the genesis gives"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newRestoreFixture(t)
+			forged := forgeSnapshot(t, fx.snap, func(tx *bbolt.Tx) { tc.forge(t, tx) })
+			before := viewOf(t, fx.follower)
+			err := fx.follower.Restore(io.NopCloser(bytes.NewReader(forged)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Restore(forged) = %v, want a refusal containing %q", err, tc.want)
+			}
+			if after := viewOf(t, fx.follower); after != before {
+				t.Fatalf("refused snapshot changed the node: %+v, was %+v", after, before)
+			}
+		})
+	}
+}
