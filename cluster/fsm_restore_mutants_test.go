@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -262,5 +263,42 @@ func TestRestoreRefusesGovernanceBucketTail(t *testing.T) {
 				t.Fatalf("refused snapshot changed the node: %+v, was %+v", after, before)
 			}
 		})
+	}
+}
+
+// TestRestoreRepairsFailedLedgerAtSameIndex: a node whose ledger stopped
+// (here: at a genesis entry of another consortium) installs a good
+// snapshot at exactly its applied index, and applies again: only a
+// snapshot below the applied index is refused as a rollback.
+func TestRestoreRepairsFailedLedgerAtSameIndex(t *testing.T) {
+	leader, follower := newTestFSM(t), newTestFSM(t)
+	log := &fsmLog{}
+	logs := log.add(t, fsmGenesis(t, "RS", "AL"), govAddReplica("replica-1"))
+	for _, f := range []*FSM{leader, follower} {
+		for _, r := range applyAll(t, f, logs) {
+			if !r.OK {
+				t.Fatalf("refused: %s", r.Refusal)
+			}
+		}
+	}
+	pinAs(t, follower, leader)
+	data, err := fsmGenesis(t, "XK").Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := follower.ApplyBatch([]*raft.Log{{Index: log.next + 1, Term: 1, Type: raft.LogCommand, Data: data}})[0].(error); !ok || follower.Err() == nil {
+		t.Fatal("another consortium's genesis did not stop the follower")
+	}
+	if follower.AppliedIndex() != leader.AppliedIndex() {
+		t.Fatalf("applied %d and %d, want the same index", follower.AppliedIndex(), leader.AppliedIndex())
+	}
+	if err := follower.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, leader)))); err != nil {
+		t.Fatalf("Restore(good snapshot at the failed ledger's index): %v", err)
+	}
+	if follower.Err() != nil {
+		t.Fatalf("the ledger is still failed after a good snapshot: %v", follower.Err())
+	}
+	if got, want := viewOf(t, follower), viewOf(t, leader); got != want {
+		t.Fatalf("after restore %+v, want the leader's %+v", got, want)
 	}
 }
