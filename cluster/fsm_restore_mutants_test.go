@@ -302,3 +302,21 @@ func TestRestoreRepairsFailedLedgerAtSameIndex(t *testing.T) {
 		t.Fatalf("after restore %+v, want the leader's %+v", got, want)
 	}
 }
+
+// TestRestorePeriodBounds: reservations for the first and the last
+// quarter the ledger admits (1900-Q1, 9999-Q4) are in an honest snapshot,
+// which is installed.
+func TestRestorePeriodBounds(t *testing.T) {
+	leader, follower := newTestFSM(t), newTestFSM(t)
+	cat := fsmCatalogHash(t)
+	mustApply(t, leader, &fsmLog{}, fsmGenesis(t, "RS", "AL"),
+		NewReserve(fsmReservation(t, cat, "first", "RS", "RS", "1900-Q1", 1000)),
+		NewReserve(fsmReservation(t, cat, "last", "RS", "RS", "9999-Q4", 1000)))
+	pinAs(t, follower, leader)
+	if err := follower.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, leader)))); err != nil {
+		t.Fatalf("Restore(honest snapshot with 1900-Q1 and 9999-Q4): %v", err)
+	}
+	if got, want := viewOf(t, follower), viewOf(t, leader); got != want {
+		t.Fatalf("after restore the follower is %+v, want the leader's %+v", got, want)
+	}
+}
