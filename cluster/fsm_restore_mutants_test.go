@@ -70,8 +70,9 @@ func TestRestoreRefusesShortGovernanceKey(t *testing.T) {
 
 // TestRestoreRefusesForgedIndexes: a snapshot whose releases index maps
 // two releases to each other's leaves (so the ledger would serve each
-// one's inclusion proof for the other), or whose stored Merkle tree has a
-// hash beyond the tree recomputed from the leaves, is refused with a
+// one's inclusion proof for the other), whose stored Merkle tree has a
+// hash beyond the tree recomputed from the leaves, or whose last leaf is
+// stored under a key that is not its 8-byte index, is refused with a
 // reason, and the node is unchanged.
 func TestRestoreRefusesForgedIndexes(t *testing.T) {
 	for _, tc := range []struct {
@@ -96,6 +97,15 @@ func TestRestoreRefusesForgedIndexes(t *testing.T) {
 			n := hashes.Stats().KeyN
 			put(t, hashes, string(hashKey(int64(n))), make([]byte, 32))
 		}, "differs from the tree recomputed from the leaves"},
+		{"the last leaf under a 9-byte key", func(t *testing.T, tx *bbolt.Tx) {
+			b := bucket(tx, bucketLeaves)
+			k, v := b.Cursor().Last()
+			k, v = bytes.Clone(k), bytes.Clone(v)
+			if err := b.Delete(k); err != nil {
+				t.Fatal(err)
+			}
+			put(t, b, string(append(k, 0)), v)
+		}, "leaves must be numbered from 0 without gaps"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newRestoreFixture(t)
