@@ -4,11 +4,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"golang.org/x/mod/sumdb/note"
 )
 
-// The tests in this file kill mutants of applyPublish and applyCosign that
-// `make mutate` found alive (docs/testing.md).
+// The tests in this file kill mutants of ApplyBatch, applyPublish and
+// applyCosign that `make mutate` found alive (docs/testing.md).
 
 // TestFSMCosignRefusesNonCanonicalCheckpoint: a checkpoint text the
 // parser accepts but that is not the canonical form of its origin and
@@ -60,5 +61,29 @@ func TestFSMCosignRefusesNonCanonicalCheckpoint(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFSMBatchStraddlingAppliedIndex: a batch that starts at the applied
+// index (raft redelivering after a restart) answers the entries already
+// applied as such, without applying them again, and applies the rest.
+func TestFSMBatchStraddlingAppliedIndex(t *testing.T) {
+	b := newFSMBase(t)
+	applied := b.f.AppliedIndex()
+	last := b.log.logs[len(b.log.logs)-1] // the base's publish, at the applied index
+	if last.Index != applied {
+		t.Fatalf("the base's last entry is %d, applied %d", last.Index, applied)
+	}
+	before := stateHash(t, b.f)
+	next := b.log.add(t, NewReserve(fsmReservation(t, b.cat, "r9", "AL", "AL", "2024-Q1", 1000)))[0]
+	out := applyAll(t, b.f, []*raft.Log{last, next})
+	if !out[0].Existing || !strings.Contains(out[0].Refusal, "was applied before this node restarted") {
+		t.Errorf("entry %d at the applied index: %+v, want it answered as applied before", last.Index, out[0])
+	}
+	if !out[1].OK || out[1].Index != next.Index || b.f.AppliedIndex() != next.Index {
+		t.Errorf("entry %d: %+v, applied index %d; want it applied", next.Index, out[1], b.f.AppliedIndex())
+	}
+	if stateHash(t, b.f) == before {
+		t.Error("the new reservation did not change the state")
 	}
 }
