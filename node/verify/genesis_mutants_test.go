@@ -56,14 +56,11 @@ func TestGenesisStateKeyPinnedEarlier(t *testing.T) {
 // checked against governance's key alone (a key is compared only when
 // one is served).
 func TestCheckServedKeyAbsent(t *testing.T) {
-	r := bundleRelease{}
-	r.Signed.ID, r.Signed.Release.Partner = "r1", "RS"
 	keys := Keys{"RS": pub(partnerKey("RS", ""))}
-	if err := checkServedKey(r, keys); err != nil {
+	if err := checkServedKey("RS", "r1", nil, keys); err != nil {
 		t.Fatalf("no served key: %v", err)
 	}
-	r.PublicKey = pub(partnerKey("RS", "other"))
-	if err := checkServedKey(r, keys); !errors.Is(err, ErrKeyChanged) {
+	if err := checkServedKey("RS", "r1", pub(partnerKey("RS", "other")), keys); !errors.Is(err, ErrKeyChanged) {
 		t.Fatalf("another served key: %v, want %v", err, ErrKeyChanged)
 	}
 }
