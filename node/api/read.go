@@ -89,6 +89,7 @@ func (s *Server) handleReleases(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	defer page.Free() // written out below, not kept
 	writePage(w, page, consistent)
 	return nil
 }
