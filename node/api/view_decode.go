@@ -260,18 +260,7 @@ func (d *releaseDecoder) expect(c byte) error {
 
 // object calls field for each member of an object, positioned at its value.
 func (d *releaseDecoder) object(field func(key []byte) error) error {
-	if d.null() {
-		return nil
-	}
-	if err := d.expect('{'); err != nil {
-		return err
-	}
-	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == '}' {
-		d.pos++
-		return nil
-	}
-	for {
+	return d.sequence('{', '}', func(int) error {
 		key, err := d.rawString()
 		if err != nil {
 			return err
@@ -279,39 +268,31 @@ func (d *releaseDecoder) object(field func(key []byte) error) error {
 		if err := d.expect(':'); err != nil {
 			return err
 		}
-		if err := field(key); err != nil {
-			return err
-		}
-		d.space()
-		if d.pos >= len(d.data) {
-			return errSyntax
-		}
-		d.pos++
-		switch d.data[d.pos-1] {
-		case ',':
-		case '}':
-			return nil
-		default:
-			return errSyntax
-		}
-	}
+		return field(key)
+	})
 }
 
 // array calls elem for each element, positioned at it.
 func (d *releaseDecoder) array(elem func(i int) error) error {
+	return d.sequence('[', ']', elem)
+}
+
+// sequence reads null, or open, the members separated by commas (member
+// reads each), and close.
+func (d *releaseDecoder) sequence(open, close byte, member func(i int) error) error {
 	if d.null() {
 		return nil
 	}
-	if err := d.expect('['); err != nil {
+	if err := d.expect(open); err != nil {
 		return err
 	}
 	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+	if d.pos < len(d.data) && d.data[d.pos] == close {
 		d.pos++
 		return nil
 	}
 	for i := 0; ; i++ {
-		if err := elem(i); err != nil {
+		if err := member(i); err != nil {
 			return err
 		}
 		d.space()
@@ -321,7 +302,7 @@ func (d *releaseDecoder) array(elem func(i int) error) error {
 		d.pos++
 		switch d.data[d.pos-1] {
 		case ',':
-		case ']':
+		case close:
 			return nil
 		default:
 			return errSyntax

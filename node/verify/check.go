@@ -159,21 +159,11 @@ func (sk *servedKeys) admit(p, id string, servedKey []byte) error {
 // the verified checkpoint. Release failures are all collected (joined), so
 // one run names every bad release.
 func check(m *material, tr trust) (Report, SavedCheckpoint, error) {
-	rep := Report{KeySource: tr.source, Partners: tr.partners, NewlyPinned: tr.pinned, ByPartner: map[string]int{}, Governance: tr.governance}
-	cp, signers, err := openCheckpoint(m.Checkpoint, tr)
+	rep, cp, err := openRegional(m.Checkpoint, tr)
 	if err != nil {
 		return rep, cp, err
 	}
-	rep.Origin, rep.Size, rep.Root, rep.Signers = cp.Origin, cp.Size, cp.rootB64(), signers
-	consortium, err := releaseConsortium(tr, cp.Origin)
-	if err != nil {
-		return rep, cp, err
-	}
-	rep.Consortium = consortium
-	if !cluster.IsRegional(signers, tr.partners) {
-		return rep, cp, fmt.Errorf("%w: checkpoint of size %d is signed by %d of %d partners [%s] (signed: [%s]); a strict majority, %d, is needed",
-			ErrNotRegional, cp.Size, len(signers), len(tr.partners), strings.Join(tr.partners, " "), strings.Join(signers, " "), len(tr.partners)/2+1)
-	}
+	consortium := rep.Consortium
 	trees := map[int64]tlog.Hash{cp.Size: cp.root()}
 	var errs []error
 	for _, c := range m.Consistency {
@@ -239,6 +229,26 @@ func check(m *material, tr trust) (Report, SavedCheckpoint, error) {
 		rep.Failures = append(rep.Failures, e.Error())
 	}
 	return rep, cp, errors.Join(errs...)
+}
+
+// openRegional opens the served checkpoint with the trust anchor, finds
+// the consortium its origin names, checks that a strict majority of the
+// partners signed it, and starts the run's report from it.
+func openRegional(served api.Checkpoint, tr trust) (Report, SavedCheckpoint, error) {
+	rep := Report{KeySource: tr.source, Partners: tr.partners, NewlyPinned: tr.pinned, ByPartner: map[string]int{}, Governance: tr.governance}
+	cp, signers, err := openCheckpoint(served, tr)
+	if err != nil {
+		return rep, cp, err
+	}
+	rep.Origin, rep.Size, rep.Root, rep.Signers = cp.Origin, cp.Size, cp.rootB64(), signers
+	if rep.Consortium, err = releaseConsortium(tr, cp.Origin); err != nil {
+		return rep, cp, err
+	}
+	if !cluster.IsRegional(signers, tr.partners) {
+		return rep, cp, fmt.Errorf("%w: checkpoint of size %d is signed by %d of %d partners [%s] (signed: [%s]); a strict majority, %d, is needed",
+			ErrNotRegional, cp.Size, len(signers), len(tr.partners), strings.Join(tr.partners, " "), strings.Join(signers, " "), len(tr.partners)/2+1)
+	}
+	return rep, cp, nil
 }
 
 // openCheckpoint verifies the note's signatures with the trusted keys and

@@ -311,23 +311,12 @@ func (lc *ledgerCheck) keep(r *listedCheck) error {
 // report as check does.
 func (lc *ledgerCheck) finish(ctx context.Context, c *client, served api.Checkpoint) (Report, SavedCheckpoint, error) {
 	tr := *lc.tr
-	rep := Report{KeySource: tr.source, Partners: tr.partners, NewlyPinned: tr.pinned, ByPartner: map[string]int{}, Governance: tr.governance}
-	cp, signers, err := openCheckpoint(served, tr)
+	rep, cp, err := openRegional(served, tr)
 	if err != nil {
 		return rep, cp, err
 	}
-	rep.Origin, rep.Size, rep.Root, rep.Signers = cp.Origin, cp.Size, cp.rootB64(), signers
-	consortium, err := releaseConsortium(tr, cp.Origin)
-	if err != nil {
-		return rep, cp, err
-	}
-	if consortium != lc.consortium {
+	if rep.Consortium != lc.consortium {
 		return rep, cp, fmt.Errorf("%w: the server's fields say origin %q, its signed note says %q", ErrCheckpoint, served.Origin, cp.Origin)
-	}
-	rep.Consortium = consortium
-	if !cluster.IsRegional(signers, tr.partners) {
-		return rep, cp, fmt.Errorf("%w: checkpoint of size %d is signed by %d of %d partners [%s] (signed: [%s]); a strict majority, %d, is needed",
-			ErrNotRegional, cp.Size, len(signers), len(tr.partners), strings.Join(tr.partners, " "), strings.Join(signers, " "), len(tr.partners)/2+1)
 	}
 	rootErr := lc.tree.check(cp)
 	switch {
