@@ -172,3 +172,27 @@ func BenchmarkSplitLeaf(b *testing.B) {
 		}
 	}
 }
+
+// TestSplitLeafRefusesMalformed: a server's truncated or altered leaf is
+// never read in place (and never panics the verifier): every proper
+// prefix of a real leaf, the empty list entry, and a signature with a raw
+// line break (which base64 decoding would skip) are outside the layout.
+func TestSplitLeafRefusesMalformed(t *testing.T) {
+	leaf := leafSeeds(t)[0]
+	if _, ok := splitLeaf(leaf); !ok {
+		t.Fatal("real leaf bytes are not in the leaf layout")
+	}
+	for n := range len(leaf) {
+		if _, ok := splitLeaf(leaf[:n]); ok {
+			t.Fatalf("the first %d of %d bytes of a leaf are read as a leaf: %q", n, len(leaf), leaf[:n])
+		}
+		if _, _, ok := leafAt(leaf[:n], 0); ok {
+			t.Fatalf("leafAt reads the first %d of %d bytes of a leaf as a leaf", n, len(leaf))
+		}
+	}
+	sig := bytes.LastIndex(leaf, []byte(`"signature":"`)) + len(`"signature":"`)
+	broken := slices.Concat(leaf[:sig+8], []byte("\n"), leaf[sig+8:])
+	if _, ok := splitLeaf(broken); ok {
+		t.Fatal("a signature with a raw line break is read in place")
+	}
+}
