@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -298,5 +299,51 @@ func TestStreamHoldsNoReleases(t *testing.T) {
 	t.Logf("list %d KB; live heap after the fourth page %d KB, grew by at most %d KB", listBytes>>10, first>>10, growth>>10)
 	if growth > int64(listBytes)/4 {
 		t.Errorf("the live heap grew by %d KB over a list of %d KB: the run keeps what it listed", growth>>10, listBytes>>10)
+	}
+}
+
+// TestStreamPendingReadDecoded: a release above the checkpoint is judged
+// decoded, never in place, since no signed root binds its bytes. Here the
+// partner itself signed a non-canonical body (HTML-escaped, its id the
+// hash of those bytes): read in place it would pass as pending, but
+// decoded, its canonical encoding does not hash to its id, so it fails. At
+// leaf 30, the first above the checkpoint of size 30, and at leaf 31.
+func TestStreamPendingReadDecoded(t *testing.T) {
+	for _, leaf := range []int{30, 31} {
+		t.Run(fmt.Sprint("leaf ", leaf), func(t *testing.T) {
+			l := newLedger(t)
+			var cp api.Checkpoint
+			for i := range 32 {
+				r := fixtureRelease(partners[i%len(partners)], 1+i/len(partners)%4, int64(100+i))
+				r.Indicators[0].Name = "victims <18"
+				l.appendSigned(t, mustSign(t, r, l.keys[r.Partner]))
+				if i == 29 {
+					cp = l.checkpoint(t, majority...)
+				}
+			}
+			n, url := startNode(t, l, cp)
+			s := l.entries[leaf].Signed
+			body, err := s.Release.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = bytes.Replace(body, []byte(`"victims <18"`), []byte(`"victims \u003c18"`), 1)
+			sum := sha256.Sum256(body)
+			id := hex.EncodeToString(sum[:])
+			sig := ed25519.Sign(l.keys[s.Release.Partner], append([]byte("roundtable release v1\n"), body...))
+			served := fmt.Appendf(nil, `{"id":"%s","release":%s,"signature":"%s"}`, id, body, base64.StdEncoding.EncodeToString(sig))
+			if _, ok := splitLeaf(served); !ok {
+				t.Fatal("the re-signed bytes are not in the leaf layout: the test does not reach the in-place path")
+			}
+			n.mu.Lock()
+			n.raw = map[int64][]byte{int64(leaf): served}
+			n.rel = slices.Clone(l.entries)
+			n.rel[leaf].PublicKey = nil
+			n.mu.Unlock()
+			rep := runFails(t, url, ErrSignature, fmt.Sprintf("leaf %d", leaf))
+			if rep.Failed != 1 {
+				t.Errorf("report: %d verified, %d pending, %d failed; want 1 failed", rep.Verified, rep.Pending, rep.Failed)
+			}
+		})
 	}
 }
