@@ -321,12 +321,12 @@ func (lc *ledgerCheck) finish(ctx context.Context, c *client, served api.Checkpo
 	rootErr := lc.tree.check(cp)
 	switch {
 	case errors.Is(rootErr, ErrInclusion):
+		// The proofs name the releases at fault; the mismatch itself is
+		// reported too, whatever they find.
 		if err := lc.proveEach(ctx, c, cp); err != nil {
 			return rep, cp, err
 		}
-		if len(lc.errs) == 0 { // proofs named nobody, yet the roots differ
-			lc.errs = append(lc.errs, rootErr)
-		}
+		lc.errs = append(lc.errs, rootErr)
 	case rootErr != nil:
 		lc.errs = append(lc.errs, rootErr)
 	}
