@@ -74,6 +74,17 @@ func TestStreamLaterPageFailures(t *testing.T) {
 			n.rel[22].Signed = mustSign(t, fixtureRelease("MK", 2, 777), l.keys["MK"])
 			n.rel[22].PublicKey = l.keys["MK"].Public().(ed25519.PublicKey)
 		}, ErrInclusion, []string{"partner MK", "leaf 22", "inclusion proof"}, 1},
+		{"the proof of a release not in the tree answered for another leaf", func(t *testing.T, n *fakeNode, l *ledger) {
+			n.rel = slices.Clone(l.entries)
+			n.rel[22].Signed = mustSign(t, fixtureRelease("MK", 2, 777), l.keys["MK"])
+			n.rel[22].PublicKey = l.keys["MK"].Public().(ed25519.PublicKey)
+			id := n.rel[22].Signed.ID
+			n.proof = func(r *api.ReleaseResponse) {
+				if r.Signed.ID == id {
+					r.Leaf = 21
+				}
+			}
+		}, ErrInclusion, []string{"is at leaf 22 in the list but the server answered", "at leaf 21"}, 0},
 		{"release withheld from the ninth page", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.rel = slices.Delete(slices.Clone(l.entries), 26, 27)
 		}, ErrIncomplete, []string{"leaf 26", "withheld"}, 0},
