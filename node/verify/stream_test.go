@@ -85,6 +85,19 @@ func TestStreamLaterPageFailures(t *testing.T) {
 				}
 			}
 		}, ErrInclusion, []string{"is at leaf 22 in the list but the server answered", "at leaf 21"}, 0},
+		{"proofs, fetched to name a release not in the tree, from a tree that does not extend the checkpoint", func(t *testing.T, n *fakeNode, l *ledger) {
+			n.rel = slices.Clone(l.entries)
+			n.rel[22].Signed = mustSign(t, fixtureRelease("MK", 2, 777), l.keys["MK"])
+			n.rel[22].PublicKey = l.keys["MK"].Public().(ed25519.PublicKey)
+			// The same first 20 leaves, then others: leaves 0-19 prove
+			// inclusion in this tree of 32, which is not the checkpoint's.
+			other := newLedger(t)
+			for _, e := range l.entries[:20] {
+				other.publish(t, e.Signed.Release.Partner, e.Signed.Release.Period.Quarter, e.Signed.Release.Indicators[0].Cells[0].Value)
+			}
+			other.publishN(t, 12, 31337)
+			n.proofs = other
+		}, ErrInclusion, []string{"leaf 0", "leaf 19", "size 32/30", "not consistent with the checkpoint"}, 0},
 		{"release withheld from the ninth page", func(t *testing.T, n *fakeNode, l *ledger) {
 			n.rel = slices.Delete(slices.Clone(l.entries), 26, 27)
 		}, ErrIncomplete, []string{"leaf 26", "withheld"}, 0},
