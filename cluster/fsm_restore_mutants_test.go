@@ -109,15 +109,7 @@ func TestRestoreRefusesForgedIndexes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newRestoreFixture(t)
-			forged := forgeSnapshot(t, fx.snap, func(tx *bbolt.Tx) { tc.forge(t, tx) })
-			before := viewOf(t, fx.follower)
-			err := fx.follower.Restore(io.NopCloser(bytes.NewReader(forged)))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Restore(forged) = %v, want a refusal containing %q", err, tc.want)
-			}
-			if after := viewOf(t, fx.follower); after != before {
-				t.Fatalf("refused snapshot changed the node: %+v, was %+v", after, before)
-			}
+			restoreRefused(t, fx, forgeSnapshot(t, fx.snap, func(tx *bbolt.Tx) { tc.forge(t, tx) }), tc.want)
 		})
 	}
 }
@@ -226,15 +218,7 @@ func TestRestoreRefusesForgedCheckpoints(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newRestoreFixture(t)
-			forged := forgeSnapshot(t, fx.snap, func(tx *bbolt.Tx) { tc.forge(t, tx) })
-			before := viewOf(t, fx.follower)
-			err := fx.follower.Restore(io.NopCloser(bytes.NewReader(forged)))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Restore(forged) = %v, want a refusal containing %q", err, tc.want)
-			}
-			if after := viewOf(t, fx.follower); after != before {
-				t.Fatalf("refused snapshot changed the node: %+v, was %+v", after, before)
-			}
+			restoreRefused(t, fx, forgeSnapshot(t, fx.snap, func(tx *bbolt.Tx) { tc.forge(t, tx) }), tc.want)
 		})
 	}
 }
@@ -263,15 +247,7 @@ func TestRestoreRefusesGovernanceBucketTail(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newRestoreFixture(t)
-			forged := forgeSnapshot(t, fx.snap, func(tx *bbolt.Tx) { tc.forge(t, tx) })
-			before := viewOf(t, fx.follower)
-			err := fx.follower.Restore(io.NopCloser(bytes.NewReader(forged)))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Restore(forged) = %v, want a refusal containing %q", err, tc.want)
-			}
-			if after := viewOf(t, fx.follower); after != before {
-				t.Fatalf("refused snapshot changed the node: %+v, was %+v", after, before)
-			}
+			restoreRefused(t, fx, forgeSnapshot(t, fx.snap, func(tx *bbolt.Tx) { tc.forge(t, tx) }), tc.want)
 		})
 	}
 }

@@ -38,6 +38,20 @@ type restoreFixture struct {
 	snap             []byte // the leader's snapshot, newer than the follower
 }
 
+// restoreRefused restores forged on fx's follower and fails unless it is
+// refused with a reason containing want and leaves the follower as it was.
+func restoreRefused(t *testing.T, fx *restoreFixture, forged []byte, want string) {
+	t.Helper()
+	before := viewOf(t, fx.follower)
+	err := fx.follower.Restore(io.NopCloser(bytes.NewReader(forged)))
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Restore(forged) = %v, want a refusal containing %q", err, want)
+	}
+	if after := viewOf(t, fx.follower); after != before {
+		t.Fatalf("refused snapshot changed the node: %+v, was %+v", after, before)
+	}
+}
+
 func newRestoreFixture(t *testing.T) *restoreFixture {
 	t.Helper()
 	fx := &restoreFixture{leader: newTestFSM(t), followerDir: t.TempDir(), cat: fsmCatalogHash(t)}
@@ -218,15 +232,7 @@ func TestRestoreRefusesForgedSnapshots(t *testing.T) {
 			}
 			index := binary.BigEndian.Uint64(forged[8:16])
 			passesIntegrity(t, forged)
-			before := viewOf(t, fx.follower)
-
-			err := fx.follower.Restore(io.NopCloser(bytes.NewReader(forged)))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Restore(forged) = %v, want a refusal containing %q", err, tc.want)
-			}
-			if after := viewOf(t, fx.follower); after != before {
-				t.Fatalf("refused snapshot changed the node: %+v, was %+v", after, before)
-			}
+			restoreRefused(t, fx, forged, tc.want)
 			evidence := filepath.Join(fx.followerDir, fmt.Sprintf("%s%d.db", RejectedSnapshotPrefix, index))
 			body, err := os.ReadFile(evidence)
 			if err != nil {

@@ -107,36 +107,23 @@ func BenchmarkLedgerScale(b *testing.B) {
 	// The first waits for the series view the node builds when it starts,
 	// so the others measure a node in its steady state; run on its own, a
 	// later one shares the machine with that build.
-	b.Run("series-view", func(b *testing.B) {
-		for range b.N {
-			seriesViewBuilt(b, base, served)
-		}
-		b.ReportMetric(0, "ns/op")
-	})
-	b.Run("list", func(b *testing.B) {
-		for range b.N {
-			listPages(b, base, n)
-		}
-		b.ReportMetric(0, "ns/op")
-	})
-	b.Run("verify", func(b *testing.B) {
-		for range b.N {
-			verifyAll(b, base, n)
-		}
-		b.ReportMetric(0, "ns/op")
-	})
-	b.Run("export", func(b *testing.B) {
-		for range b.N {
-			exportDownload(b, base, n)
-		}
-		b.ReportMetric(0, "ns/op")
-	})
-	b.Run("dashboard", func(b *testing.B) {
-		for range b.N {
-			dashboard(b, base, n)
-		}
-		b.ReportMetric(0, "ns/op")
-	})
+	for _, sub := range []struct {
+		name string
+		run  func(b *testing.B)
+	}{
+		{"series-view", func(b *testing.B) { seriesViewBuilt(b, base, served) }},
+		{"list", func(b *testing.B) { listPages(b, base, n) }},
+		{"verify", func(b *testing.B) { verifyAll(b, base, n) }},
+		{"export", func(b *testing.B) { exportDownload(b, base, n) }},
+		{"dashboard", func(b *testing.B) { dashboard(b, base, n) }},
+	} {
+		b.Run(sub.name, func(b *testing.B) {
+			for range b.N {
+				sub.run(b)
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
 
 // exportDownload downloads GET /v1/export.csv in full twice: the first
