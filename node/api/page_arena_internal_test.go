@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -78,4 +79,40 @@ func TestListingReusesPageBuffers(t *testing.T) {
 	if perPage > page/4 {
 		t.Errorf("serving a page of %d bytes allocates %d bytes: its releases are copied into fresh memory each time", page, perPage)
 	}
+}
+
+// TestListingBuffersConcurrent: pages served at once, each from a recycled
+// buffer, are each exactly the page served alone; a buffer handed to the
+// next page before the last was written would mix two pages' bytes.
+func TestListingBuffersConcurrent(t *testing.T) {
+	var raws [][]byte
+	for i := range 60 {
+		pad := strings.Repeat(fmt.Sprintf(`{"name":"n%d"},`, i), 200)
+		raws = append(raws, []byte(fmt.Sprintf(`{"id":"r%d","release":{"partner":"RS","period":"2024-Q1","indicators":[%s{}]},"signature":"c2ln"}`, i, pad)))
+	}
+	s := &Server{cfg: Config{Backend: storedPages{raws: raws}}}
+	get := func(after int) string {
+		w := httptest.NewRecorder()
+		if err := s.handleReleases(w, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/v1/releases?limit=7&after=%d", after), nil)); err != nil {
+			t.Error(err)
+		}
+		return w.Body.String()
+	}
+	want := map[int]string{}
+	for after := 0; after < 60; after += 5 {
+		want[after] = get(after)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 40 {
+				after := 5 * ((g + i) % len(want))
+				if got := get(after); got != want[after] {
+					t.Errorf("page after %d served concurrently differs from the page served alone", after)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
